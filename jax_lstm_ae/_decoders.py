@@ -1,0 +1,274 @@
+"""Decoder strategies: z[E] -> hidden states hs[T, H] of the top decoder layer.
+
+Every decoder is a :class:`Decoder` NamedTuple with the same signature, so
+swapping one for another is replacing one value:
+
+    apply(params, z[E], length, targets[T, K] | None, key | None, *,
+          steps, readout) -> hs[T, H]
+
+``steps`` is T (static). ``readout(h[H]) -> [K]`` maps a hidden state to the
+model's prediction in *feedback space* (the head and its activation: values,
+probabilities, or a softmax over V); only the autoregressive strategies call
+it. ``targets`` are the true values in the same space (K = F, or V for
+tokens); teacher forcing and scheduled sampling read them. The model's head
+turns hs into outputs, so the head is shared, not owned, by the decoder.
+
+| strategy            | input at step t                        | initial state |
+| ------------------- | -------------------------------------- | ------------- |
+| repeat              | z (RepeatVector)                       | zeros         |
+| latent_as_sequence  | z.reshape(T, E // T)[t]                | zeros         |
+| teacher_forced      | target[t-1] in training, prediction[t-1] at inference (0 at t=0) | from z |
+| conditional         | prediction[t-1] (scheduled sampling: target with prob p) | from z |
+| unconditioned       | nothing (zero-width input)             | from z        |
+
+Steps at or past ``length`` keep the carry and emit zeros (see ``_layer``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_lstm_ae._cell import Init, LSTMState, lstm_step
+from jax_lstm_ae._encoder import _check_init, _check_sizes, _dense_init
+from jax_lstm_ae._layer import init_stack, lstm_stack
+from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
+
+Readout = Callable[[Array], Array]
+StateInit = Literal["project", "copy"]
+
+
+class Decoder(NamedTuple):
+    """``init(key, latent_dim, feedback_dim) -> params`` and ``apply`` (module doc)."""
+
+    init: Callable[[PRNGKey, int, int], PyTree]
+    apply: Callable[..., Array]
+    name: str
+    sizes: tuple[int, ...]
+    reverse_target: bool  # the model reverses the valid part of the target
+
+
+# ----------------------------------------------------------------- state from z
+def _state_init_params(key: PRNGKey, e: int, sizes: tuple[int, ...], mode: StateInit) -> PyTree:
+    if mode == "copy":
+        if sizes[0] != e:
+            raise ValueError(
+                f"state_init='copy' puts z into the first decoder layer's h, so sizes[0] must equal E={e}, "
+                f"got sizes={sizes}; use state_init='project'"
+            )
+        return {}
+    if mode == "project":
+        return {"proj": [_dense_init(k, e, 2 * h) for k, h in zip(jax.random.split(key, len(sizes)), sizes)]}
+    raise ValueError(f"unknown state_init {mode!r}; choose 'project' or 'copy'")
+
+
+def _initial_states(params: PyTree, z: Latent, sizes: tuple[int, ...], mode: StateInit) -> list[LSTMState]:
+    """``project``: (h, c) = (tanh(z W_h + b_h), z W_c + b_c) per layer.
+    ``copy``: h = z in layer 0 (EncDec-AD: decoder starts from the encoder's
+    final state), every other h and c zero."""
+    if mode == "copy":
+        states = [LSTMState(z, jnp.zeros_like(z))]
+        return states + [LSTMState(jnp.zeros((h,), z.dtype), jnp.zeros((h,), z.dtype)) for h in sizes[1:]]
+    out = []
+    for p, h in zip(params["proj"], sizes):
+        hc = z @ p["w"] + p["b"]
+        out.append(LSTMState(jnp.tanh(hc[:h]), hc[h:]))
+    return out
+
+
+# --------------------------------------------------------------- decoders
+def _stack_init(key: PRNGKey, in_features: int, sizes, init):
+    return init_stack(key, in_features, sizes, init=init)
+
+
+def repeat(sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1) -> Decoder:
+    """RepeatVector decoder (Keras example, the seed's RecurrentAutoencoder).
+
+    Layer 0 sees z at every step from a zero state, so its input gates
+    ``z @ w_i + b`` are computed once and broadcast over T.
+    """
+    sizes = _check_sizes(sizes, "repeat")
+    _check_init(init)
+
+    def init_fn(key, latent_dim, feedback_dim):
+        del feedback_dim
+        return {"lstm": _stack_init(key, latent_dim, sizes, init)}
+
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
+        del targets, key, readout
+        l0 = params["lstm"][0]
+        gates = jnp.broadcast_to(z @ l0.w_i + l0.b, (steps, l0.b.shape[0]))
+        hs, _ = lstm_stack(params["lstm"], None, length, first_gates=gates, unroll=unroll)
+        return hs
+
+    return Decoder(init_fn, apply_fn, "repeat", sizes, False)
+
+
+def latent_as_sequence(
+    sizes: Sequence[int], *, steps: int, init: Init = "uniform", unroll: int = 1
+) -> Decoder:
+    """z[E] reshaped into ``steps`` rows of E // steps features and fed as the
+    input sequence (the Keras answer's ``Reshape((10, 2))``). T must equal
+    ``steps`` and E must be divisible by it."""
+    sizes = _check_sizes(sizes, "latent_as_sequence")
+    _check_init(init)
+    n_steps = int(steps)
+    if n_steps < 1:
+        raise ValueError(f"latent_as_sequence needs steps >= 1, got {steps}")
+
+    def init_fn(key, latent_dim, feedback_dim):
+        del feedback_dim
+        if latent_dim % n_steps:
+            raise ValueError(
+                f"latent_as_sequence reshapes z[E={latent_dim}] into {n_steps} steps, "
+                f"so E must be divisible by {n_steps}"
+            )
+        return {"lstm": _stack_init(key, latent_dim // n_steps, sizes, init)}
+
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
+        del targets, key, readout
+        if steps != n_steps:
+            raise ValueError(
+                f"latent_as_sequence was built for T={n_steps} steps but the data has T={steps}; "
+                f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
+            )
+        hs, _ = lstm_stack(params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll)
+        return hs
+
+    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False)
+
+
+def unconditioned(
+    sizes: Sequence[int], *, state_init: StateInit = "project", init: Init = "uniform", unroll: int = 1
+) -> Decoder:
+    """Srivastava et al. 2015's unconditioned decoder: no input, state from z."""
+    sizes = _check_sizes(sizes, "unconditioned")
+    _check_init(init)
+
+    def init_fn(key, latent_dim, feedback_dim):
+        del feedback_dim
+        k_s, k_l = jax.random.split(key)
+        return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
+                "lstm": _stack_init(k_l, 0, sizes, init)}
+
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
+        del targets, key, readout
+        states = _initial_states(params["state"], z, sizes, state_init)
+        l0 = params["lstm"][0]
+        gates = jnp.broadcast_to(l0.b, (steps, l0.b.shape[0]))
+        hs, _ = lstm_stack(params["lstm"], None, length, states, first_gates=gates, unroll=unroll)
+        return hs
+
+    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False)
+
+
+def _shift_right(seq: Array) -> Array:
+    """[T, K] -> [T, K]: row t holds seq[t-1], row 0 zeros."""
+    return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
+
+
+def _free_running(params, states, length, steps, readout, feedback_dim, teacher=None, use_teacher=None, unroll=1):
+    """Step all layers together, feeding back readout(h_top) (or the teacher's
+    value where ``use_teacher[t]``). Input projections cannot be hoisted here:
+    each step's input depends on the previous step's output."""
+    layers = params["lstm"]
+    dtype = states[0].h.dtype
+
+    def body(carry, inp):
+        layer_states, prev = carry
+        t = inp["t"]
+        x = prev
+        if teacher is not None:
+            x = jnp.where(inp["use"], inp["teacher"], prev)
+        new_states = []
+        for layer, st in zip(layers, layer_states):
+            st, x = lstm_step(layer, st, x @ layer.w_i + layer.b)
+            new_states.append(st)
+        valid = t < length
+        new_states = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_states, list(layer_states))
+        pred = readout(x)
+        return (new_states, pred), jnp.where(valid, x, jnp.zeros_like(x))
+
+    xs = {"t": jnp.arange(steps)}
+    if teacher is not None:
+        xs["teacher"] = _shift_right(teacher)
+        xs["use"] = use_teacher
+    init = (list(states), jnp.zeros((feedback_dim,), dtype))
+    _, hs = lax.scan(body, init, xs, unroll=unroll)
+    return hs
+
+
+def _autoregressive(name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher):
+    sizes = _check_sizes(sizes, name)
+    _check_init(init)
+
+    def init_fn(key, latent_dim, feedback_dim):
+        k_s, k_l = jax.random.split(key)
+        return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
+                "lstm": _stack_init(k_l, feedback_dim, sizes, init)}
+
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout):
+        states = _initial_states(params["state"], z, sizes, state_init)
+        feedback_dim = params["lstm"][0].w_i.shape[0]
+        if targets is not None and always_teacher:
+            # Every input is known: one hoisted projection and plain scans.
+            hs, _ = lstm_stack(params["lstm"], _shift_right(targets), length, states, unroll=unroll)
+            return hs
+        if targets is not None and teacher_prob > 0.0:
+            if key is None:
+                raise ValueError(f"{name} with teacher_prob > 0 needs a PRNG key when targets are given")
+            use = jax.random.bernoulli(key, teacher_prob, (steps,))
+            return _free_running(params, states, length, steps, readout, feedback_dim, targets, use, unroll)
+        return _free_running(params, states, length, steps, readout, feedback_dim, unroll=unroll)
+
+    return Decoder(init_fn, apply_fn, name, sizes, reverse_target)
+
+
+def teacher_forced(
+    sizes: Sequence[int],
+    *,
+    reverse_target: bool = True,
+    state_init: StateInit = "project",
+    init: Init = "uniform",
+    unroll: int = 1,
+) -> Decoder:
+    """EncDec-AD (Malhotra et al. 2016, arXiv 1607.00148).
+
+    The state starts from z; with ``targets`` (training) the input at step t is
+    the true value at t-1, without them (inference) the previous prediction.
+    ``reverse_target``: reconstruct the valid part of the sequence in reverse
+    order, as the paper does; the model un-reverses the output, so
+    ``reconstruct`` is always in the input's order. ``state_init='copy'``
+    reproduces the paper's h_D = h_E exactly (needs sizes[0] == E).
+    """
+    return _autoregressive("teacher_forced", sizes, state_init, init, unroll, reverse_target, 1.0, True)
+
+
+def conditional(
+    sizes: Sequence[int],
+    *,
+    teacher_prob: float = 0.0,
+    reverse_target: bool = False,
+    state_init: StateInit = "project",
+    init: Init = "uniform",
+    unroll: int = 1,
+) -> Decoder:
+    """Srivastava et al. 2015's conditional decoder: free-running, each step
+    fed the previous prediction. ``teacher_prob`` > 0 turns on scheduled
+    sampling in training (Bengio et al. 2015): at each step, with that
+    probability, the true previous value is fed instead (needs a key)."""
+    if not 0.0 <= teacher_prob <= 1.0:
+        raise ValueError(f"teacher_prob must lie in [0, 1], got {teacher_prob}")
+    return _autoregressive("conditional", sizes, state_init, init, unroll, reverse_target, float(teacher_prob), False)
+
+
+DECODERS = {
+    "repeat": repeat,
+    "latent_as_sequence": latent_as_sequence,
+    "teacher_forced": teacher_forced,
+    "conditional": conditional,
+    "unconditioned": unconditioned,
+}

@@ -1,0 +1,111 @@
+"""The encoder strategy: a stacked (optionally bidirectional) LSTM -> z[E].
+
+An :class:`Encoder` is a NamedTuple of pure functions made by a factory that
+closes over the hyper-parameters, as optax makes a ``GradientTransformation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jax_lstm_ae._cell import INITS, Init
+from jax_lstm_ae._layer import init_stack, lstm_stack, stack_output_size
+from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
+
+
+class Encoder(NamedTuple):
+    """``init(key, in_features) -> params``; ``apply(params, x, length) -> z[E]``.
+
+    ``x`` is one example: [T, F] reals, or [T] integer tokens when the encoder
+    embeds tokens (``vocab_size`` set; then ``in_features`` is ignored).
+    """
+
+    init: Callable[[PRNGKey, int], PyTree]
+    apply: Callable[[PyTree, Array, Length], Latent]
+    latent_dim: int  # E
+    vocab_size: int | None  # V, or None for real-valued inputs
+    sizes: tuple[int, ...]
+    bidirectional: bool
+
+
+def _dense_init(key: PRNGKey, n_in: int, n_out: int) -> dict[str, Array]:
+    """PyTorch ``nn.Linear`` default: U(-1/sqrt(n_in), 1/sqrt(n_in))."""
+    k_w, k_b = jax.random.split(key)
+    bound = 1.0 / jnp.sqrt(max(n_in, 1))
+    return {
+        "w": jax.random.uniform(k_w, (n_in, n_out), jnp.float32, -bound, bound),
+        "b": jax.random.uniform(k_b, (n_out,), jnp.float32, -bound, bound),
+    }
+
+
+def _check_sizes(sizes: Sequence[int], what: str) -> tuple[int, ...]:
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes or any(s < 1 for s in sizes):
+        raise ValueError(f"{what} needs one or more positive layer sizes, got {sizes}")
+    return sizes
+
+
+def _check_init(init: str) -> None:
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
+
+
+def lstm_encoder(
+    sizes: Sequence[int],
+    *,
+    bidirectional: bool = False,
+    latent_dim: int | None = None,
+    vocab_size: int | None = None,
+    token_dim: int = 32,
+    init: Init = "uniform",
+    unroll: int = 1,
+) -> Encoder:
+    """A stacked LSTM whose last layer's final hidden state is the latent.
+
+    Args:
+      sizes: hidden size of each layer, e.g. ``(2 * E, E)`` for the seed's
+        expand-then-compress encoder F -> 2E -> E.
+      bidirectional: run each layer both ways; the latent is then
+        ``concat(h_fwd, h_bwd)`` of the last layer, [2 * sizes[-1]].
+      latent_dim: when given, a Dense layer projects that state to E =
+        ``latent_dim``; otherwise E = sizes[-1] (x2 if bidirectional).
+      vocab_size: when given, inputs are integer tokens [T] in [0, V),
+        embedded by a learned [V, token_dim] table before the LSTM.
+      init: ``"uniform"`` (PyTorch) or ``"orthogonal"`` (Keras) weights.
+      unroll: ``lax.scan`` unroll factor.
+
+    The latent is the state after each example's last *valid* step: padded
+    steps keep the carry, so padding never changes z.
+    """
+    sizes = _check_sizes(sizes, "lstm_encoder")
+    _check_init(init)
+    if vocab_size is not None and vocab_size < 2:
+        raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+    state_dim = stack_output_size(sizes, bidirectional)
+    e = state_dim if latent_dim is None else int(latent_dim)
+
+    def init_fn(key: PRNGKey, in_features: int) -> PyTree:
+        k_emb, k_rnn, k_proj = jax.random.split(key, 3)
+        params: dict[str, Any] = {}
+        f = in_features
+        if vocab_size is not None:
+            params["embedding"] = jax.random.normal(k_emb, (vocab_size, token_dim), jnp.float32)
+            f = token_dim
+        params["lstm"] = init_stack(k_rnn, f, sizes, init=init, bidirectional=bidirectional)
+        if latent_dim is not None:
+            params["proj"] = _dense_init(k_proj, state_dim, e)
+        return params
+
+    def apply_fn(params: PyTree, x: Array, length: Length) -> Latent:
+        xs = params["embedding"][x] if vocab_size is not None else x
+        _, finals = lstm_stack(params["lstm"], xs, length, unroll=unroll)
+        top = finals[-1]
+        z = jnp.concatenate([top[0].h, top[1].h]) if bidirectional else top.h
+        if latent_dim is not None:
+            z = z @ params["proj"]["w"] + params["proj"]["b"]
+        return z
+
+    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional)

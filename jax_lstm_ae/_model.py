@@ -1,0 +1,267 @@
+"""The autoencoder: an encoder, a decoder and a head, on pure functions.
+
+Everything is written for one example and batched with ``jax.vmap``; the
+batched methods check their inputs (shapes always, values when concrete),
+assert ``z`` is exactly (B, E) with chex, and run jitted code.
+
+    model = make_autoencoder(lstm_encoder((128, 64)), repeat((64, 128)), linear(), features=F)
+    params = model.init(key)
+    z = model.encode(params, x, lengths)                  # [B, E]
+    model = model._replace(decoder=teacher_forced((64,)))   # swap a strategy: new value
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_lstm_ae._decoders import Decoder, repeat
+from jax_lstm_ae._encoder import Encoder, lstm_encoder
+from jax_lstm_ae._heads import Head, linear, masked_mean
+from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Length, Lengths, PRNGKey, PyTree
+
+
+def reverse_valid(seq: Array, length: Length) -> Array:
+    """Reverse the first ``length`` rows of seq[T, ...]; padding stays put."""
+    t = jnp.arange(seq.shape[0])
+    return seq[jnp.where(t < length, length - 1 - t, t)]
+
+
+def step_mask(lengths: Lengths, steps: int) -> Array:
+    """[B] lengths -> [B, T] True on valid steps."""
+    return jnp.arange(steps)[None, :] < lengths[:, None]
+
+
+class Autoencoder(NamedTuple):
+    """An LSTM autoencoder as a value. Swap a part with ``model._replace(...)``.
+
+    Params are ``{"encoder": ..., "decoder": ..., "head": ...}``.
+    """
+
+    encoder: Encoder
+    decoder: Decoder
+    head: Head
+    features: int  # F for real inputs; V for token inputs
+
+    # ------------------------------------------------------------ properties
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.latent_dim
+
+    @property
+    def tokens(self) -> bool:
+        return self.encoder.vocab_size is not None
+
+    @property
+    def output_dim(self) -> int:
+        """K: F for real/binary data, V for tokens."""
+        return self.head.vocab_size if self.tokens else self.features
+
+    # ------------------------------------------------------------ per example
+    def init(self, key: PRNGKey) -> PyTree:
+        k_e, k_d, k_h = jax.random.split(key, 3)
+        return {
+            "encoder": self.encoder.init(k_e, self.features),
+            "decoder": self.decoder.init(k_d, self.latent_dim, self.output_dim),
+            "head": self.head.init(k_h, self.decoder.sizes[-1], self.output_dim),
+        }
+
+    def encode_one(self, params: PyTree, x: Array, length: Length) -> Array:
+        """One example: x[T, F] (or tokens[T]) -> z[E]."""
+        return self.encoder.apply(params["encoder"], x, length)
+
+    def decode_one(
+        self, params: PyTree, z: Array, length: Length, steps: int, targets: Array | None = None, key=None
+    ) -> Array:
+        """One example: z[E] -> logits[T, K] in the input's time order, zero on padding.
+
+        ``targets`` [T, K] (in the input's order) switch teacher forcing on."""
+        head = self.head
+
+        def readout(h):
+            return head.activate(head.apply(params["head"], h))
+
+        if targets is not None and self.decoder.reverse_target:
+            targets = reverse_valid(targets, length)
+        hs = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout)
+        logits = head.apply(params["head"], hs)
+        if self.decoder.reverse_target:
+            logits = reverse_valid(logits, length)
+        return jnp.where((jnp.arange(steps) < length)[:, None], logits, 0.0)
+
+    def forward_one(self, params: PyTree, x: Array, length: Length, key=None, train: bool = False):
+        """One example through encoder and decoder: (z[E], logits[T, K])."""
+        z = self.encode_one(params, x, length)
+        targets = self.head.target(x) if train else None
+        return z, self.decode_one(params, z, length, x.shape[0], targets, key)
+
+    # ------------------------------------------------------------ batched
+    def check_batch(self, x, lengths=None) -> tuple[Array, Array]:
+        """Validate a batch and return ``(x, lengths[B] int32)``.
+
+        Raises ValueError / TypeError naming the problem. Length *values* are
+        checked only when concrete (outside ``jit``)."""
+        x = jnp.asarray(x) if not isinstance(x, jax.Array) else x
+        want_rank = 2 if self.tokens else 3
+        layout = "(B, T) integer tokens" if self.tokens else f"(B, T, F={self.features})"
+        if x.ndim != want_rank:
+            hint = " ; for one example add a batch axis, x[None]" if x.ndim == want_rank - 1 else ""
+            raise ValueError(f"expected x of shape {layout}, got shape {x.shape}{hint}")
+        if self.tokens:
+            if not jnp.issubdtype(x.dtype, jnp.integer):
+                raise TypeError(f"this model embeds tokens and expects integer x, got dtype {x.dtype}")
+        else:
+            if not jnp.issubdtype(x.dtype, jnp.floating):
+                raise TypeError(
+                    f"this model is real-valued and expects floating x, got dtype {x.dtype}; "
+                    "cast with x.astype(jnp.float32), or build the encoder with vocab_size=V for tokens"
+                )
+            if x.shape[2] != self.features:
+                raise ValueError(f"x has F={x.shape[2]} features but the model was built for F={self.features}")
+        b, t = x.shape[0], x.shape[1]
+        if t < 1 or b < 1:
+            raise ValueError(f"x must hold at least one example of at least one step, got shape {x.shape}")
+        if lengths is None:
+            lengths = jnp.full((b,), t, jnp.int32)
+        else:
+            lengths = jnp.asarray(lengths)
+            if lengths.shape != (b,):
+                raise ValueError(f"lengths must have shape (B,)=({b},), got {lengths.shape}")
+            if not jnp.issubdtype(lengths.dtype, jnp.integer):
+                raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+            lengths = lengths.astype(jnp.int32)
+        if not isinstance(lengths, jax.core.Tracer):
+            ls = np.asarray(lengths)
+            if ls.min() < 1 or ls.max() > t:
+                bad = int(np.flatnonzero((ls < 1) | (ls > t))[0])
+                raise ValueError(
+                    f"lengths must lie in [1, T={t}]; example {bad} has length {int(ls[bad])}"
+                )
+        if self.tokens and not isinstance(x, jax.core.Tracer):
+            xs = np.asarray(x)
+            valid = np.arange(t)[None, :] < np.asarray(lengths)[:, None]
+            v = xs[valid]
+            if v.size and (v.min() < 0 or v.max() >= self.features):
+                raise ValueError(f"tokens must lie in [0, V={self.features}), got values in [{v.min()}, {v.max()}]")
+        return x, lengths
+
+    def encode(self, params: PyTree, x: BatchSeq, lengths: Lengths | None = None) -> BatchLatent:
+        """x[B, T, F] (or tokens[B, T]), lengths[B] -> z[B, E]."""
+        x, lengths = self.check_batch(x, lengths)
+        return _encode(self, params, x, lengths)
+
+    def decode(self, params: PyTree, z: BatchLatent, lengths: Lengths | None = None, *, steps: int) -> Array:
+        """z[B, E] -> predictions[B, T, K] (free-running; zero on padding)."""
+        z = jnp.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"expected z of shape (B, E={self.latent_dim}), got {z.shape}")
+        if lengths is None:
+            lengths = jnp.full((z.shape[0],), steps, jnp.int32)
+        return _decode(self, params, z, jnp.asarray(lengths, jnp.int32), steps)
+
+    def reconstruct(self, params: PyTree, x: BatchSeq, lengths: Lengths | None = None) -> Array:
+        """x -> predictions[B, T, K] in data space (values, probabilities), zero on padding."""
+        x, lengths = self.check_batch(x, lengths)
+        return _reconstruct(self, params, x, lengths)
+
+    def step_errors(self, params: PyTree, x: BatchSeq, lengths: Lengths | None = None) -> Array:
+        """Per-step reconstruction error [B, T] (inference mode), zero on padding."""
+        x, lengths = self.check_batch(x, lengths)
+        return _step_errors(self, params, x, lengths)
+
+    def loss(
+        self, params: PyTree, x: BatchSeq, lengths: Lengths | None = None, key: PRNGKey | None = None,
+        *, train: bool = True,
+    ) -> Array:
+        """Mean per-step error over all valid steps of the batch (scalar).
+
+        ``train=True`` feeds targets to decoders that use them (teacher
+        forcing, scheduled sampling); ``train=False`` decodes free-running."""
+        x, lengths = self.check_batch(x, lengths)
+        return _loss(self, params, x, lengths, key, train)
+
+
+# Module-level jitted cores; the model is a hashable static argument.
+def _batched_forward(model: Autoencoder, params, x, lengths, key, train):
+    keys = None if key is None else jax.random.split(key, x.shape[0])
+    fwd = jax.vmap(partial(model.forward_one, train=train), in_axes=(None, 0, 0, 0 if keys is not None else None))
+    z, logits = fwd(params, x, lengths, keys)
+    chex.assert_shape(z, (x.shape[0], model.latent_dim))
+    return z, logits
+
+
+def _errors(model, params, x, lengths, key, train):
+    _, logits = _batched_forward(model, params, x, lengths, key, train)
+    err = jax.vmap(model.head.error)(logits, x)
+    return jnp.where(step_mask(lengths, x.shape[1]), err, 0.0)
+
+
+@partial(jax.jit, static_argnums=0)
+def _encode(model: Autoencoder, params, x, lengths):
+    z = jax.vmap(model.encode_one, in_axes=(None, 0, 0))(params, x, lengths)
+    chex.assert_shape(z, (x.shape[0], model.latent_dim))
+    return z
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _decode(model: Autoencoder, params, z, lengths, steps):
+    logits = jax.vmap(lambda zz, ll: model.decode_one(params, zz, ll, steps))(z, lengths)
+    mask = step_mask(lengths, steps)[..., None]
+    return jnp.where(mask, model.head.activate(logits), 0.0)
+
+
+@partial(jax.jit, static_argnums=0)
+def _reconstruct(model: Autoencoder, params, x, lengths):
+    _, logits = _batched_forward(model, params, x, lengths, None, False)
+    mask = step_mask(lengths, x.shape[1])[..., None]
+    return jnp.where(mask, model.head.activate(logits), 0.0)
+
+
+@partial(jax.jit, static_argnums=0)
+def _step_errors(model: Autoencoder, params, x, lengths):
+    return _errors(model, params, x, lengths, None, False)
+
+
+@partial(jax.jit, static_argnums=(0, 5))
+def _loss(model: Autoencoder, params, x, lengths, key, train):
+    err = _errors(model, params, x, lengths, key, train)
+    return jnp.sum(err) / jnp.sum(lengths)
+
+
+def make_autoencoder(encoder: Encoder, decoder: Decoder, head: Head | None = None, *, features: int | None = None) -> Autoencoder:
+    """Assemble a model, checking that the parts fit together.
+
+    Args:
+      features: F, the number of input features (real-valued inputs). For a
+        token encoder leave it out: it is V.
+      head: defaults to ``linear("mse")`` (``softmax(V)`` for tokens).
+    """
+    from jax_lstm_ae._heads import softmax
+
+    if encoder.vocab_size is not None:
+        v = encoder.vocab_size
+        head = softmax(v) if head is None else head
+        if head.vocab_size != v:
+            raise ValueError(f"a token encoder (V={v}) needs the softmax({v}) head, got {head.name}")
+        if features not in (None, v):
+            raise ValueError(f"token models take features=V={v} (or None), got {features}")
+        features = v
+    else:
+        head = linear() if head is None else head
+        if head.vocab_size is not None:
+            raise ValueError("the softmax head is for token inputs: build the encoder with vocab_size=V")
+        if features is None or features < 1:
+            raise ValueError(f"make_autoencoder needs features=F >= 1 for real-valued inputs, got {features}")
+    return Autoencoder(encoder, decoder, head, int(features))
+
+
+def recurrent_autoencoder(features: int, embedding_dim: int = 64, **kw) -> Autoencoder:
+    """The seed answers' two-layer ``RecurrentAutoencoder``: encoder LSTM
+    F -> 2E -> E, repeat decoder E -> E -> 2E, Linear 2E -> F, MSE."""
+    e = int(embedding_dim)
+    return make_autoencoder(lstm_encoder((2 * e, e), **kw), repeat((e, 2 * e), **kw), linear(), features=features)

@@ -1,0 +1,109 @@
+"""Training: a TrainState pytree and one jitted, state-donating train step.
+
+    state = create_train_state(model, optimizer, key)
+    train_step = make_train_step(model, optimizer)
+    for batch in batches:                      # Batch(x[B, T, F], lengths[B])
+        state, metrics = train_step(state, batch)
+
+The step folds the step number into the state's key (flax seq2seq and
+big_vision habit), so a run is reproducible and resumable from any state.
+A non-finite loss or gradient leaves params and optimizer state untouched and
+reports ``metrics["finite"] = False``; the caller decides to stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jax_lstm_ae._model import Autoencoder
+from jax_lstm_ae._typing import Array, PRNGKey, PyTree
+
+
+class Batch(NamedTuple):
+    x: Array  # [B, T, F] reals or [B, T] tokens
+    lengths: Array  # [B] int32 in [1, T]
+
+
+@struct.dataclass
+class TrainState:
+    step: Array  # [] int32
+    params: PyTree
+    opt_state: PyTree
+    rng: PRNGKey
+
+
+def create_train_state(model: Autoencoder, optimizer: optax.GradientTransformation, key: PRNGKey) -> TrainState:
+    k_init, k_rng = jax.random.split(key)
+    params = model.init(k_init)
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), k_rng)
+
+
+def make_optimizer(
+    learning_rate: float | optax.Schedule = 1e-3,
+    *,
+    clip_norm: float | None = 1.0,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
+    decay_steps: int | None = None,
+) -> optax.GradientTransformation:
+    """Adam(W) with optional global-norm clipping and a warmup-cosine schedule."""
+    lr = learning_rate
+    if not callable(lr) and (warmup_steps or decay_steps):
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0, float(lr), max(warmup_steps, 1), max(decay_steps or 0, warmup_steps + 1), float(lr) * 0.01
+        )
+    opt = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+    return optax.chain(optax.clip_by_global_norm(clip_norm), opt) if clip_norm else opt
+
+
+def _all_finite(tree: PyTree) -> Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def train_step_fn(model: Autoencoder, optimizer: optax.GradientTransformation) -> Callable:
+    """The un-jitted step ``(state, batch) -> (state, metrics)``; see :func:`make_train_step`."""
+
+    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
+        key = jax.random.fold_in(state.rng, state.step)
+        loss, grads = jax.value_and_grad(model.loss)(state.params, batch.x, batch.lengths, key, train=True)
+        updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = state.replace(
+            step=state.step + 1, params=keep(new_params, state.params), opt_state=keep(new_opt, state.opt_state)
+        )
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+        return new_state, metrics
+
+    return step_fn
+
+
+def make_train_step(
+    model: Autoencoder, optimizer: optax.GradientTransformation, *, donate: bool = True
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
+    """A jitted ``(state, batch) -> (state, metrics)`` that donates ``state``.
+
+    Donation lets XLA update params and optimizer state in place: do not use
+    the state you passed in after the call. Metrics: ``loss`` (mean per-step
+    error over valid steps), ``grad_norm``, ``finite``.
+    """
+    return jax.jit(train_step_fn(model, optimizer), donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(model: Autoencoder) -> Callable[[PyTree, Batch], dict[str, Array]]:
+    """A jitted ``(params, batch) -> {"loss", "n_steps"}`` in inference mode
+    (free-running decoders); ``loss * n_steps`` sums over batches."""
+
+    @jax.jit
+    def eval_step(params: PyTree, batch: Batch) -> dict[str, Array]:
+        loss = model.loss(params, batch.x, batch.lengths, train=False)
+        return {"loss": loss, "n_steps": jnp.sum(batch.lengths)}
+
+    return eval_step
