@@ -86,24 +86,48 @@ def train_step_fn(model: Autoencoder, optimizer: optax.GradientTransformation) -
 
 
 def make_train_step(
-    model: Autoencoder, optimizer: optax.GradientTransformation, *, donate: bool = True
+    model: Autoencoder, optimizer: optax.GradientTransformation, *, donate: bool = True,
+    mesh: jax.sharding.Mesh | None = None, fsdp_min_size: int | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
     """A jitted ``(state, batch) -> (state, metrics)`` that donates ``state``.
 
     Donation lets XLA update params and optimizer state in place: do not use
     the state you passed in after the call. Metrics: ``loss`` (mean per-step
     error over valid steps), ``grad_norm``, ``finite``.
+
+    ``mesh`` (e.g. ``make_data_mesh()``): the same step jitted with shardings,
+    the batch split over the mesh's ``"data"`` axis and the state replicated;
+    with ``fsdp_min_size`` leaves of at least that many elements are split
+    over that axis too. A batch whose size does not divide by the number of
+    data shards is *padded* with length-0 rows, which the loss ignores, so the
+    result equals the unpadded step. On several processes each passes its own
+    rows. See ``jax_lstm_ae._parallel``.
     """
-    return jax.jit(train_step_fn(model, optimizer), donate_argnums=(0,) if donate else ())
+    step = train_step_fn(model, optimizer)
+    if mesh is None:
+        if fsdp_min_size is not None:
+            raise ValueError("fsdp_min_size shards parameters over a mesh; pass mesh=make_data_mesh() too")
+        return jax.jit(step, donate_argnums=(0,) if donate else ())
+    from jax_lstm_ae._parallel import data_parallel  # wraps this step; imported here to keep arrows one-way
+
+    return data_parallel(step, mesh, donate=donate, fsdp_min_size=fsdp_min_size)
 
 
-def make_eval_step(model: Autoencoder) -> Callable[[PyTree, Batch], dict[str, Array]]:
+def make_eval_step(
+    model: Autoencoder, *, mesh: jax.sharding.Mesh | None = None
+) -> Callable[[PyTree, Batch], dict[str, Array]]:
     """A jitted ``(params, batch) -> {"loss", "n_steps"}`` in inference mode
-    (free-running decoders); ``loss * n_steps`` sums over batches."""
+    (free-running decoders); ``loss * n_steps`` sums over batches.
 
-    @jax.jit
+    ``mesh``: the batch is split over its ``"data"`` axis and padded as in
+    :func:`make_train_step` (length-0 rows change neither number)."""
+
     def eval_step(params: PyTree, batch: Batch) -> dict[str, Array]:
         loss = model.loss(params, batch.x, batch.lengths, train=False)
         return {"loss": loss, "n_steps": jnp.sum(batch.lengths)}
 
-    return eval_step
+    if mesh is None:
+        return jax.jit(eval_step)
+    from jax_lstm_ae._parallel import data_parallel
+
+    return data_parallel(eval_step, mesh, returns_state=False, donate=False)

@@ -1,0 +1,196 @@
+"""Two processes on one machine, on CPU, training one model together.
+
+    python examples/multihost_cpu.py            # launches 2 processes on 127.0.0.1, checks them
+
+Each process has 2 CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=2),
+so the mesh has 4 devices over 2 processes. Each process loads only its own
+rows of the data set (``process_rows``), trains a few steps with the same
+``make_train_step(..., mesh=mesh)`` used on one machine, and encodes its rows
+with ``encode_dataset``. The launcher then checks that both processes hold the
+same parameters, and that they equal a plain single-device run over the
+global batches. On real hosts run the worker once per host instead:
+
+    JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=<i> \\
+        python examples/multihost_cpu.py --worker --out DIR
+
+Only the loopback address is used here, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+N_PROCESSES, DEVICES_PER_PROCESS = 2, 2
+N_ROWS, T, F, LOCAL_BATCH, STEPS = 16, 6, 2, 4, 2
+
+
+def _data():
+    """The global data set; every process builds it and keeps only its rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N_ROWS, T, F)).astype(np.float32)
+    lengths = rng.integers(2, T + 1, size=N_ROWS).astype(np.int32)
+    return x, lengths
+
+
+def _model():
+    import jax_lstm_ae as ae
+
+    model = ae.make_autoencoder(ae.lstm_encoder((4,)), ae.repeat((4,)), ae.linear(), features=F)
+    return model, ae.make_optimizer(1e-2)
+
+
+def _flat(tree):
+    import jax
+    import numpy as np
+
+    return {str(i): np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+def worker(out: Path, timeout_s: int) -> None:
+    from jax_lstm_ae._distributed import initialize_distributed, process_rows
+
+    if not initialize_distributed(timeout_s=timeout_s):
+        raise SystemExit("worker: no multi-process settings (JAX_COORDINATOR_ADDRESS, ...) were given")
+    import jax
+    import numpy as np
+
+    import jax_lstm_ae as ae
+    from jax_lstm_ae._parallel import encode_dataset, make_data_mesh
+
+    pid = jax.process_index()
+    mesh = make_data_mesh()  # every device of every process
+    model, opt = _model()
+    state = ae.create_train_state(model, opt, jax.random.key(0))  # same seed: same start everywhere
+    step = ae.make_train_step(model, opt, mesh=mesh)
+    x, lengths = _data()
+    rows = process_rows(N_ROWS)
+    x, lengths = x[rows], lengths[rows]
+    losses = []
+    for k in range(STEPS):
+        sl = slice(k * LOCAL_BATCH, (k + 1) * LOCAL_BATCH)
+        state, metrics = step(state, ae.Batch(x[sl], lengths[sl]))  # this process's rows only
+        losses.append(float(metrics["loss"]))
+    # Replicated params: each process reads its own copy (no cross-process gather).
+    params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.params)
+    z = encode_dataset(model, params, x, lengths, mesh=mesh, batch_size=6)
+    np.savez(out / f"proc{pid}.npz", z=z, rows=np.arange(N_ROWS)[rows], **_flat(params))
+    (out / f"proc{pid}.json").write_text(json.dumps({
+        "process": pid, "processes": jax.process_count(), "devices": mesh.devices.size,
+        "local_devices": jax.local_device_count(), "losses": losses, "steps": int(state.step.addressable_data(0)),
+    }))
+    jax.distributed.shutdown()
+
+
+def reference(out: Path) -> None:
+    """One process, one device, the same global batches (process 0's rows first)."""
+    import jax
+    import numpy as np
+
+    import jax_lstm_ae as ae
+    from jax_lstm_ae._distributed import process_rows
+
+    model, opt = _model()
+    state = ae.create_train_state(model, opt, jax.random.key(0))
+    step = ae.make_train_step(model, opt)
+    x, lengths = _data()
+    shards = [process_rows(N_ROWS, p, N_PROCESSES) for p in range(N_PROCESSES)]
+    losses = []
+    for k in range(STEPS):
+        idx = np.concatenate([np.arange(N_ROWS)[s][k * LOCAL_BATCH:(k + 1) * LOCAL_BATCH] for s in shards])
+        state, metrics = step(state, ae.Batch(x[idx], lengths[idx]))
+        losses.append(float(metrics["loss"]))
+    z = np.asarray(model.encode(state.params, x, lengths))
+    np.savez(out / "reference.npz", z=z, **_flat(state.params))
+    (out / "reference.json").write_text(json.dumps({"losses": losses}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(out: Path, timeout_s: int) -> dict:
+    """Start the workers, compute the reference meanwhile, compare."""
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    procs = []
+    for pid in range(N_PROCESSES):
+        env = dict(os.environ)
+        env.update({
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}",
+            "JAX_PLATFORMS": "cpu",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": str(N_PROCESSES),
+            "JAX_PROCESS_ID": str(pid),
+        })
+        log = open(out / f"proc{pid}.log", "w")
+        procs.append((subprocess.Popen(
+            [sys.executable, __file__, "--worker", "--out", str(out), "--timeout", str(timeout_s)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        ), log))
+    t0 = time.monotonic()
+    try:
+        reference(out)
+        for p, _ in procs:
+            p.wait(timeout=max(1.0, timeout_s - (time.monotonic() - t0)))
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    codes = [p.returncode for p, _ in procs]
+    if any(codes):
+        logs = "\n".join((out / f"proc{i}.log").read_text()[-3000:] for i in range(N_PROCESSES))
+        raise SystemExit(f"workers exited with {codes}:\n{logs}")
+    ref = np.load(out / "reference.npz")
+    got = [np.load(out / f"proc{i}.npz") for i in range(N_PROCESSES)]
+    keys = [k for k in ref.files if k != "z"]
+    z = np.concatenate([g["z"] for g in got])
+    rows = np.concatenate([g["rows"] for g in got])
+    summary = {
+        "workers": [json.loads((out / f"proc{i}.json").read_text()) for i in range(N_PROCESSES)],
+        "reference_losses": json.loads((out / "reference.json").read_text())["losses"],
+        "params_equal_across_processes": all(np.array_equal(got[0][k], g[k]) for g in got[1:] for k in keys),
+        "max_abs_diff_vs_reference": max(float(np.max(np.abs(got[0][k] - ref[k]))) for k in keys),
+        "latents_max_abs_diff_vs_reference": float(np.max(np.abs(z - ref["z"][rows]))),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", action="store_true", help="run as one process of the group (reads JAX_* env)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for results (default: a temporary one)")
+    ap.add_argument("--timeout", type=int, default=120, help="seconds before giving up on the processes")
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.out, args.timeout)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = launch(args.out or Path(tmp), args.timeout)
+    print(json.dumps(summary, indent=1))
+    ok = summary["params_equal_across_processes"] and summary["max_abs_diff_vs_reference"] < 1e-5
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
