@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lstm_ae._cell import LSTMParams, LSTMState, init_lstm
+from jax_lstm_ae._cell import LSTMParams, LSTMState
 from jax_lstm_ae._layer import project_inputs, scan_gates
 from jax_lstm_ae._pallas import make_pallas_layer, padded_hidden, pallas_layer
 
@@ -21,14 +21,16 @@ B, T, F, H = 19, 6, 3, 5
 LENGTHS = np.array([6, 3, 1, 0, 5] + [4] * 14, np.int32)
 
 
-def _data(key=0):
-    k_p, k_x, k_h, k_c, k_w = jax.random.split(jax.random.key(key), 5)
-    params = init_lstm(k_p, F, H)
-    xs = jax.random.normal(k_x, (B, T, F))
-    h0 = 0.5 * jax.random.normal(k_h, (B, H))
-    c0 = 0.5 * jax.random.normal(k_c, (B, H))
-    # a fixed random readout so every output element gets its own cotangent
-    weights = jax.random.normal(k_w, (B, T, H))
+def _data():
+    """Drawn with NumPy (no compilation); PyTorch's uniform init for the weights."""
+    rng = np.random.default_rng(0)
+    bound = 1 / np.sqrt(H)
+    params = LSTMParams(*(jnp.asarray(rng.uniform(-bound, bound, s), jnp.float32)
+                          for s in ((F, 4 * H), (H, 4 * H), (4 * H,))))
+    # weights: a fixed random readout so every output element gets its own cotangent
+    xs, h0, c0, weights = (jnp.asarray(a, jnp.float32) for a in (
+        rng.normal(size=(B, T, F)), 0.5 * rng.normal(size=(B, H)), 0.5 * rng.normal(size=(B, H)),
+        rng.normal(size=(B, T, H))))
     return params, xs, h0, c0, weights
 
 
