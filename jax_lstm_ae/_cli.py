@@ -1,0 +1,682 @@
+"""The ``jax-lstm-ae`` command: train, encode, reconstruct, info (and plug-ins).
+
+Subcommands come from the modules named in :data:`SUBCOMMAND_MODULES`; each
+exposes ``register(subparsers)`` that adds its parser and calls
+``set_defaults(func=...)`` with ``func(args) -> int | None``. Options shared by
+every command that runs a model come from :func:`add_common_args`, which also
+asks each module in :data:`COMMON_ARG_MODULES` to ``add_args(parser)``; such a
+module may define ``setup(args)`` (run before any command) and
+``fit_kwargs(args) -> dict`` (extra keyword arguments for :func:`fit`, e.g.
+``mesh=``).
+
+Bad input ends with one line on stderr and exit code 2 (:func:`run_guarded`);
+other modules reuse :func:`fail`, :func:`add_data_args` and :func:`load_data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+PROG = "jax-lstm-ae"
+SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae._cli",)
+COMMON_ARG_MODULES: tuple[str, ...] = ()
+EXIT_USER_ERROR = 2
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def fail(message: str):
+    """Stop the command with ``message`` (one line on stderr, exit code 2)."""
+    raise CliError(message)
+
+
+# ------------------------------------------------------------------ error handling
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from jax_lstm_ae._checkpoint import RunError
+    from jax_lstm_ae._data import DataError
+
+    return (CliError, DataError, RunError, ValueError, TypeError, OSError)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for the user: the message, without a traceback."""
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        msg = f"{exc.filename}: {exc.strerror}"
+    return " ".join(msg.split())
+
+
+def run_guarded(func: Callable[..., Any], *args, **kwargs) -> int:
+    """Call ``func``; turn user errors into ``PROG: error: ...`` and exit code 2,
+    anything unexpected into one line and exit code 1 (the traceback only with
+    JAX_LSTM_AE_TRACEBACK=1), Ctrl-C into exit code 130."""
+    from jax_lstm_ae._fit import NonFiniteError
+
+    try:
+        rc = func(*args, **kwargs)
+        return int(rc or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except NonFiniteError as e:
+        print(f"{PROG}: error: {error_line(e)}", file=sys.stderr)
+        return 1
+    except _user_error_types() as e:
+        if os.environ.get("JAX_LSTM_AE_TRACEBACK"):
+            raise
+        print(f"{PROG}: error: {error_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as e:  # noqa: BLE001 - the promise is: no traceback
+        if os.environ.get("JAX_LSTM_AE_TRACEBACK"):
+            raise
+        print(
+            f"{PROG}: internal error: {type(e).__name__}: {error_line(e)} "
+            "(rerun with JAX_LSTM_AE_TRACEBACK=1 for details and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+# ------------------------------------------------------------------ shared arguments
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(" ", ",").split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def _columns(text: str) -> list[int | str]:
+    cols = [t.strip() for t in text.split(",") if t.strip()]
+    if not cols:
+        raise argparse.ArgumentTypeError("expected column numbers (0-based) or names separated by commas")
+    return [int(c) if c.lstrip("-").isdigit() else c for c in cols]
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _hooks() -> list[Any]:
+    return [importlib.import_module(m) for m in COMMON_ARG_MODULES]
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options every model-running command takes (plus those of COMMON_ARG_MODULES)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    for hook in _hooks():
+        hook.add_args(parser)
+
+
+def setup_common(args: argparse.Namespace) -> dict:
+    """Run every hook's ``setup(args)``; return the merged ``fit_kwargs(args)``."""
+    kwargs: dict = {}
+    for hook in _hooks():
+        if hasattr(hook, "setup"):
+            hook.setup(args)
+        if hasattr(hook, "fit_kwargs"):
+            kwargs.update(hook.fit_kwargs(args) or {})
+    return kwargs
+
+
+def add_data_args(parser: argparse.ArgumentParser, *, default_help: str = "") -> None:
+    """--data and the options that say how to read it (see load_data)."""
+    g = parser.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        metavar="PATH|synthetic:NAME",
+        help="a .txt/.csv/.npy/.npz file, or synthetic:moving_one / synthetic:sines" + default_help,
+    )
+    g.add_argument("--format", choices=("ucr", "wide", "long", "series", "npy"), help="how to read PATH (default: by suffix)")
+    g.add_argument("--columns", type=_columns, help="feature columns to keep, 0-based numbers or header names: 1,2")
+    g.add_argument("--id-column", help="sequence-id column of a one-row-per-step CSV (number or name)")
+    g.add_argument("--label-column", help="label column (number or name); UCR files: 0")
+    g.add_argument("--window", type=_positive, help="cut one long series (one row per step) into windows of this length")
+    g.add_argument("--stride", type=_positive, help="step between window starts (default 1)")
+
+
+_DATA_KEYS = ("format", "columns", "id_column", "label_column", "window", "stride")
+
+
+def data_spec(args: argparse.Namespace, defaults: dict | None = None) -> dict:
+    """The data options given on the command line, falling back to ``defaults``
+    (a run's ``config["data"]``) for those not given when --data is not given either."""
+    spec = {"source": args.data, **{k: getattr(args, k, None) for k in _DATA_KEYS}}
+    if defaults and args.data is None:
+        spec = {k: (spec[k] if spec.get(k) is not None else defaults.get(k)) for k in ("source", *_DATA_KEYS)}
+    elif defaults and args.data is not None:
+        # A new file: keep the run's window/stride/columns unless overridden.
+        for k in ("window", "stride", "columns"):
+            if spec[k] is None and defaults.get(k) is not None and defaults.get("format") == "series":
+                spec[k] = defaults[k]
+    return spec
+
+
+def load_data(spec: dict):
+    """``data_spec`` -> Dataset. ``synthetic:NAME`` (or NAME when no such file)
+    picks a built-in set."""
+    from jax_lstm_ae._data import load_sequences, synthetic
+
+    src = spec.get("source")
+    if src is None:
+        fail("no data given; pass --data PATH or --data synthetic:sines")
+    if str(src).startswith("synthetic:"):
+        name = str(src).split(":", 1)[1]
+        return synthetic(name, seed=int(spec.get("seed") or 0))
+    return load_sequences(
+        src,
+        format=spec.get("format"),
+        columns=spec.get("columns"),
+        id_column=spec.get("id_column"),
+        label_column=spec.get("label_column"),
+        window=spec.get("window"),
+        stride=spec.get("stride"),
+    )
+
+
+def check_fits_model(data, model, config: dict, where: str) -> None:
+    """Fail with a clear line when ``data`` cannot go through ``model``."""
+    f = config["model"]["features"]
+    if data.features != f:
+        fail(
+            f"{where} has F={data.features} features per step but the model was trained on F={f}; "
+            "pick matching features with --columns"
+        )
+    steps = config["model"].get("steps")
+    if config["model"]["decoder"] == "latent_as_sequence" and data.steps != steps:
+        fail(f"{where} has T={data.steps} steps but this model's latent_as_sequence decoder needs T={steps}")
+    if config["model"]["head"] == "sigmoid":
+        valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
+        v = data.x[valid]
+        if v.size and (v.min() < 0 or v.max() > 1):
+            fail(f"{where} holds values outside [0, 1] but the model has a sigmoid head for binary data")
+
+
+# ------------------------------------------------------------------ train
+def _is_binary(data) -> bool:
+    valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
+    v = data.x[valid]
+    return bool(v.size) and bool(np.all((v == 0) | (v == 1)))
+
+
+def _prepare_out(out: Path, force: bool) -> Path:
+    """A fresh temporary folder beside ``out``: the run is built there and
+    moved into place at the end, so an error never touches what ``out`` held."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} exists and is not a directory; choose another --out")
+    if out.exists() and any(out.iterdir()) and not force:
+        fail(f"--out {out} already exists; pass --force to replace it, or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    from jax_lstm_ae._checkpoint import _umask
+
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    return tmp
+
+
+def _commit_out(tmp: Path, out: Path) -> None:
+    """Swap the finished run into place; the old one is removed only after."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary: bool, quiet: bool) -> list[str]:
+    from jax_lstm_ae._plots import have_matplotlib, plot_losses, plot_reconstructions
+
+    if not have_matplotlib():
+        if not quiet:
+            print("plots skipped: matplotlib is not installed (pip install 'jax_lstm_ae[cli]')", file=sys.stderr)
+        return []
+    made = []
+    full = _read_metrics(run_dir / "metrics.jsonl") or history
+    if full:
+        plot_losses(full, run_dir / "loss.png")
+        made.append("loss.png")
+    k = min(4, data.n)
+    sub = data.take(np.arange(k))
+    recon = np.asarray(model.reconstruct(params, sub.x, sub.lengths))
+    if normalizer is not None:
+        recon = normalizer.invert(recon, sub.lengths)
+        sub = normalizer.invert(sub)
+    plot_reconstructions(sub.x, recon, sub.lengths, run_dir / "reconstructions.png", binary=binary)
+    made.append("reconstructions.png")
+    return made
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from jax_lstm_ae._checkpoint import (
+        build_model,
+        build_optimizer,
+        load_run,
+        model_config,
+        optimizer_config,
+        save_run,
+    )
+    from jax_lstm_ae._data import Normalizer, train_val_split
+    from jax_lstm_ae._fit import NonFiniteError, fit, fit_progress_from_extra, steps_per_epoch
+
+    out = Path(args.out)
+    fit_extra = setup_common(args)
+    if args.resume:
+        run = load_run(out)
+        config = run.config
+        spec = config["data"]
+        epochs = args.epochs if args.epochs is not None else config["train"]["epochs"]
+        config["train"]["epochs"] = epochs
+        data = load_data(spec)
+        check_fits_model(data, run.model, config, spec["source"])
+        normalizer, model = run.normalizer, run.model
+        optimizer = build_optimizer(config)
+        tr = config["train"]
+        state, progress = run.state, fit_progress_from_extra(run.extra)
+        work = out
+    else:
+        spec = data_spec(args)
+        if spec["source"] is None:
+            spec["source"] = "synthetic:sines"
+        data = load_data(spec)
+        binary = _is_binary(data)
+        head = args.head if args.head != "auto" else ("sigmoid" if binary else "linear")
+        if head == "sigmoid" and not binary:
+            fail("--head sigmoid needs data in {0, 1}; use --head linear for real values")
+        norm_mode = args.normalize if args.normalize != "auto" else ("none" if head == "sigmoid" else "zscore")
+        if head == "sigmoid" and norm_mode == "zscore":
+            fail("--normalize zscore would move binary data out of [0, 1]; use --normalize none with --head sigmoid")
+        epochs = args.epochs if args.epochs is not None else 20
+        total_steps = epochs * steps_per_epoch(max(1, round(data.n * (1 - args.val_fraction))), args.batch_size)
+        mcfg = model_config(
+            data.features,
+            decoder=args.decoder,
+            embedding_dim=args.embedding_dim,
+            hidden=args.hidden,
+            head=head,
+            steps=data.steps,
+            bidirectional=args.bidirectional,
+            teacher_prob=args.teacher_prob,
+        )
+        ocfg = optimizer_config(
+            args.lr,
+            clip_norm=args.clip_norm,
+            weight_decay=args.weight_decay,
+            warmup_steps=args.warmup_steps,
+            decay_steps=total_steps if args.schedule == "cosine" else None,
+        )
+        tr = {
+            "epochs": epochs,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "val_fraction": args.val_fraction,
+            "patience": args.patience,
+            "normalize": norm_mode,
+        }
+        if spec["source"] is not None and not str(spec["source"]).startswith("synthetic:"):
+            spec["source"] = str(Path(spec["source"]).resolve())
+        model = build_model(mcfg)
+        optimizer = build_optimizer(ocfg)
+        config = {"model": mcfg, "optimizer": ocfg, "train": tr, "data": spec}
+        state = progress = None
+        work = _prepare_out(out, args.force)
+        normalizer = None  # fitted below, on the training split only
+
+    train, val = train_val_split(data, tr["val_fraction"], seed=tr["seed"])
+    if normalizer is None:
+        normalizer = Normalizer.fit(train, tr["normalize"])
+    train, val = normalizer.apply(train), None if val is None else normalizer.apply(val)
+    config["data"].update(
+        n=data.n, n_train=train.n, n_val=0 if val is None else val.n, steps=data.steps, features=data.features
+    )
+    if not args.quiet:
+        print(
+            f"data: {config['data']['source']}: {data.n} sequences, T={data.steps}, F={data.features} "
+            f"({train.n} train, {0 if val is None else val.n} validation); model: {config['model']['decoder']} "
+            f"decoder, E={config['model']['embedding_dim']}, hidden={config['model']['hidden']}, "
+            f"head={config['model']['head']}",
+            file=sys.stderr,
+        )
+
+    saved = {"epoch": 0}
+
+    def on_epoch_end(st, prog):
+        save_run(work, st, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
+        saved["epoch"] = prog.epoch
+
+    history: list[dict] = []
+    try:
+        state, history = fit(
+            model, optimizer, train, val,
+            epochs=tr["epochs"], batch_size=tr["batch_size"], seed=tr["seed"], patience=tr["patience"],
+            log_path=work / "metrics.jsonl", progress=not args.quiet, state=state, resume=progress,
+            on_epoch_end=on_epoch_end, **fit_extra,
+        )  # fmt: skip
+    except (NonFiniteError, KeyboardInterrupt) as e:
+        if work != out:
+            if saved["epoch"]:
+                _commit_out(work, out)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+        if saved["epoch"]:
+            hint = f"; the last good checkpoint (epoch {saved['epoch']}) is in {out}: continue with `{PROG} train --resume --out {out}`"
+        else:
+            hint = f"; no epoch finished, so nothing was written to {out}"
+        if isinstance(e, NonFiniteError):
+            raise NonFiniteError(str(e) + hint, e.state, e.history, e.step) from None
+        print(f"{PROG}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except BaseException:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        extra = {}
+        if saved["epoch"]:
+            from jax_lstm_ae._checkpoint import load_checkpoint, CHECKPOINT_FILE
+
+            _, extra = load_checkpoint(work / CHECKPOINT_FILE, state)
+        best = extra.pop("best_params", None)
+        save_run(work, state, config, normalizer, extra=extra or None, best_params=best)
+        shown = val if val is not None else train
+        plots = _make_plots(work, history, model, state.params, shown, normalizer, config["model"]["head"] == "sigmoid", args.quiet)
+    except BaseException:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if work != out:
+        _commit_out(work, out)
+    last = _read_metrics(out / "metrics.jsonl")
+    files = ["config.json", "checkpoint.msgpack", "metrics.jsonl", *plots]
+    summary = f"trained {int(state.step)} steps"
+    if last:
+        summary += f", final train loss {last[-1]['loss']:.5f}"
+        if last[-1].get("val_loss") is not None:
+            summary += f", best validation loss {min(r['val_loss'] for r in last):.5f}"
+    print(summary)
+    print(f"run saved in {out}/: {' '.join(files)}")
+    return 0
+
+
+# ------------------------------------------------------------------ encode / reconstruct
+def _run_and_data(args):
+    from jax_lstm_ae._checkpoint import load_run
+
+    run = load_run(args.run)
+    spec = data_spec(args, run.config.get("data"))
+    if spec.get("source") is None:
+        fail(f"no data given and {args.run} does not record its training data; pass --data PATH")
+    data = load_data(spec)
+    check_fits_model(data, run.model, run.config, str(spec["source"]))
+    normed = run.normalizer.apply(data) if run.normalizer is not None else data
+    return run, data, normed
+
+
+def _chunked(fn, data, chunk: int) -> np.ndarray:
+    """fn(x, lengths) over fixed-size chunks (the last one padded with copies of
+    the first example), so one compilation serves any N."""
+    outs = []
+    for i in range(0, data.n, chunk):
+        x, ln = data.x[i : i + chunk], data.lengths[i : i + chunk]
+        k = x.shape[0]
+        if k < chunk and data.n > chunk:
+            x = np.concatenate([x, np.repeat(x[:1], chunk - k, 0)])
+            ln = np.concatenate([ln, np.repeat(ln[:1], chunk - k)])
+        outs.append(np.asarray(fn(x, ln))[:k])
+    return np.concatenate(outs)
+
+
+def _check_out_suffix(out: Path) -> None:
+    if out.suffix not in (".npy", ".npz"):
+        fail(f"--out {out}: use a .npy or .npz file name")
+    if out.is_dir():
+        fail(f"--out {out} is a directory; give a file name ending in .npy or .npz")
+    if not out.parent.exists():
+        fail(f"--out {out}: folder {out.parent} does not exist")
+
+
+def _save_arrays(out: Path, arrays: dict[str, np.ndarray], main_key: str) -> list[Path]:
+    """.npz: every array in one file; .npy: the main array in ``out`` and each
+    other as ``<stem>.<key>.npy``. Written atomically."""
+    import io
+
+    from jax_lstm_ae._checkpoint import atomic_write
+
+    written = []
+    if out.suffix == ".npz":
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
+        atomic_write(out, buf.getvalue())
+        return [out]
+    for key, arr in arrays.items():
+        if arr is None:
+            continue
+        path = out if key == main_key else out.with_name(f"{out.stem}.{key}.npy")
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        atomic_write(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _check_out_suffix(out)
+    setup_common(args)
+    run, data, normed = _run_and_data(args)
+    z = _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
+    extra = {"lengths": data.lengths, "labels": data.labels, "starts": data.starts} if out.suffix == ".npz" else {}
+    written = _save_arrays(out, {"z": z, **extra}, "z")
+    print(f"encoded {data.n} sequences -> latents {z.shape} in {', '.join(map(str, written))}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _check_out_suffix(out)
+    setup_common(args)
+    run, data, normed = _run_and_data(args)
+    model, params = run.model, run.params
+    recon = _chunked(lambda x, ln: model.reconstruct(params, x, ln), normed, args.batch_size)
+    step_err = _chunked(lambda x, ln: model.step_errors(params, x, ln), normed, args.batch_size)
+    errors = step_err.sum(1) / data.lengths  # mean over valid steps, in the loss's units
+    if run.normalizer is not None:
+        recon = run.normalizer.invert(recon, data.lengths)
+    arrays = {"reconstruction": recon, "errors": errors.astype(np.float32)}
+    if out.suffix == ".npz":
+        arrays.update(step_errors=step_err, lengths=data.lengths, labels=data.labels, starts=data.starts)
+    written = _save_arrays(out, arrays, "reconstruction")
+    worst = np.argsort(-errors)[:3]
+    print(
+        f"reconstructed {data.n} sequences {recon.shape}; mean error {errors.mean():.5f}; "
+        f"highest errors at sequences {', '.join(f'{i} ({errors[i]:.4f})' for i in worst)}"
+    )
+    print(f"written: {', '.join(map(str, written))}")
+    return 0
+
+
+# ------------------------------------------------------------------ info
+def run_summary(run, run_dir=None) -> dict:
+    """Model layers, parameter counts, data and training facts of a loaded run."""
+    import jax
+
+    cfg = run.config
+    count = lambda tree: int(sum(np.size(a) for a in jax.tree.leaves(tree)))  # noqa: E731
+    m = run.model
+    layers = {
+        "encoder": [{"in": int(p.w_i.shape[0]), "hidden": int(p.w_h.shape[0])} for p in _lstm_layers(run.params["encoder"])],
+        "decoder": [{"in": int(p.w_i.shape[0]), "hidden": int(p.w_h.shape[0])} for p in _lstm_layers(run.params["decoder"])],
+    }
+    metrics = _read_metrics(Path(run_dir) / "metrics.jsonl") if run_dir is not None else []
+    return {
+        "model": {
+            "decoder": cfg["model"]["decoder"],
+            "head": m.head.name,
+            "features": m.features,
+            "embedding_dim": m.latent_dim,
+            "bidirectional": cfg["model"].get("bidirectional", False),
+            "layers": layers,
+            "parameters": {k: count(run.params[k]) for k in ("encoder", "decoder", "head")} | {"total": count(run.params)},
+        },
+        "data": cfg.get("data", {}),
+        "normalizer": None if run.normalizer is None else run.normalizer.mode,
+        "training": {
+            "steps": int(run.state.step),
+            "epochs_done": run.extra.get("epoch"),
+            **{k: cfg.get("train", {}).get(k) for k in ("epochs", "batch_size", "seed")},
+            "optimizer": cfg.get("optimizer"),
+            "last": metrics[-1] if metrics else None,
+        },
+    }
+
+
+def _lstm_layers(tree) -> list:
+    from jax_lstm_ae._cell import LSTMParams
+
+    out = []
+    for p in tree.get("lstm", []):
+        out.extend(p if isinstance(p, (tuple, list)) and not isinstance(p, LSTMParams) else [p])
+    return out
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from jax_lstm_ae._checkpoint import load_run
+
+    run = load_run(args.run)
+    s = run_summary(run, args.run)
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+        return 0
+    m, d, t = s["model"], s["data"], s["training"]
+    print(f"run {args.run}")
+    print(f"model: LSTM autoencoder, {m['decoder']} decoder, head {m['head']}, F={m['features']}, E={m['embedding_dim']}"
+          + (" (bidirectional encoder)" if m["bidirectional"] else ""))
+    for part in ("encoder", "decoder"):
+        chain = " -> ".join(f"LSTM({l['in']}->{l['hidden']})" for l in m["layers"][part])
+        print(f"  {part}: {chain}  [{m['parameters'][part]:,} parameters]")
+    print(f"  head: {m['parameters']['head']:,} parameters; total {m['parameters']['total']:,}")
+    if d:
+        print(
+            f"data: {d.get('source')}: {d.get('n')} sequences, T={d.get('steps')}, F={d.get('features')} "
+            f"({d.get('n_train')} train, {d.get('n_val')} validation)"
+            + (f", windows of {d['window']} every {d.get('stride') or 1}" if d.get("window") else "")
+            + (f"; normalisation {s['normalizer']}" if s["normalizer"] else "")
+        )
+    line = f"training: {t['steps']} steps, {t['epochs_done']} epochs of batch {t['batch_size']}, seed {t['seed']}"
+    if t["last"]:
+        line += f"; last train loss {t['last']['loss']:.5f}"
+        if t["last"].get("val_loss") is not None:
+            line += f", validation {t['last']['val_loss']:.5f}"
+    print(line)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def register(subparsers) -> None:
+    """The built-in subcommands: train, encode, reconstruct, info."""
+    from jax_lstm_ae._decoders import DECODERS
+
+    p = subparsers.add_parser(
+        "train",
+        help="train an autoencoder and save a run directory",
+        description="Train an LSTM autoencoder. RUN_DIR gets config.json, checkpoint.msgpack, metrics.jsonl, "
+        "loss.png and reconstructions.png. Without --data it trains on synthetic:sines.",
+    )
+    add_data_args(p, default_help=" (default: synthetic:sines)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
+    p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (only once training succeeds)")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR up to --epochs (its data and model)")
+    g = p.add_argument_group("model")
+    g.add_argument("--decoder", choices=sorted(DECODERS), default="repeat", help="decoder strategy (default repeat)")
+    g.add_argument("--embedding-dim", type=_positive, default=16, metavar="E", help="latent size (default 16)")
+    g.add_argument("--hidden", type=_int_list, default=[32], metavar="H[,H...]",
+                   help="encoder LSTM sizes before the E-sized one; the decoder mirrors them (default 32)")
+    g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"), default="auto",
+                   help="output and loss: linear (MSE), mae, sigmoid (binary CE); auto: sigmoid for 0/1 data")
+    g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
+    g.add_argument("--teacher-prob", type=float, default=0.0, help="conditional decoder: scheduled-sampling probability")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive, help="epochs (default 20; with --resume: the run's)")
+    g.add_argument("--batch-size", type=_positive, default=32)
+    g.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (Adam; default 0.01)")
+    g.add_argument("--schedule", choices=("constant", "cosine"), default="constant", help="learning-rate schedule")
+    g.add_argument("--warmup-steps", type=int, default=0)
+    g.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip (0: none)")
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--val-fraction", type=float, default=0.2, help="share of sequences held out (default 0.2)")
+    g.add_argument("--patience", type=_positive, help="early stopping: epochs without validation improvement")
+    g.add_argument("--normalize", choices=("auto", "zscore", "minmax", "none"), default="auto",
+                   help="per-feature normalisation fitted on the training split (auto: zscore, none for 0/1 data)")
+    g.add_argument("--seed", type=int, default=0)
+    add_common_args(p)
+    p.set_defaults(func=cmd_train)
+
+    for name, func, what, out_help in (
+        ("encode", cmd_encode, "latents z (N, E) of each sequence",
+         "FILE.npy gets z; FILE.npz gets z, lengths, labels, starts"),
+        ("reconstruct", cmd_reconstruct, "reconstructions (data units) and per-sequence errors",
+         "FILE.npy gets the reconstructions (N, T, F) and FILE.errors.npy the errors (N,); "
+         "FILE.npz gets reconstruction, errors, step_errors, lengths, labels, starts"),
+    ):
+        p = subparsers.add_parser(name, help=f"write {what}", description=f"Load RUN_DIR and write {what}.")
+        p.add_argument("--run", required=True, metavar="RUN_DIR")
+        add_data_args(p, default_help=" (default: the run's training data and options)")
+        p.add_argument("--out", required=True, metavar="FILE", help=out_help)
+        p.add_argument("--batch-size", type=_positive, default=256, help="sequences per jitted call")
+        add_common_args(p)
+        p.set_defaults(func=func)
+
+    p = subparsers.add_parser("info", help="summarise a run", description="Model layers, parameter counts, data shapes.")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="LSTM sequence autoencoders on pure JAX functions: train, encode, reconstruct."
+    )
+    from jax_lstm_ae import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    return run_guarded(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

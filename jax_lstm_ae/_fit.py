@@ -1,0 +1,240 @@
+"""The fit loop: epochs of jitted train steps, validation, early stopping,
+a progress line, metrics as JSON lines, and resumable progress.
+
+    state, history = fit(model, optimizer, train, val, epochs=20, batch_size=32,
+                         seed=0, patience=5, log_path="metrics.jsonl")
+
+Batches of epoch k are shuffled by ``(seed, k)`` and the step counter lives in
+the state, so a run restarted from a checkpoint (``state=``, ``progress=``)
+sees exactly the batches the uninterrupted run would have seen and reaches
+the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, TextIO
+
+import jax
+import numpy as np
+import optax
+
+from jax_lstm_ae._data import Dataset, batches
+from jax_lstm_ae._model import Autoencoder
+from jax_lstm_ae._train import Batch, TrainState, create_train_state, make_eval_step, make_train_step
+
+
+class NonFiniteError(RuntimeError):
+    """Training hit a NaN/inf loss or gradient. ``state`` is the last good
+    state (the step leaves params untouched); ``history`` the epochs so far."""
+
+    def __init__(self, message: str, state: TrainState, history: list[dict], step: int):
+        super().__init__(message)
+        self.state, self.history, self.step = state, history, step
+
+
+class FitProgress(NamedTuple):
+    """What fit needs, beyond the TrainState, to continue a run exactly."""
+
+    epoch: int = 0  # epochs completed
+    best_loss: float = float("inf")
+    best_epoch: int = -1
+    bad_epochs: int = 0  # epochs since the best, for early stopping
+    best_params: Any = None  # host copy of the params at the best epoch
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self._asdict().items() if k != "best_params"}
+
+
+def evaluate(eval_step: Callable, params, data: Dataset, batch_size: int) -> float:
+    """Mean per-step error over every valid step of ``data`` (inference mode)."""
+    total = steps = 0.0
+    for b in batches(data, batch_size, 0, shuffle=False):
+        m = eval_step(params, b)
+        n = float(m["n_steps"])
+        total += float(m["loss"]) * n
+        steps += n
+    return total / steps
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Training drops the last partial batch (one shape, one compilation)."""
+    return max(n_train // min(batch_size, n_train), 1)
+
+
+class _Progress:
+    """One status line: rewritten in place on a terminal, one line per epoch otherwise."""
+
+    def __init__(self, stream: TextIO | None, epochs: int, spe: int):
+        self.stream, self.epochs, self.spe = stream, epochs, spe
+        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self.last = 0.0
+
+    def step(self, epoch: int, i: int, loss: float, seq_s: float) -> None:
+        if not self.tty or time.perf_counter() - self.last < 0.2:
+            return
+        self.last = time.perf_counter()
+        bar = "#" * int(20 * i / self.spe)
+        self.stream.write(
+            f"\repoch {epoch + 1}/{self.epochs} [{bar:<20}] step {i}/{self.spe} loss {loss:.5f} {seq_s:,.0f} seq/s   "
+        )
+        self.stream.flush()
+
+    def epoch(self, rec: dict) -> None:
+        if self.stream is None:
+            return
+        val = f" val {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+        line = (
+            f"epoch {rec['epoch']}/{self.epochs} step {rec['step']} loss {rec['loss']:.5f}{val} "
+            f"{rec['seq_per_s']:,.0f} seq/s {rec['time_s']:.1f}s"
+        )
+        self.stream.write(("\r" + line + " " * 20 + "\n") if self.tty else line + "\n")
+        self.stream.flush()
+
+
+def fit(
+    model: Autoencoder,
+    optimizer: optax.GradientTransformation,
+    train: Dataset,
+    val: Dataset | None = None,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    seed: int = 0,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    log_path=None,
+    progress: bool | TextIO = True,
+    state: TrainState | None = None,
+    resume: FitProgress | dict | None = None,
+    on_epoch_end: Callable[[TrainState, FitProgress], None] | None = None,
+    restore_best: bool = True,
+    max_steps: int | None = None,
+    train_step: Callable | None = None,
+    mesh=None,
+    step_kwargs: dict | None = None,
+) -> tuple[TrainState, list[dict]]:
+    """Train ``model`` on ``train`` (normalised already) for ``epochs`` epochs.
+
+    Args:
+      state: continue from this state (e.g. ``load_run(...).state``); a fresh
+        one from ``seed`` otherwise. ``resume``: the :class:`FitProgress` saved
+        with it (``run.extra``), so early stopping and epoch count continue.
+      patience: stop after this many epochs without a validation (or, without
+        ``val``, training) loss better than the best by ``min_delta``.
+      log_path: append one JSON object per epoch (epoch, step, loss, val_loss,
+        seq_per_s, time_s, lr-free metrics) to this file.
+      progress: True writes a progress line to stderr; a stream writes there.
+      on_epoch_end: called with ``(state, FitProgress)`` after every epoch,
+        e.g. to save a checkpoint. Do not keep ``state``: the next step donates it.
+      restore_best: with validation, return the params of the best epoch.
+      max_steps: stop after this many steps in total (state.step), mid-epoch if need be.
+      train_step: a prebuilt ``(state, batch) -> (state, metrics)`` step.
+      mesh, step_kwargs: passed to ``make_train_step`` (``mesh=`` for data
+        parallelism, e.g. ``make_data_mesh()``); default: one device.
+
+    Returns ``(state, history)``: history is the list of epoch records.
+    Raises :class:`NonFiniteError` naming the step when a loss or gradient is
+    not finite; ``on_epoch_end`` has by then saved the last good epoch.
+    """
+    n = train.n
+    if n == 0:
+        raise ValueError("the training set is empty")
+    bs = min(int(batch_size), n)
+    spe = steps_per_epoch(n, bs)
+    if train_step is None:
+        kw = dict(step_kwargs or {})
+        if mesh is not None:
+            kw["mesh"] = mesh
+        train_step = make_train_step(model, optimizer, **kw)
+    eval_step = make_eval_step(model)
+    if state is None:
+        state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))
+    prog = FitProgress() if resume is None else (resume if isinstance(resume, FitProgress) else FitProgress(**resume))
+    stream = sys.stderr if progress is True else (progress or None)
+    bar = _Progress(stream, epochs, spe)
+    log = open(log_path, "a") if log_path is not None else None
+    history: list[dict] = []
+    step = int(state.step)
+    first_epoch, skip = divmod(step, spe)
+    first_call = True
+    try:
+        for epoch in range(first_epoch, epochs):
+            if max_steps is not None and step >= max_steps:
+                break
+            t0 = time.perf_counter()
+            losses, n_seq, compile_s = [], 0, 0.0
+            for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True)):
+                if epoch == first_epoch and i < skip:
+                    continue  # already trained on before the checkpoint
+                if max_steps is not None and step >= max_steps:
+                    break
+                ts = time.perf_counter()
+                state, m = train_step(state, Batch(batch.x, batch.lengths))
+                loss = float(m["loss"])  # also syncs, so timings are honest
+                if first_call:
+                    compile_s = time.perf_counter() - ts  # first call compiles; keep it out of seq/s
+                    first_call = False
+                if not bool(m["finite"]):
+                    raise NonFiniteError(
+                        f"training stopped at step {step + 1} (epoch {epoch + 1}): the loss or a gradient is not "
+                        f"finite (loss={loss}); params are those after step {step}; lower the learning rate "
+                        "(--lr) or check the data for extreme values",
+                        state, history, step + 1,
+                    )
+                step += 1
+                losses.append(loss)
+                n_seq += len(batch.lengths)
+                el = time.perf_counter() - t0 - compile_s
+                bar.step(epoch, i + 1, float(np.mean(losses)), n_seq / max(el, 1e-9))
+            if not losses:
+                break
+            train_s = time.perf_counter() - t0 - compile_s
+            train_loss = float(np.mean(losses))
+            val_loss = evaluate(eval_step, state.params, val, bs) if val is not None and val.n else None
+            elapsed = time.perf_counter() - t0
+            watched = val_loss if val_loss is not None else train_loss
+            better = watched < prog.best_loss - min_delta
+            prog = FitProgress(
+                epoch + 1,
+                watched if better else prog.best_loss,
+                epoch + 1 if better else prog.best_epoch,
+                0 if better else prog.bad_epochs + 1,
+                jax.tree.map(lambda a: np.array(a, copy=True), state.params) if better else prog.best_params,
+            )
+            rec = {
+                "epoch": epoch + 1,
+                "step": step,
+                "loss": train_loss,
+                "val_loss": val_loss,
+                "seq_per_s": n_seq / max(train_s, 1e-9),
+                "time_s": elapsed,
+                "compile_s": compile_s,
+            }
+            history.append(rec)
+            bar.epoch(rec)
+            if log is not None:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if on_epoch_end is not None:
+                on_epoch_end(state, prog)
+            if patience is not None and prog.bad_epochs >= patience:
+                if stream is not None:
+                    stream.write(f"early stop: no improvement for {patience} epochs (best epoch {prog.best_epoch})\n")
+                break
+    finally:
+        if log is not None:
+            log.close()
+    if restore_best and val is not None and prog.best_params is not None and prog.best_epoch != prog.epoch:
+        state = state.replace(params=jax.tree.map(jax.numpy.asarray, prog.best_params))
+    return state, history
+
+
+def fit_progress_from_extra(extra: dict) -> FitProgress | None:
+    """Rebuild FitProgress from a checkpoint's ``extra`` (``load_run(...).extra``)."""
+    if not extra or "epoch" not in extra:
+        return None
+    return FitProgress(**{k: extra[k] for k in FitProgress._fields if k in extra})
