@@ -287,3 +287,17 @@ def make_cudnn_layer(*, precision: Any = None, impl: str | None = None, takes: s
 
     fn.takes = takes  # type: ignore[attr-defined]
     return fn
+
+
+def _register() -> None:
+    """Plug into the layer's backend registry: cuDNN takes xs (it projects the
+    inputs itself); layers with precomputed gates fall back to the registry's
+    gate backend."""
+    try:
+        from jax_lstm_ae._layer import register_backend
+    except ImportError:  # a checkout whose _layer predates the registry
+        return
+    register_backend("cudnn", make_cudnn_layer(takes="xs"), inputs="xs")
+
+
+_register()

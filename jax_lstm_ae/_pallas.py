@@ -403,3 +403,16 @@ def make_pallas_layer(
         )
 
     return fn
+
+
+def _register() -> None:
+    """Plug into the layer's backend registry (``_layer.register_backend``)."""
+    try:
+        from jax_lstm_ae._layer import register_backend
+    except ImportError:  # a checkout whose _layer predates the registry
+        return
+    register_backend("pallas", make_pallas_layer())
+    register_backend("pallas_bf16", make_pallas_layer(matmul_dtype=jnp.bfloat16))
+
+
+_register()
