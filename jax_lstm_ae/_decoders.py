@@ -22,6 +22,10 @@ turns hs into outputs, so the head is shared, not owned, by the decoder.
 | unconditioned       | nothing (zero-width input)             | from z        |
 
 Steps at or past ``length`` keep the carry and emit zeros (see ``_layer``).
+Every factory takes ``backend=`` (how its LSTM layers run: ``"auto"``,
+``"reference"``, ``"fast"``, ...; ``_layer`` module doc) and ``remat=`` (chunked
+checkpointing of the stack for long sequences); the free-running loop of the
+conditional and teacher-forced decoders at inference steps cells directly.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from jax import lax
 
 from jax_lstm_ae._cell import Init, LSTMState, lstm_step
 from jax_lstm_ae._encoder import _check_init, _check_sizes, _dense_init
-from jax_lstm_ae._layer import init_stack, lstm_stack
+from jax_lstm_ae._layer import init_stack, lstm_stack, resolve_backend
 from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
 
 Readout = Callable[[Array], Array]
@@ -84,7 +88,9 @@ def _stack_init(key: PRNGKey, in_features: int, sizes, init):
     return init_stack(key, in_features, sizes, init=init)
 
 
-def repeat(sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1) -> Decoder:
+def repeat(
+    sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1, backend: str = "auto", remat: int | None = None
+) -> Decoder:
     """RepeatVector decoder (Keras example, the seed's RecurrentAutoencoder).
 
     Layer 0 sees z at every step from a zero state, so its input gates
@@ -92,6 +98,7 @@ def repeat(sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1) -> 
     """
     sizes = _check_sizes(sizes, "repeat")
     _check_init(init)
+    backend = resolve_backend(backend)
 
     def init_fn(key, latent_dim, feedback_dim):
         del feedback_dim
@@ -101,20 +108,22 @@ def repeat(sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1) -> 
         del targets, key, readout
         l0 = params["lstm"][0]
         gates = jnp.broadcast_to(z @ l0.w_i + l0.b, (steps, l0.b.shape[0]))
-        hs, _ = lstm_stack(params["lstm"], None, length, first_gates=gates, unroll=unroll)
+        hs, _ = lstm_stack(params["lstm"], None, length, first_gates=gates, unroll=unroll, backend=backend, remat=remat)
         return hs
 
     return Decoder(init_fn, apply_fn, "repeat", sizes, False)
 
 
 def latent_as_sequence(
-    sizes: Sequence[int], *, steps: int, init: Init = "uniform", unroll: int = 1
+    sizes: Sequence[int], *, steps: int, init: Init = "uniform", unroll: int = 1,
+    backend: str = "auto", remat: int | None = None,
 ) -> Decoder:
     """z[E] reshaped into ``steps`` rows of E // steps features and fed as the
     input sequence (the Keras answer's ``Reshape((10, 2))``). T must equal
     ``steps`` and E must be divisible by it."""
     sizes = _check_sizes(sizes, "latent_as_sequence")
     _check_init(init)
+    backend = resolve_backend(backend)
     n_steps = int(steps)
     if n_steps < 1:
         raise ValueError(f"latent_as_sequence needs steps >= 1, got {steps}")
@@ -135,18 +144,22 @@ def latent_as_sequence(
                 f"latent_as_sequence was built for T={n_steps} steps but the data has T={steps}; "
                 f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
             )
-        hs, _ = lstm_stack(params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll)
+        hs, _ = lstm_stack(
+            params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, backend=backend, remat=remat
+        )
         return hs
 
     return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False)
 
 
 def unconditioned(
-    sizes: Sequence[int], *, state_init: StateInit = "project", init: Init = "uniform", unroll: int = 1
+    sizes: Sequence[int], *, state_init: StateInit = "project", init: Init = "uniform", unroll: int = 1,
+    backend: str = "auto", remat: int | None = None,
 ) -> Decoder:
     """Srivastava et al. 2015's unconditioned decoder: no input, state from z."""
     sizes = _check_sizes(sizes, "unconditioned")
     _check_init(init)
+    backend = resolve_backend(backend)
 
     def init_fn(key, latent_dim, feedback_dim):
         del feedback_dim
@@ -159,7 +172,9 @@ def unconditioned(
         states = _initial_states(params["state"], z, sizes, state_init)
         l0 = params["lstm"][0]
         gates = jnp.broadcast_to(l0.b, (steps, l0.b.shape[0]))
-        hs, _ = lstm_stack(params["lstm"], None, length, states, first_gates=gates, unroll=unroll)
+        hs, _ = lstm_stack(
+            params["lstm"], None, length, states, first_gates=gates, unroll=unroll, backend=backend, remat=remat
+        )
         return hs
 
     return Decoder(init_fn, apply_fn, "unconditioned", sizes, False)
@@ -201,9 +216,12 @@ def _free_running(params, states, length, steps, readout, feedback_dim, teacher=
     return hs
 
 
-def _autoregressive(name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher):
+def _autoregressive(
+    name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher, backend, remat
+):
     sizes = _check_sizes(sizes, name)
     _check_init(init)
+    backend = resolve_backend(backend)
 
     def init_fn(key, latent_dim, feedback_dim):
         k_s, k_l = jax.random.split(key)
@@ -215,7 +233,9 @@ def _autoregressive(name, sizes, state_init, init, unroll, reverse_target, teach
         feedback_dim = params["lstm"][0].w_i.shape[0]
         if targets is not None and always_teacher:
             # Every input is known: one hoisted projection and plain scans.
-            hs, _ = lstm_stack(params["lstm"], _shift_right(targets), length, states, unroll=unroll)
+            hs, _ = lstm_stack(
+                params["lstm"], _shift_right(targets), length, states, unroll=unroll, backend=backend, remat=remat
+            )
             return hs
         if targets is not None and teacher_prob > 0.0:
             if key is None:
@@ -234,6 +254,8 @@ def teacher_forced(
     state_init: StateInit = "project",
     init: Init = "uniform",
     unroll: int = 1,
+    backend: str = "auto",
+    remat: int | None = None,
 ) -> Decoder:
     """EncDec-AD (Malhotra et al. 2016, arXiv 1607.00148).
 
@@ -244,7 +266,7 @@ def teacher_forced(
     ``reconstruct`` is always in the input's order. ``state_init='copy'``
     reproduces the paper's h_D = h_E exactly (needs sizes[0] == E).
     """
-    return _autoregressive("teacher_forced", sizes, state_init, init, unroll, reverse_target, 1.0, True)
+    return _autoregressive("teacher_forced", sizes, state_init, init, unroll, reverse_target, 1.0, True, backend, remat)
 
 
 def conditional(
@@ -255,6 +277,8 @@ def conditional(
     state_init: StateInit = "project",
     init: Init = "uniform",
     unroll: int = 1,
+    backend: str = "auto",
+    remat: int | None = None,
 ) -> Decoder:
     """Srivastava et al. 2015's conditional decoder: free-running, each step
     fed the previous prediction. ``teacher_prob`` > 0 turns on scheduled
@@ -262,7 +286,9 @@ def conditional(
     probability, the true previous value is fed instead (needs a key)."""
     if not 0.0 <= teacher_prob <= 1.0:
         raise ValueError(f"teacher_prob must lie in [0, 1], got {teacher_prob}")
-    return _autoregressive("conditional", sizes, state_init, init, unroll, reverse_target, float(teacher_prob), False)
+    return _autoregressive(
+        "conditional", sizes, state_init, init, unroll, reverse_target, float(teacher_prob), False, backend, remat
+    )
 
 
 DECODERS = {

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_lstm_ae._cell import INITS, Init
-from jax_lstm_ae._layer import init_stack, lstm_stack, stack_output_size
+from jax_lstm_ae._layer import init_stack, lstm_stack, resolve_backend, stack_output_size
 from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
 
 
@@ -62,6 +62,8 @@ def lstm_encoder(
     token_dim: int = 32,
     init: Init = "uniform",
     unroll: int = 1,
+    backend: str = "auto",
+    remat: int | None = None,
 ) -> Encoder:
     """A stacked LSTM whose last layer's final hidden state is the latent.
 
@@ -76,12 +78,17 @@ def lstm_encoder(
         embedded by a learned [V, token_dim] table before the LSTM.
       init: ``"uniform"`` (PyTorch) or ``"orthogonal"`` (Keras) weights.
       unroll: ``lax.scan`` unroll factor.
+      backend: how the LSTM layers run (``_layer`` module doc): ``"auto"``
+        (fastest for the platform), ``"reference"`` (plain scan), ``"fast"``, ...
+      remat: checkpoint the stack in chunks of this many steps (long
+        sequences: training memory; see ``lstm_stack``).
 
     The latent is the state after each example's last *valid* step: padded
     steps keep the carry, so padding never changes z.
     """
     sizes = _check_sizes(sizes, "lstm_encoder")
     _check_init(init)
+    backend = resolve_backend(backend)
     if vocab_size is not None and vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
     state_dim = stack_output_size(sizes, bidirectional)
@@ -101,7 +108,7 @@ def lstm_encoder(
 
     def apply_fn(params: PyTree, x: Array, length: Length) -> Latent:
         xs = params["embedding"][x] if vocab_size is not None else x
-        _, finals = lstm_stack(params["lstm"], xs, length, unroll=unroll)
+        _, finals = lstm_stack(params["lstm"], xs, length, unroll=unroll, backend=backend, remat=remat)
         top = finals[-1]
         z = jnp.concatenate([top[0].h, top[1].h]) if bidirectional else top.h
         if latent_dim is not None:

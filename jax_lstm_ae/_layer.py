@@ -8,11 +8,52 @@ is padding. A step at or past ``length`` keeps the carry unchanged and emits
 zeros, so whatever the padding holds never reaches the state or the outputs.
 With ``reverse=True`` the scan runs from T-1 down to 0; the padded steps come
 first and are skipped, so the backward direction starts at step length-1.
+
+Backends: how a layer runs its recurrence is a named *backend*, picked once
+by the factories (``backend=`` on :func:`lstm_layer`, :func:`lstm_stack`,
+``lstm_encoder`` and every decoder), never switched inside traced code.
+
+| name        | what runs                                                      |
+| ----------- | -------------------------------------------------------------- |
+| "reference" | the plain per-example ``lax.scan`` below, differentiated by JAX |
+| "fast"      | ``_fast``: batched scan with a custom VJP (weight gradients as  |
+|             | one GEMM after the backward scan); the CPU default             |
+| "pallas"    | ``_pallas`` (GPU), registered by that module on import         |
+| "cudnn"     | ``_cudnn`` (GPU), registered by that module on import          |
+| "auto"      | the fastest correct one for ``jax.default_backend()``          |
+
+Every non-reference backend is a *batched* function with this contract:
+
+    fn(params: LSTMParams, gates_x[B, T, G], lengths[B], h0[B, H], c0[B, H],
+       *, reverse: bool) -> (hs[B, T, H], h_final[B, H], c_final[B, H])
+
+with exactly the per-example semantics above, for lengths in [0, T] (0 occurs
+under ``remat``, for a chunk wholly past an example's end: every step is
+padding and the carry passes through): ``hs`` is zero on padded steps,
+the finals are the carry after the last valid step (the first valid one when
+``reverse``). It must be differentiable in ``params``, ``gates_x``, ``h0``
+and ``c0`` (``lengths`` is integer). An ``inputs="xs"`` backend (cuDNN) takes
+``xs[B, T, F]`` instead of ``gates_x`` and applies ``w_i`` and ``b`` itself;
+a layer whose input gates are precomputed (layer 0 of the repeat and
+unconditioned decoders) then runs on the "fast" backend. A backend may
+accept extra keyword options of the layer (today ``unroll``); the ones its
+signature names are passed, the rest are not.
+
+The model stays per example and batched with ``jax.vmap``: the layer wraps
+the batched function in ``jax.custom_batching.custom_vmap``, so a vmapped
+call runs ``fn`` once on the whole batch (one GEMM per step, and the
+backend's own VJP), and an un-batched call runs it with B = 1. When the
+*weights* are batched too (vmap over an ensemble of models), the reference
+scan runs instead. A backend module calls :func:`register_backend` at import
+time; :func:`get_backend` imports it lazily on first use of its name.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib
+import inspect
+from functools import lru_cache, partial
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +64,72 @@ from jax_lstm_ae._typing import Array, Gates, Length, PRNGKey, Seq
 
 # One layer of a stack: a single direction, or (forward, backward).
 LayerParams = LSTMParams | tuple[LSTMParams, LSTMParams]
+
+# ------------------------------------------------------------------ backends
+# The one place that names backends. A module listed here registers its
+# function(s) with register_backend when imported.
+_BACKEND_MODULES = {
+    "fast": "jax_lstm_ae._fast",
+    "pallas": "jax_lstm_ae._pallas",
+    "cudnn": "jax_lstm_ae._cudnn",
+}
+BACKENDS = ("auto", "reference", *_BACKEND_MODULES)
+# The fastest correct backend per platform (``jax.default_backend()``),
+# measured in bench/throughput.py; platforms not listed get "fast".
+_AUTO = {"cpu": "fast"}
+BackendInputs = Literal["gates", "xs"]
+
+
+class Backend(NamedTuple):
+    """A registered batched layer function (contract in the module doc)."""
+
+    name: str
+    fn: Callable[..., tuple[Array, Array, Array]]
+    inputs: BackendInputs  # "gates": fn takes gates_x[B,T,G]; "xs": xs[B,T,F]
+    options: frozenset[str]  # extra keyword options fn accepts (e.g. "unroll")
+
+
+_REGISTRY: dict[str, Backend] = {}
+_LAYER_OPTIONS = ("unroll",)
+
+
+def register_backend(name: str, fn: Callable, *, inputs: BackendInputs = "gates") -> None:
+    """Register ``fn`` as backend ``name`` (called by the backend's module on import)."""
+    if inputs not in ("gates", "xs"):
+        raise ValueError(f"register_backend: inputs must be 'gates' or 'xs', got {inputs!r}")
+    if name in ("auto", "reference"):
+        raise ValueError(f"backend name {name!r} is reserved; pick another name")
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    options = frozenset(o for o in _LAYER_OPTIONS if takes_all or o in params)
+    _REGISTRY[name] = Backend(name, fn, inputs, options)
+    _per_example.cache_clear()
+
+
+def resolve_backend(name: str) -> str:
+    """Check a backend name and turn ``"auto"`` into a concrete one."""
+    if name == "auto":
+        name = _AUTO.get(jax.default_backend(), "fast")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown LSTM backend {name!r}; choose one of {BACKENDS}")
+    return name
+
+
+def get_backend(name: str) -> Backend:
+    """The registered :class:`Backend` for ``name`` (imports its module once)."""
+    name = resolve_backend(name)
+    if name == "reference":
+        raise ValueError("the 'reference' backend is the plain per-example scan and has no batched function")
+    if name not in _REGISTRY:
+        try:
+            importlib.import_module(_BACKEND_MODULES[name])
+        except ImportError as err:
+            raise ValueError(
+                f"LSTM backend {name!r} is not available here ({err}); use backend='auto' or 'reference'"
+            ) from err
+        if name not in _REGISTRY:
+            raise ValueError(f"module {_BACKEND_MODULES[name]} did not register backend {name!r}")
+    return _REGISTRY[name]
 
 
 def project_inputs(params: LSTMParams, xs: Seq) -> Gates:
@@ -38,6 +145,7 @@ def scan_gates(
     *,
     reverse: bool = False,
     unroll: int = 1,
+    backend: str = "reference",
 ) -> tuple[Array, LSTMState]:
     """Run the recurrence over precomputed input gates.
 
@@ -45,14 +153,109 @@ def scan_gates(
       gates_x: [T, G] input projections.
       length: [] number of valid steps.
       state: initial ``(h[H], c[H])``; zeros when None.
+      backend: a name from :data:`BACKENDS` (module doc); the default is the
+        plain scan, which the other backends are tested against.
     Returns:
       ``hs[T, H]`` (zeros at padded steps) and the state after the last valid
       step (the first valid one when ``reverse``).
     """
-    t_steps = gates_x.shape[0]
     hidden = params.w_h.shape[0]
     if state is None:
         state = zero_state(hidden, gates_x.dtype)
+    backend = resolve_backend(backend)
+    if backend != "reference":
+        be = get_backend(backend)
+        if be.inputs == "xs":
+            be = get_backend("fast")
+        hs, h, c = _per_example(be.name, reverse, unroll)(params, gates_x, length, state.h, state.c)
+        return hs, LSTMState(h, c)
+    return _reference_scan(params, gates_x, length, state, reverse, unroll)
+
+
+@lru_cache(maxsize=None)
+def _per_example(name: str, reverse: bool, unroll: int) -> Callable:
+    """The per-example face of a batched backend: ``(params, inp[T, .],
+    length, h0[H], c0[H]) -> (hs[T, H], h[H], c[H])``, where ``inp`` is
+    gates_x or xs as the backend takes; under ``jax.vmap`` it runs the backend
+    once on the whole batch."""
+    be = _REGISTRY[name]
+    opts = {"unroll": unroll} if "unroll" in be.options else {}
+
+    def batched(params, inp, lengths, h0, c0):
+        return be.fn(params, inp, lengths, h0, c0, reverse=reverse, **opts)
+
+    def reference(params, inp, length, h0, c0):
+        gx = project_inputs(params, inp) if be.inputs == "xs" else inp
+        hs, fin = _reference_scan(params, gx, length, LSTMState(h0, c0), reverse, unroll)
+        return hs, fin.h, fin.c
+
+    def alone(params, inp, length, h0, c0):
+        hs, h, c = batched(params, inp[None], jnp.reshape(length, (1,)), h0[None], c0[None])
+        return hs[0], h[0], c[0]
+
+    one = jax.custom_batching.custom_vmap(alone)
+
+    @one.def_vmap
+    def _rule(axis_size, in_batched, params, inp, length, h0, c0):
+        p_b, *rest_b = in_batched
+        rest = (inp, length, h0, c0)
+        # Broadcast what the vmap left unbatched: one batched call serves all.
+        inp, length, h0, c0 = (
+            x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x))) for x, b in zip(rest, rest_b)
+        )
+        if any(jax.tree.leaves(p_b)):
+            # Per-example weights (an ensemble): no shared GEMM to gain.
+            p_axes = jax.tree.map(lambda b: 0 if b else None, p_b)
+            out = jax.vmap(reference, in_axes=(p_axes, 0, 0, 0, 0))(params, inp, length, h0, c0)
+        else:
+            out = batched(params, inp, length, h0, c0)
+        return out, (True, True, True)
+
+    def dispatch(params, inp, length, h0, c0):
+        args = (params, inp, length, h0, c0)
+        return one(*args) if _vmapped_here(args) else alone(*args)
+
+    return dispatch
+
+
+def _vmapped_here(args) -> bool:
+    """True when the innermost transformation is a ``jax.vmap`` over some of args.
+
+    ``custom_vmap`` supports neither reverse-mode autodiff of an un-batched
+    call nor a vmap applied to the traced jaxpr later, so it is used only when
+    the vmap is known to come first (the model's ``grad(vmap(...))``): its
+    rule then runs the batched backend, whose VJP sums the weight gradients in
+    one GEMM. Everywhere else (a single example, per-example gradients
+    ``vmap(grad(...))``, a vmap applied outside a ``jit`` or ``scan``) the
+    backend runs on B = 1, which is correct under every transformation.
+    Reads JAX's current trace; if that private API moves, the B = 1 path is used.
+    """
+    try:
+        from jax._src import core as jcore
+        from jax._src.interpreters import batching
+
+        trace = jcore.unsafe_get_current_trace()
+        if not isinstance(trace, batching.BatchTrace):
+            return False
+        return any(isinstance(x, batching.BatchTracer) and x._trace is trace for x in jax.tree.leaves(args))
+    except (ImportError, AttributeError):  # pragma: no cover - depends on JAX internals
+        return False
+
+
+def _run_layer(params, xs, gates_x, length, state, *, reverse, unroll, backend) -> tuple[Array, LSTMState]:
+    """One layer from xs[T, F] or precomputed gates_x[T, G] on the given backend."""
+    backend = resolve_backend(backend)
+    if backend != "reference" and xs is not None and get_backend(backend).inputs == "xs":
+        if state is None:
+            state = zero_state(params.w_h.shape[0], xs.dtype)
+        hs, h, c = _per_example(backend, reverse, unroll)(params, xs, length, state.h, state.c)
+        return hs, LSTMState(h, c)
+    gx = gates_x if gates_x is not None else project_inputs(params, xs)
+    return scan_gates(params, gx, length, state, reverse=reverse, unroll=unroll, backend=backend)
+
+
+def _reference_scan(params, gates_x, length, state, reverse, unroll):
+    t_steps = gates_x.shape[0]
 
     def body(carry: LSTMState, inp):
         gx, t = inp
@@ -73,13 +276,14 @@ def lstm_layer(
     *,
     reverse: bool = False,
     unroll: int = 1,
+    backend: str = "reference",
 ) -> tuple[Array, LSTMState]:
     """One LSTM layer on one example: xs[T, F] -> (hs[T, H], (h[H], c[H]))."""
     if xs.ndim != 2:
         raise ValueError(f"lstm_layer expects xs of shape (T, F), got {xs.shape}; use jax.vmap for a batch")
     if xs.shape[1] != params.w_i.shape[0]:
         raise ValueError(f"lstm_layer: xs has {xs.shape[1]} features but the layer expects {params.w_i.shape[0]}")
-    return scan_gates(params, project_inputs(params, xs), length, state, reverse=reverse, unroll=unroll)
+    return _run_layer(params, xs, None, length, state, reverse=reverse, unroll=unroll, backend=backend)
 
 
 def init_stack(
@@ -122,6 +326,8 @@ def lstm_stack(
     *,
     first_gates: Gates | None = None,
     unroll: int = 1,
+    backend: str = "reference",
+    remat: int | None = None,
 ) -> tuple[Array, list]:
     """A stack of layers on one example.
 
@@ -132,23 +338,58 @@ def lstm_stack(
       first_gates: [T, G0] precomputed input gates of layer 0, used instead of
         ``xs @ w_i + b`` (the repeat decoder's input is constant in time, so
         its projection is computed once for one step and broadcast).
+      backend: how each layer runs (module doc).
+      remat: when set to a chunk length K, run the whole stack K steps at a
+        time under ``jax.checkpoint``: training keeps only the layers' carries
+        at chunk boundaries (plus inputs and the top layer's outputs) and
+        recomputes a chunk's inside in the backward pass, so the saved
+        activations of the inner layers no longer grow with T. Unidirectional
+        stacks only.
     Returns:
       ``hs[T, H_out]`` of the top layer and the list of final states, one per
       layer (a ``(fwd, bwd)`` pair for a bidirectional layer).
     """
     states = list(states) if states is not None else [None] * len(layers)
+    if remat is not None:
+        return _remat_stack(layers, xs, length, states, first_gates, unroll, backend, int(remat))
     finals = []
     hs = xs
     for idx, (layer, state) in enumerate(zip(layers, states)):
+        gates0 = first_gates if idx == 0 else None
         if not isinstance(layer, LSTMParams):
             fwd, bwd = layer
-            gx_f = first_gates if (idx == 0 and first_gates is not None) else project_inputs(fwd, hs)
-            hs_f, fin_f = scan_gates(fwd, gx_f, length, state, unroll=unroll)
-            hs_b, fin_b = scan_gates(bwd, project_inputs(bwd, hs), length, None, reverse=True, unroll=unroll)
+            hs_f, fin_f = _run_layer(fwd, hs, gates0, length, state, reverse=False, unroll=unroll, backend=backend)
+            hs_b, fin_b = _run_layer(bwd, hs, None, length, None, reverse=True, unroll=unroll, backend=backend)
             hs = jnp.concatenate([hs_f, hs_b], axis=-1)
             finals.append((fin_f, fin_b))
         else:
-            gx = first_gates if (idx == 0 and first_gates is not None) else project_inputs(layer, hs)
-            hs, fin = scan_gates(layer, gx, length, state, unroll=unroll)
+            hs, fin = _run_layer(layer, hs, gates0, length, state, reverse=False, unroll=unroll, backend=backend)
             finals.append(fin)
     return hs, finals
+
+
+def _remat_stack(layers, xs, length, states, first_gates, unroll, backend, chunk):
+    if chunk < 1:
+        raise ValueError(f"remat is a chunk length in steps and must be >= 1, got {chunk}")
+    if not all(isinstance(layer, LSTMParams) for layer in layers):
+        raise ValueError("remat runs a stack chunk by chunk forward in time; it does not support bidirectional layers")
+    seq = first_gates if first_gates is not None else xs
+    t_steps = seq.shape[0]
+    n_chunks = -(-t_steps // chunk)
+    states = [zero_state(layer.w_h.shape[0], seq.dtype) if s is None else s for layer, s in zip(layers, states)]
+    # Padding steps past T are masked like any padding: they never touch the state.
+    seq = jnp.pad(seq, ((0, n_chunks * chunk - t_steps), (0, 0))).reshape(n_chunks, chunk, seq.shape[1])
+
+    @partial(jax.checkpoint, prevent_cse=False)
+    def body(carry, inp):
+        part, start = inp
+        # length - start may be <= 0: a chunk wholly past the end only carries.
+        sub_len = jnp.clip(length - start, 0, chunk)
+        if first_gates is not None:
+            hs, fins = lstm_stack(layers, None, sub_len, carry, first_gates=part, unroll=unroll, backend=backend)
+        else:
+            hs, fins = lstm_stack(layers, part, sub_len, carry, unroll=unroll, backend=backend)
+        return fins, hs
+
+    finals, hs = lax.scan(body, states, (seq, jnp.arange(n_chunks) * chunk))
+    return hs.reshape(n_chunks * chunk, -1)[:t_steps], finals
