@@ -132,7 +132,8 @@ def launch(out: Path, timeout_s: int) -> dict:
     for pid in range(N_PROCESSES):
         env = dict(os.environ)
         env.update({
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}",
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+                         f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}".strip(),
             "JAX_PLATFORMS": "cpu",
             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
             "JAX_NUM_PROCESSES": str(N_PROCESSES),

@@ -348,3 +348,47 @@ def step_errors_dataset(model, params: PyTree, x, lengths=None, *, mesh: Mesh | 
                         batch_size: int = 1024):
     """Per-step errors [N, T] of N rows (the input to anomaly scores), streamed."""
     return map_dataset(model.step_errors, params, x, lengths, mesh=mesh, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------- command-line flags
+def _devices_flag(s: str) -> int | str:
+    import argparse
+
+    if s == "all":
+        return s
+    if s.isdigit() and int(s) >= 1:
+        return int(s)
+    raise argparse.ArgumentTypeError(f"--devices takes a positive number or 'all', got {s!r}")
+
+
+def add_parallel_args(parser) -> None:
+    """``--devices N|all`` and the multi-process flags, on an argparse parser."""
+    g = parser.add_argument_group("devices and hosts")
+    g.add_argument("--devices", type=_devices_flag, default=None, metavar="N|all",
+                   help="split each batch over N devices of this process (or all); default: one device, "
+                        "or all of them when several processes run")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address for a multi-process run (env JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=int, default=None, metavar="P",
+                   help="number of processes (env JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's id in [0, P) (env JAX_PROCESS_ID)")
+    g.add_argument("--distributed-auto", action="store_true",
+                   help="let JAX detect the processes (SLURM, Open MPI, Kubernetes, Cloud TPU)")
+
+
+def setup_parallel(args) -> Mesh | None:
+    """Start ``jax.distributed`` if asked, then build the mesh the flags ask for.
+
+    Returns None for a plain one-device, one-process run (the unsharded path).
+    Call it before anything touches a device."""
+    from jax_lstm_ae._distributed import initialize_distributed
+
+    multi = initialize_distributed(
+        getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+        getattr(args, "process_id", None), auto=getattr(args, "distributed_auto", False),
+    )
+    devices = getattr(args, "devices", None)
+    if not multi and devices in (None, 1):
+        return None
+    return make_data_mesh(devices)
