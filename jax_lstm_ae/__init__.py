@@ -28,6 +28,20 @@ from jax_lstm_ae._train import (
     train_step_fn,
 )
 from jax_lstm_ae._torch_port import linear_from_torch, lstm_from_torch, recurrent_autoencoder_from_torch
+from jax_lstm_ae._distributed import distributed_config, initialize_distributed, process_rows
+from jax_lstm_ae._parallel import (
+    ShardedStep,
+    data_parallel,
+    encode_dataset,
+    make_data_mesh,
+    map_dataset,
+    pad_batch,
+    reconstruct_dataset,
+    shard_batch,
+    shard_state,
+    state_shardings,
+    step_errors_dataset,
+)
 
 __version__ = "0.1.0"
 
@@ -71,4 +85,18 @@ __all__ = [
     "teacher_forced",
     "unconditioned",
     "zero_state",
+    "ShardedStep",
+    "data_parallel",
+    "distributed_config",
+    "encode_dataset",
+    "initialize_distributed",
+    "make_data_mesh",
+    "map_dataset",
+    "pad_batch",
+    "process_rows",
+    "reconstruct_dataset",
+    "shard_batch",
+    "shard_state",
+    "state_shardings",
+    "step_errors_dataset",
 ]
