@@ -51,8 +51,9 @@ def _pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 def map_batches(fn: Callable, x, lengths=None, *, batch_size: int = 512) -> np.ndarray:
     """Apply ``fn(x[b], lengths[b]) -> [b, ...]`` over fixed-size batches.
 
-    The last batch is padded with copies of its first row and cropped after,
-    so ``fn`` compiles once for any number of examples."""
+    Batches are ``batch_size`` rows, or for fewer examples the next power of
+    two (at least 8); the last batch is padded with copies of its first row
+    and cropped after, so ``fn`` compiles for a handful of shapes at most."""
     x = np.asarray(x)
     n = x.shape[0]
     if n == 0:
@@ -60,7 +61,7 @@ def map_batches(fn: Callable, x, lengths=None, *, batch_size: int = 512) -> np.n
     if lengths is None:
         lengths = np.full((n,), x.shape[1], np.int32)
     lengths = np.asarray(lengths, np.int32)
-    bs = min(batch_size, n)
+    bs = min(int(batch_size), max(8, 1 << (n - 1).bit_length()))
     out = []
     for i in range(0, n, bs):
         xb, lb = x[i:i + bs], lengths[i:i + bs]

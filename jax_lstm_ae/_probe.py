@@ -102,6 +102,23 @@ def stratified_folds(labels, k: int, seed: int = 0) -> np.ndarray:
     return fold
 
 
+def _split_stratified(labels, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, test_idx): about ``test_fraction`` of each class to test,
+    at least one row of each class with two or more rows on each side."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction}")
+    y = np.asarray(labels).reshape(-1)
+    rng = np.random.default_rng(seed)
+    tr, te = [], []
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(test_fraction * rows.shape[0]))
+        k = min(max(k, 1), rows.shape[0] - 1) if rows.shape[0] > 1 else 0
+        te.append(rows[:k])
+        tr.append(rows[k:])
+    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
+
+
 def fit_probe(
     features, labels, *, l2: float | Sequence[float] = L2_GRID, folds: int = 5, iters: int = 500, seed: int = 0
 ) -> Probe:
@@ -117,22 +134,26 @@ def fit_probe(
     mean, scale = _standardise(x)
     xs = jnp.asarray((x - mean) / scale, jnp.float32)
     onehot = jax.nn.one_hot(idx, classes.shape[0])
-    if np.ndim(l2) == 0:
-        chosen = float(l2)
-    else:
-        grid_values = sorted((float(v) for v in l2), reverse=True)
-        grid = np.asarray(grid_values, np.float32)
-        k = int(min(folds, np.bincount(idx).max()))
-        fold = stratified_folds(idx, k, seed)
-        weights = np.stack([(fold != f).astype(np.float32) for f in range(k) for _ in grid])
-        l2s = np.tile(grid, k)
-        fitted = _fit_many(xs, onehot, jnp.asarray(weights), jnp.asarray(l2s), iters)
-        pred = np.argmax(np.asarray(jnp.einsum("nd,mdc->mnc", xs, fitted["w"]) + fitted["b"][:, None, :]), axis=-1)
-        held = weights == 0
-        correct = ((pred == idx[None, :]) & held).sum(axis=1).reshape(k, grid.shape[0]).sum(axis=0)
-        chosen = grid_values[int(np.argmax(correct))]  # grid is strongest first
-    params = _fit_one(xs, onehot, jnp.ones((x.shape[0],)), jnp.float32(chosen), iters)
-    return Probe(np.asarray(params["w"]), np.asarray(params["b"]), mean, scale, classes, chosen)
+    grid_values = [float(l2)] if np.ndim(l2) == 0 else sorted((float(v) for v in l2), reverse=True)
+    grid = np.asarray(grid_values, np.float32)
+    # One vmapped solve for every (fold, l2) pair plus every l2 on all rows:
+    # a single compile per feature width, whatever the grid.
+    k = int(min(folds, np.bincount(idx).max())) if len(grid_values) > 1 else 0
+    fold = stratified_folds(idx, k, seed) if k else np.zeros(x.shape[0], np.int64)
+    weights = np.stack([(fold != f).astype(np.float32) for f in range(k) for _ in grid_values]
+                       + [np.ones(x.shape[0], np.float32) for _ in grid_values])
+    l2s = np.tile(grid, k + 1)
+    fitted = _fit_many(xs, onehot, jnp.asarray(weights), jnp.asarray(l2s), iters)
+    best = 0
+    if k:
+        cv_w, cv_b = fitted["w"][: k * len(grid_values)], fitted["b"][: k * len(grid_values)]
+        pred = np.argmax(np.asarray(jnp.einsum("nd,mdc->mnc", xs, cv_w) + cv_b[:, None, :]), axis=-1)
+        held = weights[: k * len(grid_values)] == 0
+        correct = ((pred == idx[None, :]) & held).sum(axis=1).reshape(k, len(grid_values)).sum(axis=0)
+        best = int(np.argmax(correct))  # grid is strongest first, so ties keep the stronger l2
+    final = k * len(grid_values) + best
+    return Probe(np.asarray(fitted["w"][final]), np.asarray(fitted["b"][final]), mean, scale, classes,
+                 grid_values[best])
 
 
 def probe_logits(probe: Probe, features) -> np.ndarray:

@@ -1,0 +1,239 @@
+"""Anomaly-detection and representation quality on real data (../shared/data).
+
+    python bench/quality.py                    # every row, prints a markdown table
+    python bench/quality.py --only ecg         # ECG5000 anomaly + probe rows
+    python bench/quality.py --only discords
+    python bench/quality.py --json out.jsonl   # also one JSON object per row
+
+Protocols (all choices made on training / validation data, never on test labels):
+
+ECG5000 anomaly (EncDec-AD split): class 1 = normal, classes 2-5 = anomalous.
+  Normal beats are split 50 / 15 / 10 / 25 % into train sN, vN1, vN2, test;
+  anomalous beats 30 / 70 % into vA, test. The autoencoder trains on sN with
+  early stopping on vN1; each scoring method (window Mahalanobis, step
+  Mahalanobis, MAE, MSE) is fitted on vN1 errors; the method with the best
+  ROC AUC on the labelled validation set vN2 + vA is kept, and its threshold
+  maximises F-beta (beta = --beta) there. Test ROC AUC, PR AUC, F1 are then
+  measured once on the held-out test beats.
+ECG5000 probe: a stratified 60 / 40 % split of all 500 beats. A second
+  autoencoder trains (unsupervised) on the 60 % (10 % of it for early
+  stopping); a multinomial logistic regression on its latents (l2 by 5-fold CV
+  on the 60 %) is scored on the 40 %, next to PCA of the raw beat at the same
+  dimension E and the raw 140-step beat.
+Discords: the series is cut into windows (--window, --stride); windows that
+  touch the labelled stretch are never trained on; 20 % of the others (at
+  random) are held out for early stopping and to fit the scorer. The scoring
+  method is the one ECG5000's validation chose (or --discord-method). Per-step
+  (or per-window) scores are averaged over the windows covering each point;
+  point ROC AUC against the label, and whether the top-scoring window overlaps
+  the labelled stretch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score, window_overlaps  # noqa: E402
+from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
+from jax_lstm_ae._data import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
+from jax_lstm_ae._fit import fit  # noqa: E402
+from jax_lstm_ae._metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
+from jax_lstm_ae._probe import compare_representations, encode_all  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
+DISCORDS = {
+    # name: (file, columns, lo, hi) -- anomaly where lo < i < hi
+    "chfdb_chf13_45590": ("chfdb_chf13_45590.txt", [1, 2], 2800, 2960),
+    "xmitdb_x108_0": ("xmitdb_x108_0.txt", [1, 2], 4020, 4400),
+    "TEK16": ("TEK16.txt", None, 4270, 4370),
+}
+METHODS = (("mahalanobis", "window"), ("mahalanobis", "step"), ("mae", "window"), ("mse", "window"))
+
+
+def _ds(x, lengths=None):
+    x = np.asarray(x, np.float32)
+    return Dataset(x, np.full((x.shape[0],), x.shape[1], np.int32) if lengths is None else lengths)
+
+
+def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int):
+    cfg = model_config(features, decoder=args.decoder, embedding_dim=args.embedding, hidden=tuple(args.hidden))
+    model = build_model(cfg)
+    opt = build_optimizer(optimizer_config(args.lr, decay_steps=args.epochs * max(1, train.n // args.batch)))
+    state, hist = fit(
+        model, opt, train, val, epochs=args.epochs, batch_size=args.batch, seed=seed,
+        patience=args.patience, progress=False,
+    )
+    best = min((h["val_loss"] for h in hist if h["val_loss"] is not None), default=None)
+    return model, state.params, {"epochs_run": len(hist), "best_val_loss": best, "train_loss": hist[-1]["loss"]}
+
+
+def _split(idx, fractions, rng):
+    idx = rng.permutation(idx)
+    cuts = np.cumsum([int(round(f * len(idx))) for f in fractions[:-1]])
+    return np.split(idx, cuts)
+
+
+# ----------------------------------------------------------------- ECG5000
+def ecg_anomaly(args) -> dict:
+    t0 = time.perf_counter()
+    ds = load_sequences(ECG)
+    y = ds.labels.astype(int)
+    rng = np.random.default_rng(args.seed)
+    n_tr, n_v1, n_v2, n_te = _split(np.flatnonzero(y == 1), (0.5, 0.15, 0.10, 0.25), rng)
+    a_val, a_te = _split(np.flatnonzero(y != 1), (0.3, 0.7), rng)
+    norm = Normalizer.fit(ds.take(n_tr))
+    data = norm.apply(ds)
+    model, params, info = train_model(args, data.take(n_tr), data.take(n_v1), 1, ds.steps, args.seed)
+    err = error_vectors(model, params, data.x)
+    val_idx = np.r_[n_v2, a_val]
+    val_y = np.r_[np.zeros(len(n_v2)), np.ones(len(a_val))]
+    choices = {}
+    for method, level in METHODS:
+        scorer = fit_scorer(err[n_v1], method=method, level=level)
+        s, _ = score(scorer, err[val_idx])
+        choices[(method, level)] = (roc_auc(val_y, s), scorer)
+    (method, level), (val_auc, scorer) = max(choices.items(), key=lambda kv: kv[1][0])
+    thr = best_fbeta_threshold(val_y, score(scorer, err[val_idx])[0], beta=args.beta)
+    te_idx = np.r_[n_te, a_te]
+    te_y = np.r_[np.zeros(len(n_te)), np.ones(len(a_te))]
+    te_s, _ = score(scorer, err[te_idx])
+    rep = detection_report(te_y, te_s, thr.value, beta=args.beta)
+    return {
+        "row": "ECG5000 anomaly", "seed": args.seed, **info, "method": f"{method}/{level}",
+        "val_auc_by_method": {f"{m}/{lv}": round(v[0], 4) for (m, lv), v in choices.items()},
+        "threshold_beta": args.beta, "n_test": f"{len(n_te)} normal + {len(a_te)} anomalous",
+        "roc_auc": rep["roc_auc"], "pr_auc": rep["pr_auc"], "f1": rep["f1"], "precision": rep["precision"],
+        "recall": rep["recall"], "wall_s": time.perf_counter() - t0,
+    }
+
+
+def ecg_probe(args) -> dict:
+    t0 = time.perf_counter()
+    ds = load_sequences(ECG)
+    y = ds.labels.astype(int)
+    rng = np.random.default_rng(args.seed + 1)
+    tr, te = [], []
+    for c in np.unique(y):  # stratified 60 / 40
+        a, b = _split(np.flatnonzero(y == c), (0.6, 0.4), rng)
+        tr.append(a)
+        te.append(b)
+    tr, te = np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
+    fit_idx, stop_idx = _split(tr, (0.9, 0.1), rng)
+    norm = Normalizer.fit(ds.take(fit_idx))
+    data = norm.apply(ds)
+    model, params, info = train_model(args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, args.seed)
+    z = encode_all(model, params, data.x)
+    raw = data.x.reshape(ds.n, -1)
+    res = compare_representations(z[tr], z[te], raw[tr], raw[te], y[tr], y[te])
+    return {
+        "row": "ECG5000 5-class probe", "seed": args.seed, **info, "n_train": len(tr), "n_test": len(te),
+        **{f"acc_{k}": v["accuracy"] for k, v in res.items()}, **{f"dim_{k}": v["dim"] for k, v in res.items()},
+        **{f"l2_{k}": v["l2"] for k, v in res.items()}, "wall_s": time.perf_counter() - t0,
+    }
+
+
+# ----------------------------------------------------------------- discords
+def discord(args, name: str, method: str, level: str) -> dict:
+    t0 = time.perf_counter()
+    fname, cols, lo, hi = DISCORDS[name]
+    series = load_series(DATA / "discords" / fname, cols)
+    n = series.shape[0]
+    windows, starts = sliding_windows(series, args.window, args.stride)
+    touch = window_overlaps(starts, args.window, lo, hi)
+    rng = np.random.default_rng(args.seed)
+    fit_idx, hold_idx = _split(np.flatnonzero(~touch), (0.8, 0.2), rng)
+    all_w = _ds(windows)
+    norm = Normalizer.fit(all_w.take(fit_idx))
+    data = norm.apply(all_w)
+    model, params, info = train_model(args, data.take(fit_idx), data.take(hold_idx), series.shape[1], args.window,
+                                      args.seed)
+    err = error_vectors(model, params, data.x)
+    scorer = fit_scorer(err[hold_idx], method=method, level=level)
+    w_scores, step_scores = score(scorer, err)
+    values = step_scores if step_scores is not None else w_scores
+    points = points_from_windows(values, starts, n, window=args.window)
+    labels = (np.arange(n) > lo) & (np.arange(n) < hi)
+    top = int(np.argmax(w_scores))
+    return {
+        "row": f"discord {name}", "seed": args.seed, **info, "method": f"{method}/{level}",
+        "window": args.window, "stride": args.stride, "n_windows": len(starts), "n_train_windows": len(fit_idx),
+        "point_roc_auc": roc_auc(labels, points), "window_roc_auc": roc_auc(touch, w_scores),
+        "top_window": [int(starts[top]), int(starts[top]) + args.window - 1],
+        "top_window_on_anomaly": bool(touch[top]), "wall_s": time.perf_counter() - t0,
+    }
+
+
+# ----------------------------------------------------------------- main
+def _table(rows):
+    out = []
+    for r in rows:
+        if r["row"] == "ECG5000 anomaly":
+            res = (f"ROC AUC {r['roc_auc']:.4f}, PR AUC {r['pr_auc']:.4f}, F1 {r['f1']:.3f} "
+                   f"(P {r['precision']:.3f}, R {r['recall']:.3f}); method {r['method']} chosen on validation")
+        elif r["row"].endswith("probe"):
+            res = (f"accuracy latent {r['acc_latent']:.3f} (E={r['dim_latent']}), PCA {r['acc_pca']:.3f} "
+                   f"(dim {r['dim_pca']}), raw {r['acc_raw']:.3f} (dim {r['dim_raw']})")
+        else:
+            res = (f"point ROC AUC {r['point_roc_auc']:.4f}; top window {r['top_window']} on anomaly: "
+                   f"{'yes' if r['top_window_on_anomaly'] else 'NO'}; W={r['window']}, stride {r['stride']}")
+        out.append(f"| {r['row']} | {res} | {r['seed']} | {r['epochs_run']} | {r['wall_s']:.0f} s |")
+    return "\n".join(["| row | result | seed | epochs | wall |", "| --- | --- | --- | --- | --- |", *out])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=("ecg", "probe", "discords", "all"), default="all")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--decoder", default="repeat")
+    p.add_argument("--embedding", type=int, default=16)
+    p.add_argument("--hidden", type=int, nargs="*", default=[32])
+    p.add_argument("--beta", type=float, default=1.0, help="F-beta the threshold maximises on validation")
+    p.add_argument("--window", type=int, default=64)
+    p.add_argument("--stride", type=int, default=4)
+    p.add_argument("--discord-method", default=None, help="e.g. mahalanobis/step; default: ECG5000's choice")
+    p.add_argument("--discords", nargs="*", default=list(DISCORDS))
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if not DATA.is_dir():
+        sys.exit(f"no data at {DATA}: this benchmark reads ../shared/data beside the repository")
+    print(f"# jax_lstm_ae quality bench; {os.cpu_count()} cpus; args {vars(args)}", flush=True)
+    rows = []
+
+    def emit(r):
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(json.dumps(r) + "\n")
+
+    chosen = args.discord_method
+    if args.only in ("ecg", "all"):
+        r = ecg_anomaly(args)
+        emit(r)
+        chosen = chosen or r["method"]
+    if args.only in ("probe", "ecg", "all"):
+        emit(ecg_probe(args))
+    if args.only in ("discords", "all"):
+        method, level = (chosen or "mahalanobis/step").split("/")
+        for name in args.discords:
+            emit(discord(args, name, method, level))
+    print(_table(rows))
+
+
+if __name__ == "__main__":
+    main()

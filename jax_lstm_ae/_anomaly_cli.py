@@ -1,0 +1,334 @@
+"""`jax-lstm-ae detect` and `jax-lstm-ae probe`: anomaly scores and a linear
+probe from a trained run directory.
+
+    jax-lstm-ae detect --run RUN --data beats.txt --out scores.csv [--labels y.txt]
+    jax-lstm-ae detect --run RUN --data series.txt --window 64 --stride 4 --out points.csv
+    jax-lstm-ae probe  --run RUN --data labelled.txt [--test-fraction 0.4]
+
+``register(subparsers)`` adds both commands to the main CLI; ``main(argv)``
+runs them alone (``python -m jax_lstm_ae._anomaly_cli detect ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score
+from jax_lstm_ae._metrics import (
+    as_binary_labels,
+    best_fbeta_threshold,
+    contamination_threshold,
+    detection_report,
+    mean_std_threshold,
+)
+
+
+# ----------------------------------------------------------------- parsers
+def _add_detect(sub) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="score sequences (or points of a long series) for anomalies",
+        description=(
+            "Reconstruction-error anomaly scores (EncDec-AD). Writes one row per sequence, or per time point "
+            "when --window cuts a long series, with the score and the 0/1 decision, plus a PNG."
+        ),
+    )
+    p.add_argument("--run", required=True, help="run directory written by `jax-lstm-ae train`")
+    p.add_argument("--data", required=True, help="sequences to score (same formats as train), or a series with --window")
+    p.add_argument("--out", required=True, help="CSV to write: index,score,anomaly[,label]")
+    p.add_argument("--labels", default=None,
+                   help="0/1 per sequence (or per time point), one per line or .npy; enables metrics and --threshold fbeta")
+    p.add_argument("--normal-class", default=None,
+                   help="derive 0/1 labels from the data file's own labels: this class is normal, others anomalous")
+    p.add_argument("--fit-data", default=None,
+                   help="NORMAL data to fit the scorer and the unlabelled threshold on (default: the scored data)")
+    p.add_argument("--method", choices=("mahalanobis", "mae", "mse"), default="mahalanobis")
+    p.add_argument("--level", choices=("window", "step"), default=None,
+                   help="Gaussian per window ([T*F] vector) or per step ([F]); default window for equal-length "
+                        "sequences, step otherwise")
+    p.add_argument("--threshold", default="auto",
+                   help="fbeta (needs labels), contamination, meanstd, auto, or a number "
+                        "(auto: fbeta with labels, else contamination with --fit-data, else meanstd)")
+    p.add_argument("--beta", type=float, default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
+    p.add_argument("--contamination", type=float, default=0.01, help="share of normal items flagged (contamination)")
+    p.add_argument("--k", type=float, default=3.0, help="mean + k * std (meanstd)")
+    p.add_argument("--window", type=int, default=None, help="cut --data (one long series) into windows of this length")
+    p.add_argument("--stride", type=int, default=None, help="window stride (default: the run's, else 1)")
+    p.add_argument("--columns", default=None, help="comma-separated columns of a series file, e.g. 1,2")
+    p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.set_defaults(func=run_detect)
+
+
+def _add_probe(sub) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="linear-probe accuracy of the latents vs PCA and raw baselines",
+        description=(
+            "Encode labelled sequences, fit a multinomial logistic regression on a stratified training part and "
+            "report its test accuracy next to PCA of the raw sequence (same dimension) and the raw sequence."
+        ),
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True, help="labelled sequences (e.g. a UCR file: label in column 0)")
+    p.add_argument("--test-data", default=None, help="labelled test file (default: split --data)")
+    p.add_argument("--test-fraction", type=float, default=0.4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the results as JSON here too")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.set_defaults(func=run_probe)
+
+
+def register(subparsers) -> None:
+    """Add `detect` and `probe` to an argparse subparsers object."""
+    _add_detect(subparsers)
+    _add_probe(subparsers)
+
+
+# ----------------------------------------------------------------- helpers
+def _columns(spec):
+    if spec is None:
+        return None
+    out = []
+    for c in str(spec).split(","):
+        c = c.strip()
+        out.append(int(c) if c.lstrip("-").isdigit() else c)
+    return out
+
+
+def _read_labels(path, n: int, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such labels file")
+    if p.suffix == ".npy":
+        raw = np.load(p, allow_pickle=False)
+    else:
+        rows = [line.strip().split(",")[-1].strip() for line in p.read_text().splitlines() if line.strip()]
+        if rows and not _is_number(rows[0]):
+            rows = rows[1:]  # a header line
+        bad = next((i for i, r in enumerate(rows) if not _is_number(r)), None)
+        if bad is not None:
+            raise ValueError(f"{p}: labels must be 0 or 1, one per line; line {bad + 1} is {rows[bad]!r}")
+        raw = np.array([float(r) for r in rows])
+    try:
+        return as_binary_labels(raw, n, name=f"{p} labels")
+    except ValueError as e:
+        raise ValueError(f"{e} ({what})") from None
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _load_run(path):
+    from jax_lstm_ae._checkpoint import load_run
+
+    return load_run(path)
+
+
+def _prepare(run, data_path, args, series_ok=True):
+    """Load and normalise data the way the run was trained.
+
+    Returns (x[B, T, F], lengths[B], file_labels | None, series | None,
+    starts | None, window | None)."""
+    from jax_lstm_ae._data import load_sequences, load_series, sliding_windows
+
+    data_cfg = run.config.get("data", {}) if isinstance(run.config.get("data"), dict) else {}
+    window = getattr(args, "window", None)
+    if window is not None and series_ok:
+        stride = args.stride or int(data_cfg.get("stride") or 1)
+        series = load_series(data_path, _columns(args.columns) or data_cfg.get("columns"))
+        if run.normalizer is not None:
+            series = run.normalizer.apply(series)
+        windows, starts = sliding_windows(series, window, stride)
+        return windows, np.full(windows.shape[0], window, np.int32), None, series, starts, window
+    ds = load_sequences(data_path)
+    if run.normalizer is not None:
+        ds = run.normalizer.apply(ds)
+    return ds.x, ds.lengths, ds.labels, None, None, None
+
+
+def _threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
+    kind = args.threshold
+    if kind == "auto":
+        kind = "fbeta" if labels is not None else ("contamination" if fitted_on_normal else "meanstd")
+    if kind == "fbeta":
+        if labels is None:
+            raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
+        return best_fbeta_threshold(labels, scores, args.beta).value, f"max F{args.beta:g} on the given labels"
+    if kind == "contamination":
+        return contamination_threshold(fit_scores, args.contamination), f"contamination {args.contamination:g}"
+    if kind == "meanstd":
+        return mean_std_threshold(fit_scores, args.k), f"mean + {args.k:g} std"
+    try:
+        return float(kind), "given"
+    except ValueError:
+        raise ValueError(
+            f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}"
+        ) from None
+
+
+# ----------------------------------------------------------------- detect
+def _check_threshold_args(args) -> None:
+    """Fail before any model work when the threshold options cannot work."""
+    kind = args.threshold
+    if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_number(kind):
+        raise ValueError(f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}")
+    if kind == "fbeta" and args.labels is None and args.normal_class is None:
+        raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
+    if args.beta <= 0:
+        raise ValueError(f"--beta must be > 0, got {args.beta}")
+    if not 0.0 <= args.contamination < 1.0:
+        raise ValueError(f"--contamination must lie in [0, 1), got {args.contamination}")
+
+
+def run_detect(args) -> int:
+    _check_threshold_args(args)
+    run = _load_run(args.run)
+    x, lengths, file_labels, series, starts, window = _prepare(run, args.data, args)
+    n_items = series.shape[0] if series is not None else x.shape[0]
+    what = "one per time point of the series" if series is not None else "one per sequence"
+    labels = None
+    if args.labels is not None:
+        labels = _read_labels(args.labels, n_items, what)
+    elif args.normal_class is not None:
+        if file_labels is None:
+            raise ValueError(f"--normal-class needs labels in {args.data}; give --labels FILE instead")
+        fl_arr = np.asarray(file_labels)
+        if np.issubdtype(fl_arr.dtype, np.number) and _is_number(args.normal_class):
+            labels = fl_arr.astype(np.float64) != float(args.normal_class)
+        else:
+            labels = fl_arr.astype(str) != str(args.normal_class)
+        if labels.all():
+            raise ValueError(f"--normal-class {args.normal_class} matches no label in {args.data}")
+    level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
+
+    err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size)
+    if args.fit_data is not None:
+        fx, fl, *_ = _prepare(run, args.fit_data, args)
+        fit_err = error_vectors(run.model, run.params, fx, fl, batch_size=args.batch_size)
+    else:
+        fit_err, fl = err, lengths
+    scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
+    win_scores, step_scores = score(scorer, err, lengths)
+    fit_win = score(scorer, fit_err, fl)[0] if args.fit_data is not None else win_scores
+
+    if series is not None:
+        values = step_scores if step_scores is not None else win_scores
+        scores = points_from_windows(values, starts, n_items, window=window)
+        fit_scores = fit_win if args.fit_data is not None else scores
+    else:
+        scores, fit_scores = win_scores, fit_win
+    thr, how = _threshold(args, labels, scores, fit_scores, args.fit_data is not None)
+    flags = scores > thr
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cols = [np.arange(n_items), scores, flags.astype(int)] + ([labels.astype(int)] if labels is not None else [])
+    header = "index,score,anomaly" + (",label" if labels is not None else "")
+    np.savetxt(out, np.column_stack(cols), fmt=["%d", "%.6g", "%d"] + (["%d"] if labels is not None else []),
+               delimiter=",", header=header, comments="")
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    _plot(plot, scores, thr, flags, labels, series)
+
+    unit = "points" if series is not None else "sequences"
+    print(f"scored {n_items} {unit} with {args.method}/{level}; threshold {thr:.6g} ({how}); "
+          f"flagged {int(flags.sum())}")
+    if labels is not None and labels.any() and not labels.all():
+        rep = detection_report(labels, scores, thr)
+        print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
+    print(f"wrote {out} and {plot}")
+    return 0
+
+
+def _plot(path: Path, scores, thr, flags, labels, series) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.arange(scores.shape[0])
+    if series is not None:
+        fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
+        ax0.plot(idx, series, lw=0.6)
+        ax0.set_ylabel("series (normalised)")
+        _shade(ax0, labels)
+        ax1.plot(idx, scores, lw=0.8, color="k")
+        _shade(ax1, labels)
+        ax = ax1
+    else:
+        fig, ax = plt.subplots(figsize=(10, 4))
+        color = np.where(labels, "tab:red", "tab:blue") if labels is not None else "tab:blue"
+        ax.scatter(idx, scores, s=8, c=color)
+        ax.set_xlabel("sequence")
+    ax.axhline(thr, color="tab:orange", ls="--", label=f"threshold {thr:.3g}")
+    ax.scatter(idx[flags], scores[flags], s=10, marker="x", color="tab:red", label="flagged")
+    ax.set_ylabel("anomaly score")
+    ax.legend(loc="upper left")
+    if np.nanmin(scores) > 0 and np.nanmax(scores) / max(np.nanmin(scores), 1e-12) > 100:
+        ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _shade(ax, labels) -> None:
+    if labels is None:
+        return
+    edges = np.flatnonzero(np.diff(np.r_[0, labels.astype(int), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        ax.axvspan(a, b - 1, color="tab:red", alpha=0.15)
+
+
+# ----------------------------------------------------------------- probe
+def run_probe(args) -> int:
+    from jax_lstm_ae._probe import _split_stratified, compare_representations, encode_all
+
+    run = _load_run(args.run)
+    x, lengths, y, *_ = _prepare(run, args.data, args, series_ok=False)
+    if y is None:
+        raise ValueError(f"{args.data} has no labels; probe needs labelled sequences (e.g. a UCR file)")
+    if args.test_data is not None:
+        xt, lt, yt, *_ = _prepare(run, args.test_data, args, series_ok=False)
+        if yt is None:
+            raise ValueError(f"{args.test_data} has no labels")
+        if xt.shape[1:] != x.shape[1:]:
+            raise ValueError(f"--test-data sequences are {xt.shape[1:]} but --data sequences are {x.shape[1:]}")
+        x_tr, l_tr, y_tr, x_te, l_te, y_te = x, lengths, y, xt, lt, yt
+    else:
+        tr, te = _split_stratified(y, args.test_fraction, args.seed)
+        x_tr, l_tr, y_tr, x_te, l_te, y_te = x[tr], lengths[tr], y[tr], x[te], lengths[te], y[te]
+    z_tr = encode_all(run.model, run.params, x_tr, l_tr, batch_size=args.batch_size)
+    z_te = encode_all(run.model, run.params, x_te, l_te, batch_size=args.batch_size)
+    res = compare_representations(z_tr, z_te, x_tr, x_te, y_tr, y_te, seed=args.seed)
+    print(f"linear probe: {len(y_tr)} train / {len(y_te)} test sequences, {len(np.unique(y_tr))} classes")
+    for name, r in res.items():
+        print(f"  {name:7s} dim {r['dim']:5d}  accuracy {r['accuracy']:.4f}  (l2 {r['l2']:g})")
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+# ----------------------------------------------------------------- standalone
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="jax-lstm-ae", description="anomaly detection and linear probe")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:  # DataError and RunError are ValueErrors
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
