@@ -86,6 +86,13 @@ def gate_math(gates: Gates, c: Hidden) -> LSTMState:
     return LSTMState(h_new, c_new)
 
 
+def dense(x: Array, w: Array, b: Array) -> Array:
+    """x[..., N] @ w[N, M] + b[M], with the bias broadcast explicitly (the
+    tests forbid implicit rank promotion)."""
+    y = x @ w
+    return y + b.reshape((1,) * (y.ndim - 1) + b.shape)
+
+
 def lstm_step(params: LSTMParams, state: LSTMState, gates_x: Gates) -> tuple[LSTMState, Hidden]:
     """One time step on one example.
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jax_lstm_ae._cell import dense
 from jax_lstm_ae._encoder import _dense_init
 from jax_lstm_ae._typing import Array, PRNGKey, PyTree
 
@@ -35,7 +36,7 @@ class Head(NamedTuple):
 
 
 def _linear_apply(params: PyTree, h: Array) -> Array:
-    return h @ params["w"] + params["b"]
+    return dense(h, params["w"], params["b"])
 
 
 def _init(key: PRNGKey, hidden: int, out_dim: int) -> PyTree:

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae._cell import Init, LSTMParams, LSTMState, init_lstm, lstm_step, zero_state
+from jax_lstm_ae._cell import Init, LSTMParams, LSTMState, dense, init_lstm, lstm_step, zero_state
 from jax_lstm_ae._typing import Array, Gates, Length, PRNGKey, Seq
 
 # One layer of a stack: a single direction, or (forward, backward).
@@ -134,7 +134,7 @@ def get_backend(name: str) -> Backend:
 
 def project_inputs(params: LSTMParams, xs: Seq) -> Gates:
     """[T, F] -> [T, G]: the part of the gates that does not depend on h."""
-    return xs @ params.w_i + params.b
+    return dense(xs, params.w_i, params.b)
 
 
 def scan_gates(
