@@ -29,7 +29,7 @@ import numpy as np
 
 PROG = "jax-lstm-ae"
 SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae._cli",)
-COMMON_ARG_MODULES: tuple[str, ...] = ()
+COMMON_ARG_MODULES: tuple[str, ...] = ("jax_lstm_ae._parallel",)  # --devices and multi-host flags
 EXIT_USER_ERROR = 2
 
 
@@ -488,7 +488,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
     _check_out_suffix(out)
     setup_common(args)
     run, data, normed = _run_and_data(args)
-    z = _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
+    if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
+        from jax_lstm_ae._parallel import encode_dataset
+
+        z = encode_dataset(run.model, run.params, normed.x, normed.lengths, mesh=args.mesh,
+                           batch_size=args.batch_size, global_rows=True)
+    else:
+        z = _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
     extra = {"lengths": data.lengths, "labels": data.labels, "starts": data.starts} if out.suffix == ".npz" else {}
     written = _save_arrays(out, {"z": z, **extra}, "z")
     print(f"encoded {data.n} sequences -> latents {z.shape} in {', '.join(map(str, written))}")
@@ -501,8 +507,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     setup_common(args)
     run, data, normed = _run_and_data(args)
     model, params = run.model, run.params
-    recon = _chunked(lambda x, ln: model.reconstruct(params, x, ln), normed, args.batch_size)
-    step_err = _chunked(lambda x, ln: model.step_errors(params, x, ln), normed, args.batch_size)
+    if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
+        from jax_lstm_ae._parallel import reconstruct_dataset, step_errors_dataset
+
+        kw = dict(mesh=args.mesh, batch_size=args.batch_size, global_rows=True)
+        recon = reconstruct_dataset(model, params, normed.x, normed.lengths, **kw)
+        step_err = step_errors_dataset(model, params, normed.x, normed.lengths, **kw)
+    else:
+        recon = _chunked(lambda x, ln: model.reconstruct(params, x, ln), normed, args.batch_size)
+        step_err = _chunked(lambda x, ln: model.step_errors(params, x, ln), normed, args.batch_size)
     errors = step_err.sum(1) / data.lengths  # mean over valid steps, in the loss's units
     if run.normalizer is not None:
         recon = run.normalizer.invert(recon, data.lengths)

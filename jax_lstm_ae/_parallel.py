@@ -22,6 +22,9 @@ step equals the unpadded step; per-example PRNG keys are unchanged too because
 Several processes (hosts): call :func:`jax_lstm_ae.initialize_distributed`
 first; then every process passes its *own* rows (its shard of the global batch)
 and the mesh spans every process's devices. See ``examples/multihost_cpu.py``.
+With ``global_batch=True`` every process passes the same *global* batch instead
+(e.g. each loads the whole, small, data set with the same seed) and only its
+own rows are placed on its devices.
 """
 
 from __future__ import annotations
@@ -181,20 +184,31 @@ def _is_global(a, sharding: NamedSharding) -> bool:
     return isinstance(a, jax.Array) and (a.sharding == sharding or not a.is_fully_addressable)
 
 
-def shard_batch(batch, mesh: Mesh, *, axis: str = DATA):
+def _place_rows(arrays: tuple, mesh: Mesh, axis: str, global_rows: bool) -> tuple:
+    """Row-major host arrays -> global arrays split over ``axis`` (see shard_batch)."""
+    sharding = data_sharding(mesh, axis)
+    if jax.process_count() == 1:
+        return jax.device_put(arrays, sharding)
+    if global_rows:  # every process holds every row; each places its own slices
+        return tuple(jax.make_array_from_callback(a.shape, sharding, lambda idx, a=a: a[idx]) for a in arrays)
+    return tuple(jax.make_array_from_process_local_data(sharding, a) for a in arrays)
+
+
+def shard_batch(batch, mesh: Mesh, *, axis: str = DATA, global_batch: bool = False):
     """This process's rows -> global arrays split over ``axis``, padded with
     length-0 rows to a multiple of the data shards this process holds.
 
-    On one process the rows are the global batch. Arrays already placed with
-    the data sharding (or already global) pass through."""
+    On one process the rows are the global batch. ``global_batch=True``: every
+    process passes the same global batch (padded to a multiple of all data
+    shards) and places only its own rows. Arrays already placed with the data
+    sharding (or already global) pass through."""
     sharding = data_sharding(mesh, axis)
     if all(_is_global(a, sharding) for a in batch):
         return batch
-    batch = type(batch)(*(a if isinstance(a, jax.Array) else np.asarray(a) for a in batch))
-    batch = pad_batch(batch, _local_data_shards(mesh, axis))
-    if jax.process_count() == 1:
-        return jax.device_put(batch, sharding)
-    return type(batch)(*(jax.make_array_from_process_local_data(sharding, np.asarray(a)) for a in batch))
+    multi = jax.process_count() > 1  # several processes place rows from host memory
+    batch = type(batch)(*(np.asarray(a) if multi or not isinstance(a, jax.Array) else a for a in batch))
+    batch = pad_batch(batch, _data_size(mesh, axis) if global_batch else _local_data_shards(mesh, axis))
+    return type(batch)(*_place_rows(tuple(batch), mesh, axis, global_batch))
 
 
 # ----------------------------------------------------------------- the sharded step
@@ -209,9 +223,9 @@ class ShardedStep:
     """
 
     def __init__(self, fn: Callable, mesh: Mesh, *, returns_state: bool, donate: bool,
-                 fsdp_min_size: int | None, axis: str):
+                 fsdp_min_size: int | None, axis: str, global_batch: bool = False):
         _data_size(mesh, axis)
-        self.fn, self.mesh, self.axis = fn, mesh, axis
+        self.fn, self.mesh, self.axis, self.global_batch = fn, mesh, axis, global_batch
         self.returns_state, self.donate, self.fsdp_min_size = returns_state, donate, fsdp_min_size
         self._jitted: dict[Any, Any] = {}
 
@@ -233,7 +247,8 @@ class ShardedStep:
 
     def _prepare(self, state, batch):
         shs, jitted = self._jit_for(state)
-        return jitted, shard_state(state, shs), shard_batch(batch, self.mesh, axis=self.axis)
+        return jitted, shard_state(state, shs), shard_batch(batch, self.mesh, axis=self.axis,
+                                                            global_batch=self.global_batch)
 
     def __call__(self, state, batch):
         jitted, state, batch = self._prepare(state, batch)
@@ -250,20 +265,21 @@ class ShardedStep:
 
 def data_parallel(
     fn: Callable, mesh: Mesh, *, returns_state: bool = True, donate: bool = True,
-    fsdp_min_size: int | None = None, axis: str = DATA,
+    fsdp_min_size: int | None = None, axis: str = DATA, global_batch: bool = False,
 ) -> ShardedStep:
     """Jit ``fn(state, batch)`` over ``mesh`` (see :class:`ShardedStep`).
 
     ``returns_state``: ``fn`` returns ``(state, metrics)`` (a train step) rather
     than metrics only (an eval step taking params). Metrics come back replicated.
+    ``global_batch``: see :func:`shard_batch`.
     """
-    return ShardedStep(fn, mesh, returns_state=returns_state, donate=donate, fsdp_min_size=fsdp_min_size, axis=axis)
+    return ShardedStep(fn, mesh, returns_state=returns_state, donate=donate, fsdp_min_size=fsdp_min_size,
+                       axis=axis, global_batch=global_batch)
 
 
 # ----------------------------------------------------------------- streamed inference
-def _local_rows(out: Array, mesh: Mesh, axis: str) -> np.ndarray:
-    if out.is_fully_addressable:
-        return np.asarray(out)
+def _local_rows(out: Array) -> np.ndarray:
+    """This process's rows of a global array split over its first axis."""
     shards = sorted(out.addressable_shards, key=lambda s: s.index[0].start or 0)
     seen, parts = set(), []
     for s in shards:  # replicas along other mesh axes hold the same rows
@@ -276,7 +292,7 @@ def _local_rows(out: Array, mesh: Mesh, axis: str) -> np.ndarray:
 
 def map_dataset(
     fn: Callable, params: PyTree, x, lengths=None, *, mesh: Mesh | None = None, batch_size: int = 1024,
-    axis: str = DATA,
+    axis: str = DATA, global_rows: bool = False,
 ) -> np.ndarray:
     """Apply ``fn(params, x[b], lengths[b]) -> [b, ...]`` to N rows in batches of
     ``batch_size`` (global), each split over the mesh, results gathered to host.
@@ -288,17 +304,20 @@ def map_dataset(
     ``fn`` compiles once. The next batch is dispatched before the previous
     result is fetched, which overlaps transfers with compute.
 
-    Several processes: each passes its own rows; each gets its own results.
-    All processes run the same number of batches (the largest shard decides).
+    Several processes: by default each passes its own rows and gets its own
+    results (all run as many batches as the largest shard needs). With
+    ``global_rows=True`` each passes the same N rows, places only its slices,
+    and gets all N results.
     """
     mesh = make_data_mesh(1) if mesh is None else mesh
-    n = int(x.shape[0])
-    t = int(x.shape[1])
-    local = _local_data_shards(mesh, axis)
+    n, t = int(x.shape[0]), int(x.shape[1])
     procs = len({d.process_index for d in mesh.devices.flat})
-    per_proc = max(local, -(-batch_size // procs // local) * local)  # rows per process per batch
-    n_batches = -(-n // per_proc)
-    if procs > 1:
+    d_all, d_local = _data_size(mesh, axis), _local_data_shards(mesh, axis)
+    local = procs > 1 and not global_rows
+    # Rows this process passes per batch: a multiple of the shards they are split over.
+    per = max(d_local, -(-batch_size // procs // d_local) * d_local) if local else -(-batch_size // d_all) * d_all
+    n_batches = -(-n // per)
+    if local:
         from jax.experimental import multihost_utils
 
         n_batches = int(np.max(multihost_utils.process_allgather(np.asarray(n_batches))))
@@ -311,43 +330,48 @@ def map_dataset(
     jitted = jax.jit(fn, in_shardings=(rep, dat, dat), out_shardings=dat)
 
     def launch(i):
-        lo, hi = min(i * per_proc, n), min((i + 1) * per_proc, n)
-        xb = np.asarray(x[lo:hi])
-        lb = np.asarray(lengths[lo:hi], np.int32)
-        xb = _pad_rows(xb.reshape((hi - lo,) + tuple(x.shape[1:])), per_proc)
-        lb = _pad_rows(lb, per_proc)
-        if procs == 1:
-            xg, lg = jax.device_put((xb, lb), dat)
-        else:
-            xg = jax.make_array_from_process_local_data(dat, xb)
-            lg = jax.make_array_from_process_local_data(dat, lb)
-        return jitted(params, xg, lg), hi - lo
+        lo, hi = min(i * per, n), min((i + 1) * per, n)
+        xb = _pad_rows(np.asarray(x[lo:hi]), per)
+        lb = _pad_rows(np.asarray(lengths[lo:hi], np.int32), per)
+        return jitted(params, *_place_rows((xb, lb), mesh, axis, not local)), hi - lo
+
+    def fetch(out):
+        if out.is_fully_addressable:
+            return np.asarray(out)
+        if local:
+            return _local_rows(out)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(out, tiled=True))
 
     parts = []
     pending = launch(0)
     for i in range(1, n_batches + 1):
         nxt = launch(i) if i < n_batches else None
         out, m = pending
-        parts.append(_local_rows(out, mesh, axis)[:m])
+        parts.append(fetch(out)[:m])
         pending = nxt
     return np.concatenate(parts, axis=0)
 
 
-def encode_dataset(model, params: PyTree, x, lengths=None, *, mesh: Mesh | None = None, batch_size: int = 1024):
+def encode_dataset(model, params: PyTree, x, lengths=None, *, mesh: Mesh | None = None, batch_size: int = 1024,
+                   global_rows: bool = False):
     """Latents z[N, E] of N rows x[N, T, F], streamed (see :func:`map_dataset`)."""
-    return map_dataset(model.encode, params, x, lengths, mesh=mesh, batch_size=batch_size)
+    return map_dataset(model.encode, params, x, lengths, mesh=mesh, batch_size=batch_size, global_rows=global_rows)
 
 
 def reconstruct_dataset(model, params: PyTree, x, lengths=None, *, mesh: Mesh | None = None,
-                        batch_size: int = 1024):
+                        batch_size: int = 1024, global_rows: bool = False):
     """Reconstructions [N, T, K] of N rows, streamed (see :func:`map_dataset`)."""
-    return map_dataset(model.reconstruct, params, x, lengths, mesh=mesh, batch_size=batch_size)
+    return map_dataset(model.reconstruct, params, x, lengths, mesh=mesh, batch_size=batch_size,
+                       global_rows=global_rows)
 
 
 def step_errors_dataset(model, params: PyTree, x, lengths=None, *, mesh: Mesh | None = None,
-                        batch_size: int = 1024):
+                        batch_size: int = 1024, global_rows: bool = False):
     """Per-step errors [N, T] of N rows (the input to anomaly scores), streamed."""
-    return map_dataset(model.step_errors, params, x, lengths, mesh=mesh, batch_size=batch_size)
+    return map_dataset(model.step_errors, params, x, lengths, mesh=mesh, batch_size=batch_size,
+                       global_rows=global_rows)
 
 
 # ----------------------------------------------------------------- command-line flags
@@ -392,3 +416,21 @@ def setup_parallel(args) -> Mesh | None:
     if not multi and devices in (None, 1):
         return None
     return make_data_mesh(devices)
+
+
+# The CLI's hook protocol (``_cli.COMMON_ARG_MODULES``): flags, setup, fit() keywords.
+add_args = add_parallel_args
+
+
+def setup(args) -> None:
+    """Start processes and build the mesh once; commands read ``args.mesh``."""
+    args.mesh = setup_parallel(args)
+
+
+def fit_kwargs(args) -> dict:
+    mesh = getattr(args, "mesh", None)
+    if mesh is None:
+        return {}
+    # The CLI loads the whole data set in every process and draws the same
+    # batches (same seed), so each process places only its share of each batch.
+    return {"mesh": mesh, "step_kwargs": {"global_batch": jax.process_count() > 1}}

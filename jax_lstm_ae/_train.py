@@ -79,7 +79,7 @@ def train_step_fn(model: Autoencoder, optimizer: optax.GradientTransformation) -
         new_state = state.replace(
             step=state.step + 1, params=keep(new_params, state.params), opt_state=keep(new_opt, state.opt_state)
         )
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "finite": finite}
         return new_state, metrics
 
     return step_fn
@@ -87,7 +87,7 @@ def train_step_fn(model: Autoencoder, optimizer: optax.GradientTransformation) -
 
 def make_train_step(
     model: Autoencoder, optimizer: optax.GradientTransformation, *, donate: bool = True,
-    mesh: jax.sharding.Mesh | None = None, fsdp_min_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None, fsdp_min_size: int | None = None, global_batch: bool = False,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
     """A jitted ``(state, batch) -> (state, metrics)`` that donates ``state``.
 
@@ -101,20 +101,21 @@ def make_train_step(
     over that axis too. A batch whose size does not divide by the number of
     data shards is *padded* with length-0 rows, which the loss ignores, so the
     result equals the unpadded step. On several processes each passes its own
-    rows. See ``jax_lstm_ae._parallel``.
+    rows, or with ``global_batch=True`` all pass the same global batch and each
+    places only its share. See ``jax_lstm_ae._parallel``.
     """
     step = train_step_fn(model, optimizer)
     if mesh is None:
-        if fsdp_min_size is not None:
-            raise ValueError("fsdp_min_size shards parameters over a mesh; pass mesh=make_data_mesh() too")
+        if fsdp_min_size is not None or global_batch:
+            raise ValueError("fsdp_min_size and global_batch are about a mesh; pass mesh=make_data_mesh() too")
         return jax.jit(step, donate_argnums=(0,) if donate else ())
     from jax_lstm_ae._parallel import data_parallel  # wraps this step; imported here to keep arrows one-way
 
-    return data_parallel(step, mesh, donate=donate, fsdp_min_size=fsdp_min_size)
+    return data_parallel(step, mesh, donate=donate, fsdp_min_size=fsdp_min_size, global_batch=global_batch)
 
 
 def make_eval_step(
-    model: Autoencoder, *, mesh: jax.sharding.Mesh | None = None
+    model: Autoencoder, *, mesh: jax.sharding.Mesh | None = None, global_batch: bool = False
 ) -> Callable[[PyTree, Batch], dict[str, Array]]:
     """A jitted ``(params, batch) -> {"loss", "n_steps"}`` in inference mode
     (free-running decoders); ``loss * n_steps`` sums over batches.
@@ -130,4 +131,4 @@ def make_eval_step(
         return jax.jit(eval_step)
     from jax_lstm_ae._parallel import data_parallel
 
-    return data_parallel(eval_step, mesh, returns_state=False, donate=False)
+    return data_parallel(eval_step, mesh, returns_state=False, donate=False, global_batch=global_batch)
