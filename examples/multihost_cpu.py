@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 N_PROCESSES, DEVICES_PER_PROCESS = 2, 2
 N_ROWS, T, F, LOCAL_BATCH, STEPS = 16, 6, 2, 4, 2
+GLOBAL_ROWS = slice(3, 11)  # one more step on a batch every process holds whole (the CLI's way)
 
 
 def _data():
@@ -67,28 +68,36 @@ def worker(out: Path, timeout_s: int) -> None:
     import numpy as np
 
     import jax_lstm_ae as ae
-    from jax_lstm_ae._parallel import encode_dataset, make_data_mesh
+    from jax_lstm_ae._parallel import encode_dataset, make_data_mesh, shard_batch
 
     pid = jax.process_index()
     mesh = make_data_mesh()  # every device of every process
     model, opt = _model()
     state = ae.create_train_state(model, opt, jax.random.key(0))  # same seed: same start everywhere
     step = ae.make_train_step(model, opt, mesh=mesh)
-    x, lengths = _data()
+    x_all, lengths_all = _data()
     rows = process_rows(N_ROWS)
-    x, lengths = x[rows], lengths[rows]
+    x, lengths = x_all[rows], lengths_all[rows]
     losses = []
     for k in range(STEPS):
         sl = slice(k * LOCAL_BATCH, (k + 1) * LOCAL_BATCH)
         state, metrics = step(state, ae.Batch(x[sl], lengths[sl]))  # this process's rows only
         losses.append(float(metrics["loss"]))
+    # Every process holds the same global batch; each places only its share.
+    batch = shard_batch(ae.Batch(x_all[GLOBAL_ROWS], lengths_all[GLOBAL_ROWS]), mesh, global_batch=True)
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["loss"]))
+    # A plain jitted eval on replicated params and a host batch that every process holds.
+    eval_loss = float(ae.make_eval_step(model)(state.params, ae.Batch(x_all, lengths_all))["loss"])
     # Replicated params: each process reads its own copy (no cross-process gather).
     params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.params)
-    z = encode_dataset(model, params, x, lengths, mesh=mesh, batch_size=6)
-    np.savez(out / f"proc{pid}.npz", z=z, rows=np.arange(N_ROWS)[rows], **_flat(params))
+    z = encode_dataset(model, params, x, lengths, mesh=mesh, batch_size=6)  # own rows -> own latents
+    z_all = encode_dataset(model, params, x_all, lengths_all, mesh=mesh, batch_size=6, global_rows=True)
+    np.savez(out / f"proc{pid}.npz", z=z, z_all=z_all, rows=np.arange(N_ROWS)[rows], **_flat(params))
     (out / f"proc{pid}.json").write_text(json.dumps({
         "process": pid, "processes": jax.process_count(), "devices": mesh.devices.size,
-        "local_devices": jax.local_device_count(), "losses": losses, "steps": int(state.step.addressable_data(0)),
+        "local_devices": jax.local_device_count(), "losses": losses, "eval_loss": eval_loss,
+        "steps": int(state.step.addressable_data(0)),
     }))
     jax.distributed.shutdown()
 
@@ -111,9 +120,12 @@ def reference(out: Path) -> None:
         idx = np.concatenate([np.arange(N_ROWS)[s][k * LOCAL_BATCH:(k + 1) * LOCAL_BATCH] for s in shards])
         state, metrics = step(state, ae.Batch(x[idx], lengths[idx]))
         losses.append(float(metrics["loss"]))
+    state, metrics = step(state, ae.Batch(x[GLOBAL_ROWS], lengths[GLOBAL_ROWS]))
+    losses.append(float(metrics["loss"]))
+    eval_loss = float(ae.make_eval_step(model)(state.params, ae.Batch(x, lengths))["loss"])
     z = np.asarray(model.encode(state.params, x, lengths))
     np.savez(out / "reference.npz", z=z, **_flat(state.params))
-    (out / "reference.json").write_text(json.dumps({"losses": losses}))
+    (out / "reference.json").write_text(json.dumps({"losses": losses, "eval_loss": eval_loss}))
 
 
 def _free_port() -> int:
@@ -162,14 +174,17 @@ def launch(out: Path, timeout_s: int) -> dict:
     ref = np.load(out / "reference.npz")
     got = [np.load(out / f"proc{i}.npz") for i in range(N_PROCESSES)]
     keys = [k for k in ref.files if k != "z"]
+    ref_json = json.loads((out / "reference.json").read_text())
     z = np.concatenate([g["z"] for g in got])
     rows = np.concatenate([g["rows"] for g in got])
     summary = {
         "workers": [json.loads((out / f"proc{i}.json").read_text()) for i in range(N_PROCESSES)],
-        "reference_losses": json.loads((out / "reference.json").read_text())["losses"],
+        "reference_losses": ref_json["losses"],
+        "reference_eval_loss": ref_json["eval_loss"],
         "params_equal_across_processes": all(np.array_equal(got[0][k], g[k]) for g in got[1:] for k in keys),
         "max_abs_diff_vs_reference": max(float(np.max(np.abs(got[0][k] - ref[k]))) for k in keys),
         "latents_max_abs_diff_vs_reference": float(np.max(np.abs(z - ref["z"][rows]))),
+        "all_latents_max_abs_diff_vs_reference": max(float(np.max(np.abs(g["z_all"] - ref["z"]))) for g in got),
         "seconds": round(time.monotonic() - t0, 1),
     }
     return summary
