@@ -19,6 +19,7 @@ by the factories (``backend=`` on :func:`lstm_layer`, :func:`lstm_stack`,
 | "fast"      | ``_fast``: batched scan with a custom VJP (weight gradients as  |
 |             | one GEMM after the backward scan); the CPU default             |
 | "pallas"    | ``_pallas`` (GPU), registered by that module on import         |
+| "pallas_bf16" | ``_pallas`` with bf16 recurrent matmuls, float32 state       |
 | "cudnn"     | ``_cudnn`` (GPU), registered by that module on import          |
 | "auto"      | the fastest correct one for ``jax.default_backend()``          |
 
@@ -71,12 +72,15 @@ LayerParams = LSTMParams | tuple[LSTMParams, LSTMParams]
 _BACKEND_MODULES = {
     "fast": "jax_lstm_ae._fast",
     "pallas": "jax_lstm_ae._pallas",
+    "pallas_bf16": "jax_lstm_ae._pallas",  # bf16 recurrent matmuls, float32 state
     "cudnn": "jax_lstm_ae._cudnn",
 }
 BACKENDS = ("auto", "reference", *_BACKEND_MODULES)
 # The fastest correct backend per platform (``jax.default_backend()``),
 # measured in bench/throughput.py; platforms not listed get "fast".
-_AUTO = {"cpu": "fast"}
+# GPU: cuDNN (jax.experimental.rnn), the path that brought JAX LSTMs to
+# PyTorch's speed in MLCommons; not yet measured here (notes/gpu.md).
+_AUTO = {"cpu": "fast", "gpu": "cudnn"}
 BackendInputs = Literal["gates", "xs"]
 
 
