@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score, window_overlaps  # noqa: E402
+from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score_errors, window_overlaps  # noqa: E402
 from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
 from jax_lstm_ae._data import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
 from jax_lstm_ae._fit import fit  # noqa: E402
@@ -101,13 +101,13 @@ def ecg_anomaly(args) -> dict:
     choices = {}
     for method, level in METHODS:
         scorer = fit_scorer(err[n_v1], method=method, level=level)
-        s, _ = score(scorer, err[val_idx])
+        s, _ = score_errors(scorer, err[val_idx])
         choices[(method, level)] = (roc_auc(val_y, s), scorer)
     (method, level), (val_auc, scorer) = max(choices.items(), key=lambda kv: kv[1][0])
-    thr = best_fbeta_threshold(val_y, score(scorer, err[val_idx])[0], beta=args.beta)
+    thr = best_fbeta_threshold(val_y, score_errors(scorer, err[val_idx])[0], beta=args.beta)
     te_idx = np.r_[n_te, a_te]
     te_y = np.r_[np.zeros(len(n_te)), np.ones(len(a_te))]
-    te_s, _ = score(scorer, err[te_idx])
+    te_s, _ = score_errors(scorer, err[te_idx])
     rep = detection_report(te_y, te_s, thr.value, beta=args.beta)
     return {
         "row": "ECG5000 anomaly", "seed": args.seed, **info, "method": f"{method}/{level}",
@@ -160,7 +160,7 @@ def discord(args, name: str, method: str, level: str) -> dict:
                                       args.seed)
     err = error_vectors(model, params, data.x)
     scorer = fit_scorer(err[hold_idx], method=method, level=level)
-    w_scores, step_scores = score(scorer, err)
+    w_scores, step_scores = score_errors(scorer, err)
     values = step_scores if step_scores is not None else w_scores
     points = points_from_windows(values, starts, n, window=args.window)
     labels = (np.arange(n) > lo) & (np.arange(n) < hi)

@@ -2,7 +2,7 @@
 
     err = error_vectors(model, params, x, lengths)     # [B, T, K] |x_hat - x|
     scorer = fit_scorer(err_normal_val)                 # Gaussian on normal errors
-    window, steps = score(scorer, err, lengths)         # [B], [B, T]
+    window, steps = score_errors(scorer, err, lengths)  # [B], [B, T]
     points = points_from_windows(window, starts, n)     # long series: [N points]
 
 The paper fits a normal distribution N(mu, Sigma) to the error vectors of
@@ -178,7 +178,7 @@ def mahalanobis(g: Gaussian, vectors) -> np.ndarray:
 
 # ----------------------------------------------------------------- scorer
 class Scorer(NamedTuple):
-    """How to turn error vectors [B, T, K] into scores (see :func:`score`)."""
+    """How to turn error vectors [B, T, K] into scores (see :func:`score_errors`)."""
 
     method: str  # "mahalanobis" | "mae" | "mse"
     level: str  # "window" | "step"
@@ -229,7 +229,7 @@ def fit_scorer(
     return Scorer(method, level, fit_gaussian(e[valid], shrinkage=shrinkage), None)
 
 
-def score(scorer: Scorer, errors, lengths=None) -> tuple[np.ndarray, np.ndarray | None]:
+def score_errors(scorer: Scorer, errors, lengths=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Error vectors [B, T, K] -> (window scores [B], step scores [B, T] or None).
 
     Step scores (zero on padding) exist for level='step' and for mae/mse;

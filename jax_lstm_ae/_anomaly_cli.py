@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score
+from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
 from jax_lstm_ae._metrics import (
     as_binary_labels,
     best_fbeta_threshold,
@@ -219,8 +219,8 @@ def run_detect(args) -> int:
     else:
         fit_err, fl = err, lengths
     scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
-    win_scores, step_scores = score(scorer, err, lengths)
-    fit_win = score(scorer, fit_err, fl)[0] if args.fit_data is not None else win_scores
+    win_scores, step_scores = score_errors(scorer, err, lengths)
+    fit_win = score_errors(scorer, fit_err, fl)[0] if args.fit_data is not None else win_scores
 
     if series is not None:
         values = step_scores if step_scores is not None else win_scores

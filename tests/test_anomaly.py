@@ -206,7 +206,7 @@ def test_scorer_mae_mse_and_step_level_against_loops(rng):
     ls = np.array([6, 3, 1, 6, 5, 6, 2, 6, 4])
     e[np.arange(6)[None, :] >= ls[:, None]] = 0.0
     for method, f in (("mae", np.abs), ("mse", np.square)):
-        w, st = A.score(A.fit_scorer(e, ls, method=method), e, ls)
+        w, st = A.score_errors(A.fit_scorer(e, ls, method=method), e, ls)
         np.testing.assert_allclose(w, [f(e[i, : ls[i]]).mean() for i in range(9)], rtol=1e-6)
         np.testing.assert_allclose(st[1, :3], f(e[1, :3]).mean(-1), rtol=1e-6)
         assert np.all(st[1, 3:] == 0)
@@ -214,7 +214,7 @@ def test_scorer_mae_mse_and_step_level_against_loops(rng):
     valid = np.concatenate([e[i, : ls[i]] for i in range(9)])
     g = A.fit_gaussian(valid)
     np.testing.assert_allclose(sc.gaussian.whiten, g.whiten)
-    w, st = A.score(sc, e, ls)
+    w, st = A.score_errors(sc, e, ls)
     for i in range(9):
         ref = A.mahalanobis(g, e[i, : ls[i]])
         np.testing.assert_allclose(st[i, : ls[i]], ref, rtol=1e-6)
@@ -225,13 +225,13 @@ def test_window_level_scorer_flattens_each_window(rng):
     e = np.abs(rng.normal(size=(40, 5, 2)))
     sc = A.fit_scorer(e)
     g = A.fit_gaussian(e.reshape(40, 10))
-    w, st = A.score(sc, e[:7])
+    w, st = A.score_errors(sc, e[:7])
     assert st is None
     np.testing.assert_allclose(w, A.mahalanobis(g, e[:7].reshape(7, 10)), rtol=1e-6)
     with pytest.raises(ValueError, match="level='step'"):
         A.fit_scorer(e, np.r_[4, np.full(39, 5)])
     with pytest.raises(ValueError, match="T=5"):
-        A.score(sc, e[:, :4])
+        A.score_errors(sc, e[:, :4])
 
 
 @pytest.mark.parametrize("reduce", ["mean", "max"])
@@ -297,7 +297,7 @@ def test_injected_anomalies_rank_on_top(rng):
     for i in bad:
         test[i, 5:8, 0] += 2.5
     scorer = A.fit_scorer(A.error_vectors(model, state.params, x[:64]))
-    w, _ = A.score(scorer, A.error_vectors(model, state.params, test))
+    w, _ = A.score_errors(scorer, A.error_vectors(model, state.params, test))
     y = np.isin(np.arange(32), bad)
     assert M.roc_auc(y, w) == 1.0
     assert set(np.argsort(-w)[:4]) == set(bad)
