@@ -305,7 +305,11 @@ def _fused(cfg: _Config):
 
 
 def _default_block(batch: int) -> int:
-    return min(32, max(_MIN_TILE, _next_pow2(batch)))
+    # The recurrence is latency-bound: the smallest tile Triton's dot takes
+    # gives the most programs (SMs) per batch; bench/gpu_bench.py --parts tune
+    # measures the alternatives.
+    del batch
+    return _MIN_TILE
 
 
 def pallas_layer(
@@ -337,8 +341,7 @@ def pallas_layer(
       precision: passed to the in-kernel dots; None is the platform default
         (TF32 on recent NVIDIA GPUs, as for XLA and cuDNN); use
         ``lax.Precision.HIGHEST`` for IEEE float32.
-      block_b: examples per program (a power of two >= 16); default
-        min(32, B rounded up).
+      block_b: examples per program (a power of two >= 16 on GPU); default 16.
       interpret: force Pallas interpret mode; default: on unless on a GPU.
       num_warps: Triton warps per program (GPU only).
       hold_weights: keep ``w_h`` in registers across steps; default when it
