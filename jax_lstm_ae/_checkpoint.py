@@ -68,6 +68,7 @@ def model_config(
     teacher_prob: float = 0.0,
     reverse_target: bool | None = None,
     unroll: int = 1,
+    init: str = "uniform",
 ) -> dict:
     """A JSON-able model description that :func:`build_model` turns into a model.
 
@@ -86,6 +87,7 @@ def model_config(
         "teacher_prob": float(teacher_prob),
         "reverse_target": reverse_target,
         "unroll": int(unroll),
+        "init": init,
     }
     build_model(cfg)  # validate now, with the user's words, not at load time
     return cfg
@@ -102,27 +104,29 @@ def build_model(config: dict) -> Autoencoder:
     if cfg["head"] not in HEAD_NAMES:
         raise RunError(f"unknown head {cfg['head']!r}; choose one of {', '.join(HEAD_NAMES)}")
     unroll = int(cfg.get("unroll", 1))
+    init = cfg.get("init", "uniform")
+    kw = {"unroll": unroll, "init": init}
     bi = bool(cfg.get("bidirectional", False))
-    encoder = lstm_encoder((*hidden, e), bidirectional=bi, latent_dim=e if bi else None, unroll=unroll)
+    encoder = lstm_encoder((*hidden, e), bidirectional=bi, latent_dim=e if bi else None, **kw)
     sizes = (e, *reversed(hidden))
     if name == "latent_as_sequence":
         t = cfg.get("steps")
         if not t or e % int(t):
             raise RunError(
                 f"the latent_as_sequence decoder reshapes z[E={e}] into T={t} steps, so E must be a multiple of T; "
-                f"use --embedding-dim {int(t or 1) * max(1, -(-e // int(t or 1)))} or another decoder"
+                f"use --embedding-dim {int(t or 1) * max(1, round(e / int(t or 1)))} or another decoder"
             )
-        decoder = DECODERS[name](sizes, steps=int(t), unroll=unroll)
+        decoder = DECODERS[name](sizes, steps=int(t), **kw)
     elif name == "teacher_forced":
         rev = cfg.get("reverse_target")
-        decoder = DECODERS[name](sizes, reverse_target=True if rev is None else bool(rev), unroll=unroll)
+        decoder = DECODERS[name](sizes, reverse_target=True if rev is None else bool(rev), **kw)
     elif name == "conditional":
         rev = cfg.get("reverse_target")
         decoder = DECODERS[name](
-            sizes, teacher_prob=float(cfg.get("teacher_prob", 0.0)), reverse_target=bool(rev), unroll=unroll
+            sizes, teacher_prob=float(cfg.get("teacher_prob", 0.0)), reverse_target=bool(rev), **kw
         )
     else:
-        decoder = DECODERS[name](sizes, unroll=unroll)
+        decoder = DECODERS[name](sizes, **kw)
     head = {"linear": lambda: linear("mse"), "mae": lambda: linear("mae"), "sigmoid": sigmoid}[cfg["head"]]()
     return make_autoencoder(encoder, decoder, head, features=int(cfg["features"]))
 

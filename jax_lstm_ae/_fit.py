@@ -114,6 +114,7 @@ def fit(
     restore_best: bool = True,
     max_steps: int | None = None,
     train_step: Callable | None = None,
+    eval_step: Callable | None = None,
     mesh=None,
     step_kwargs: dict | None = None,
 ) -> tuple[TrainState, list[dict]]:
@@ -132,7 +133,8 @@ def fit(
         e.g. to save a checkpoint. Do not keep ``state``: the next step donates it.
       restore_best: with validation, return the params of the best epoch.
       max_steps: stop after this many steps in total (state.step), mid-epoch if need be.
-      train_step: a prebuilt ``(state, batch) -> (state, metrics)`` step.
+      train_step, eval_step: prebuilt jitted steps (``make_train_step``,
+        ``make_eval_step``), so several fits share one compilation.
       mesh, step_kwargs: passed to ``make_train_step`` (``mesh=`` for data
         parallelism, e.g. ``make_data_mesh()``); default: one device.
 
@@ -150,7 +152,8 @@ def fit(
         if mesh is not None:
             kw["mesh"] = mesh
         train_step = make_train_step(model, optimizer, **kw)
-    eval_step = make_eval_step(model)
+    if eval_step is None:
+        eval_step = make_eval_step(model)
     if state is None:
         state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))
     prog = FitProgress() if resume is None else (resume if isinstance(resume, FitProgress) else FitProgress(**resume))

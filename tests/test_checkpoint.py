@@ -1,0 +1,125 @@
+"""Checkpoints: round trip, atomic writes, and a resumed run reaching the same
+parameters as an uninterrupted one."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_lstm_ae._checkpoint import (
+    CHECKPOINT_FILE,
+    RunError,
+    atomic_write,
+    build_model,
+    build_optimizer,
+    load_checkpoint,
+    load_run,
+    model_config,
+    optimizer_config,
+    save_run,
+)
+from jax_lstm_ae._data import Normalizer, synthetic
+from jax_lstm_ae._fit import fit, fit_progress_from_extra
+from jax_lstm_ae._train import create_train_state, make_eval_step, make_train_step
+
+
+def _tiny(decoder="repeat", features=3, steps=None):
+    cfg = {"model": model_config(features, decoder=decoder, embedding_dim=4, hidden=(6,), steps=steps),
+           "optimizer": optimizer_config(1e-2)}
+    return cfg, build_model(cfg), build_optimizer(cfg)
+
+
+def _assert_trees_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip(tmp_path):
+    cfg, model, opt = _tiny()
+    state = create_train_state(model, opt, jax.random.PRNGKey(3))
+    state = state.replace(step=jnp.int32(17))
+    data = synthetic("sines", n=8)
+    norm = Normalizer.fit(data)
+    save_run(tmp_path / "run", state, dict(cfg, note="hello"), norm, extra={"epoch": 2})
+    run = load_run(tmp_path / "run")
+    _assert_trees_equal(run.state, state)
+    assert int(run.state.step) == 17 and run.extra == {"epoch": 2} and run.config["note"] == "hello"
+    np.testing.assert_array_equal(run.normalizer.shift, norm.shift)
+    # Rebuilt from config: the same structure (the closures are new objects).
+    assert (run.model.encoder.sizes, run.model.decoder.sizes, run.model.head.name, run.model.features) == (
+        model.encoder.sizes, model.decoder.sizes, model.head.name, model.features)
+    x = norm.apply(data)
+    np.testing.assert_array_equal(run.model.encode(run.params, x.x, x.lengths), model.encode(state.params, x.x, x.lengths))
+
+
+@pytest.mark.parametrize("decoder", ["repeat", "latent_as_sequence", "teacher_forced", "conditional", "unconditioned"])
+def test_build_model_every_decoder(decoder):
+    _, model, _ = _tiny(decoder, steps=2)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jnp.ones((2, 2, 3))
+    assert model.encode(params, x).shape == (2, 4) and model.decoder.name == decoder
+
+
+def test_latent_as_sequence_needs_divisible_latent():
+    with pytest.raises(RunError, match="E must be a multiple of T"):
+        model_config(3, decoder="latent_as_sequence", embedding_dim=5, steps=2)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "f.bin"
+    atomic_write(p, b"old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(p, b"new")
+    assert p.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f.bin"]  # no temporary file left behind
+
+
+def test_corrupt_or_mismatched_checkpoint(tmp_path):
+    cfg, model, opt = _tiny()
+    state = create_train_state(model, opt, jax.random.PRNGKey(0))
+    save_run(tmp_path, state, cfg)
+    (tmp_path / CHECKPOINT_FILE).write_bytes((tmp_path / CHECKPOINT_FILE).read_bytes()[:100])
+    with pytest.raises(RunError, match="cannot read the checkpoint"):
+        load_run(tmp_path)
+    save_run(tmp_path, state, cfg)
+    _, other, _ = _tiny(features=5)
+    with pytest.raises(RunError, match="do not match"):
+        load_checkpoint(tmp_path / CHECKPOINT_FILE, create_train_state(other, opt, jax.random.PRNGKey(0)))
+    with pytest.raises(RunError, match="no such run directory"):
+        load_run(tmp_path / "missing")
+
+
+def test_resumed_run_reaches_the_same_parameters(tmp_path):
+    """Interrupt after 5 steps (mid-epoch 2), save, reload, continue: the
+    result equals 4 uninterrupted epochs exactly (same batches, same keys)."""
+    cfg, model, opt = _tiny("conditional")
+    cfg["model"]["teacher_prob"] = 0.5  # random per step: the key must resume too
+    model = build_model(cfg)
+    data = Normalizer.fit(synthetic("sines", n=40)).apply(synthetic("sines", n=40))
+    train, val = data.take(np.arange(32)), data.take(np.arange(32, 40))
+    # One jitted step for the three fits: one compilation.
+    steps = dict(train_step=make_train_step(model, opt), eval_step=make_eval_step(model))
+    kw = dict(epochs=4, batch_size=8, seed=5, progress=False, **steps)
+
+    full, hist_full = fit(model, opt, train, val, **kw)
+
+    saved = {}
+    part, _ = fit(model, opt, train, val, max_steps=6, on_epoch_end=lambda s, p: saved.update(p=p), **kw)
+    assert int(part.step) == 6
+    save_run(tmp_path, part, cfg, extra=saved["p"].to_dict(), best_params=saved["p"].best_params)
+    run = load_run(tmp_path)
+    resumed, hist_res = fit(model, opt, train, val, state=run.state,
+                            resume=fit_progress_from_extra(run.extra), **kw)  # fmt: skip
+    assert int(resumed.step) == int(full.step) == 16
+    _assert_trees_equal(resumed.params, full.params)
+    _assert_trees_equal(resumed.opt_state, full.opt_state)
+    assert hist_res[-1]["val_loss"] == hist_full[-1]["val_loss"]

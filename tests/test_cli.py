@@ -1,0 +1,155 @@
+"""The jax-lstm-ae command: a full train -> encode -> reconstruct -> info
+cycle on a tiny data set, and every bad-input case (one line, exit code 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jax_lstm_ae._checkpoint import load_run
+from jax_lstm_ae._cli import main
+
+TINY = ["--embedding-dim", "4", "--hidden", "6", "--batch-size", "8", "--quiet"]
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small run shared by the tests that read it."""
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    t = np.arange(12)
+    x = np.sin(0.5 * t[None, :, None] + rng.uniform(0, 6, (40, 1, 2))).astype(np.float32)
+    np.savez(d / "train.npz", x=x, lengths=rng.integers(6, 13, 40), labels=np.arange(40) % 2)
+    code = main(["train", "--data", str(d / "train.npz"), "--out", str(d / "run"), "--epochs", "2", *TINY])
+    assert code == 0
+    return d
+
+
+def test_train_writes_a_run_directory(trained):
+    run = trained / "run"
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "checkpoint.msgpack", "metrics.jsonl", "loss.png", "reconstructions.png"} <= names
+    assert not [p for p in trained.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["features"] == 2 and cfg["model"]["embedding_dim"] == 4
+    assert cfg["data"]["n_train"] == 32 and cfg["data"]["n_val"] == 8
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2] and all(np.isfinite(r["val_loss"]) for r in recs)
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_encode_and_reconstruct_reload_the_model(trained, capsys):
+    run = load_run(trained / "run")
+    data = np.load(trained / "train.npz")
+    norm = run.normalizer.apply(np.asarray(data["x"], np.float32))
+    code, out, _ = _run(capsys, "encode", "--run", trained / "run", "--data", trained / "train.npz",
+                        "--out", trained / "z.npy", "--batch-size", "16")  # fmt: skip
+    assert code == 0 and "latents (40, 4)" in out
+    z = np.load(trained / "z.npy")
+    # batch 16 over 40 rows: the padded last chunk must not change any latent
+    np.testing.assert_allclose(z, run.model.encode(run.params, norm, data["lengths"]), rtol=1e-5, atol=1e-6)
+
+    code, out, _ = _run(capsys, "reconstruct", "--run", trained / "run", "--out", trained / "r.npz")
+    assert code == 0  # no --data: the run's own training data
+    r = np.load(trained / "r.npz")
+    recon = run.normalizer.invert(run.model.reconstruct(run.params, norm, data["lengths"]), data["lengths"])
+    np.testing.assert_allclose(r["reconstruction"], recon, rtol=1e-4, atol=1e-5)
+    se = np.asarray(run.model.step_errors(run.params, norm, data["lengths"]))
+    np.testing.assert_allclose(r["errors"], se.sum(1) / data["lengths"], rtol=1e-5)
+    np.testing.assert_array_equal(r["labels"], np.arange(40) % 2)
+
+    code, out, _ = _run(capsys, "reconstruct", "--run", trained / "run", "--out", trained / "r.npy")
+    assert code == 0
+    np.testing.assert_allclose(np.load(trained / "r.errors.npy"), r["errors"])
+
+
+def test_info(trained, capsys):
+    code, out, _ = _run(capsys, "info", "--run", trained / "run")
+    run = load_run(trained / "run")
+    n = sum(np.size(a) for a in __import__("jax").tree.leaves(run.params))
+    assert code == 0 and f"total {n:,}" in out and "LSTM(2->6) -> LSTM(6->4)" in out and "T=12, F=2" in out
+    code, out, _ = _run(capsys, "info", "--run", trained / "run", "--json")
+    assert json.loads(out)["model"]["parameters"]["total"] == n
+
+
+def test_existing_run_dir_needs_force_and_survives_errors(trained, tmp_path, capsys):
+    before = (trained / "run" / "checkpoint.msgpack").read_bytes()
+    code, _, err = _run(capsys, "train", "--data", trained / "train.npz", "--out", trained / "run", *TINY)
+    assert code == 2 and "already exists; pass --force" in _one_error_line(err)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3\n4 nan 6\n")
+    code, _, err = _run(capsys, "train", "--data", bad, "--out", trained / "run", "--force", *TINY)
+    assert code == 2 and "line 2, column 2" in _one_error_line(err)
+    assert (trained / "run" / "checkpoint.msgpack").read_bytes() == before  # untouched
+
+
+def test_feature_count_must_match_the_model(trained, tmp_path, capsys):
+    np.save(tmp_path / "three.npy", np.zeros((4, 12, 3), np.float32))
+    code, _, err = _run(capsys, "encode", "--run", trained / "run", "--data", tmp_path / "three.npy",
+                        "--out", tmp_path / "z.npy")  # fmt: skip
+    assert code == 2 and "F=3 features per step but the model was trained on F=2" in _one_error_line(err)
+    assert not (tmp_path / "z.npy").exists()
+
+
+@pytest.mark.parametrize(
+    "name, text, extra, match",
+    [
+        ("missing.txt", None, [], "missing.txt: no such file"),
+        ("empty.txt", "", [], "the file is empty"),
+        ("nan.txt", "1 2 3\n1 2 nan\n", [], "line 2, column 3 is 'nan'"),
+        ("inf.csv", "a,b\n1,2\n-inf,3\n", [], "line 3, column 1 is '-inf'"),
+        ("ragged.txt", "1 2 3\n4 5\n", [], "line 2 has 2 columns but line 1 has 3"),
+        ("text.txt", "1 2 3\n4 five 6\n", [], "line 2, column 2 holds 'five', which is not a number"),
+        ("short.txt", "1\n2\n3\n", ["--window", "5"], "window 5 is longer than the series (3 rows)"),
+        ("cols.txt", "1 2\n3 4\n", ["--window", "1", "--columns", "4"], "asks for column 4 but the file has 2"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, text, extra, match):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    code, _, err = _run(capsys, "train", "--data", path, "--out", tmp_path / "run", *extra, *TINY)
+    line = _one_error_line(err)
+    assert code == 2 and line.startswith("jax-lstm-ae: error: ") and match in line
+    assert not (tmp_path / "run").exists() and [p.name for p in tmp_path.iterdir()] == ([name] if text is not None else [])
+
+
+def test_bad_run_and_output_paths(tmp_path, capsys):
+    code, _, err = _run(capsys, "encode", "--run", tmp_path / "norun", "--out", tmp_path / "z.npy")
+    assert code == 2 and "no such run directory" in _one_error_line(err)
+    code, _, err = _run(capsys, "encode", "--run", tmp_path, "--out", tmp_path / "z.txt")
+    assert code == 2 and "use a .npy or .npz file name" in _one_error_line(err)
+
+
+def test_non_finite_loss_stops_and_names_the_step(tmp_path, capsys):
+    np.save(tmp_path / "huge.npy", np.full((8, 5, 1), 3e38, np.float32))
+    code, _, err = _run(capsys, "train", "--data", tmp_path / "huge.npy", "--out", tmp_path / "run",
+                        "--normalize", "none", "--val-fraction", "0", *TINY)  # fmt: skip
+    line = _one_error_line(err)
+    assert code == 1 and "training stopped at step 1 (epoch 1)" in line and "nothing was written" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_console_entry_point_without_traceback(tmp_path):
+    """The real process: python -m jax_lstm_ae, a user error, exit code 2."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jax_lstm_ae", "info", "--run", str(tmp_path / "nothing")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "no such run directory" in _one_error_line(proc.stderr)
