@@ -81,6 +81,16 @@ from jax_lstm_ae._probe import (
     probe_accuracy,
     probe_predict,
 )
+from jax_lstm_ae._cudnn import (
+    cudnn_available,
+    cudnn_bidirectional_xs,
+    cudnn_layer,
+    cudnn_layer_xs,
+    from_cudnn_weights,
+    make_cudnn_layer,
+    to_cudnn_weights,
+)
+from jax_lstm_ae._pallas import make_pallas_layer, pallas_layer
 
 __version__ = "0.1.0"
 
@@ -170,4 +180,13 @@ __all__ = [
     "pca_transform",
     "probe_accuracy",
     "probe_predict",
+    "cudnn_available",
+    "cudnn_bidirectional_xs",
+    "cudnn_layer",
+    "cudnn_layer_xs",
+    "from_cudnn_weights",
+    "make_cudnn_layer",
+    "to_cudnn_weights",
+    "make_pallas_layer",
+    "pallas_layer",
 ]
