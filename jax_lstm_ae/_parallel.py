@@ -86,6 +86,15 @@ def make_data_mesh(devices: int | str | Sequence[Any] | None = None, *, axis: st
     return Mesh(np.asarray(devs, dtype=object), (axis,), axis_types=(AxisType.Auto,))
 
 
+def _as_auto(mesh: Mesh) -> Mesh:
+    """The same devices and names with Auto axes. The model vmaps over the batch,
+    which Explicit axes (``jax.make_mesh``'s default) reject; under Auto the
+    shardings given to ``jit`` are propagated by XLA instead."""
+    if all(t == AxisType.Auto for t in mesh.axis_types):
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+
+
 def _data_size(mesh: Mesh, axis: str) -> int:
     if axis not in mesh.axis_names:
         raise ValueError(
@@ -107,11 +116,11 @@ def _local_data_shards(mesh: Mesh, axis: str) -> int:
 def data_sharding(mesh: Mesh, axis: str = DATA) -> NamedSharding:
     """Rows (axis 0) split over ``axis``, everything else replicated."""
     _data_size(mesh, axis)
-    return NamedSharding(mesh, PartitionSpec(axis))
+    return NamedSharding(_as_auto(mesh), PartitionSpec(axis))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
+    return NamedSharding(_as_auto(mesh), PartitionSpec())
 
 
 # ----------------------------------------------------------------- shardings of the state
@@ -136,7 +145,7 @@ def state_shardings(state: PyTree, mesh: Mesh, *, fsdp_min_size: int | None = No
     ``fsdp_min_size``, leaves of at least that many elements split over ``axis``
     along their largest evenly divisible dimension (Adam's moments follow their
     parameters because they have the same shapes)."""
-    d = _data_size(mesh, axis)
+    d, mesh = _data_size(mesh, axis), _as_auto(mesh)
     return jax.tree.map(lambda leaf: _leaf_sharding(leaf, mesh, axis, d, fsdp_min_size), state)
 
 
@@ -201,7 +210,9 @@ def shard_batch(batch, mesh: Mesh, *, axis: str = DATA, global_batch: bool = Fal
     On one process the rows are the global batch. ``global_batch=True``: every
     process passes the same global batch (padded to a multiple of all data
     shards) and places only its own rows. Arrays already placed with the data
-    sharding (or already global) pass through."""
+    sharding (or already global) pass through. In local mode every process
+    must pass the same number of rows: the global shape is that times P."""
+    mesh = _as_auto(mesh)
     sharding = data_sharding(mesh, axis)
     if all(_is_global(a, sharding) for a in batch):
         return batch
@@ -225,7 +236,7 @@ class ShardedStep:
     def __init__(self, fn: Callable, mesh: Mesh, *, returns_state: bool, donate: bool,
                  fsdp_min_size: int | None, axis: str, global_batch: bool = False):
         _data_size(mesh, axis)
-        self.fn, self.mesh, self.axis, self.global_batch = fn, mesh, axis, global_batch
+        self.fn, self.mesh, self.axis, self.global_batch = fn, _as_auto(mesh), axis, global_batch
         self.returns_state, self.donate, self.fsdp_min_size = returns_state, donate, fsdp_min_size
         self._jitted: dict[Any, Any] = {}
 
@@ -309,7 +320,7 @@ def map_dataset(
     ``global_rows=True`` each passes the same N rows, places only its slices,
     and gets all N results.
     """
-    mesh = make_data_mesh(1) if mesh is None else mesh
+    mesh = make_data_mesh(1) if mesh is None else _as_auto(mesh)
     n, t = int(x.shape[0]), int(x.shape[1])
     procs = len({d.process_index for d in mesh.devices.flat})
     d_all, d_local = _data_size(mesh, axis), _local_data_shards(mesh, axis)

@@ -73,7 +73,9 @@ def _worker() -> dict:
         if name not in refs:
             refs[name] = run(ae.make_train_step(model, opt, donate=False), fresh(), [b1, b2])
         ref_state, ref_losses = refs[name]
-        step = ae.make_train_step(model, opt, mesh=make_data_mesh(n_dev), fsdp_min_size=fsdp)
+        # conditional: jax.make_mesh's Explicit axes, which the step turns into Auto ones.
+        mesh = jax.make_mesh((n_dev,), ("data",)) if name == "conditional" else make_data_mesh(n_dev)
+        step = ae.make_train_step(model, opt, mesh=mesh, fsdp_min_size=fsdp)
         state, losses = run(step, fresh(), [b1, b2])
         specs = [a.sharding.spec for a in jax.tree.leaves(state.params)]
         rec = {
@@ -268,6 +270,22 @@ def test_cli_flags():
     a = ap.parse_args(["--coordinator", "127.0.0.1:1", "--num-processes", "2"])
     with pytest.raises(ValueError, match="missing: process id"):
         setup_parallel(a)
+
+
+def test_cli_subcommands_take_the_flags():
+    from jax_lstm_ae import _cli, _parallel
+
+    parser = _cli.build_parser()
+    for cmd in (["train", "--out", "r"], ["encode", "--run", "r", "--out", "z.npy"],
+                ["reconstruct", "--run", "r", "--out", "r.npz"]):
+        args = parser.parse_args(cmd + ["--devices", "all", "--coordinator", "h:1", "--num-processes", "2",
+                                        "--process-id", "1"])
+        assert (args.devices, args.coordinator, args.num_processes, args.process_id) == ("all", "h:1", 2, 1)
+    args = parser.parse_args(["encode", "--run", "r", "--out", "z.npy"])
+    _parallel.setup(args)  # the hook the CLI runs first: one device, no mesh
+    assert args.mesh is None and _parallel.fit_kwargs(args) == {}
+    args.mesh = make_data_mesh()
+    assert _parallel.fit_kwargs(args) == {"mesh": args.mesh, "step_kwargs": {"global_batch": False}}
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
