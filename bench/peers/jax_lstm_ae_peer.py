@@ -1,0 +1,55 @@
+"""This library, through its public API (make_train_step, encode, reconstruct)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import jax_lstm_ae as la
+from peers import Runner
+from peers._data import batch
+
+
+def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None, **_) -> Runner:
+    kw = dict(backend=backend, unroll=unroll, remat=remat)
+    model = la.make_autoencoder(
+        la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw), la.linear(), features=cfg.features
+    )
+    x = jnp.asarray(batch(cfg))
+    lengths = jnp.full((cfg.batch,), cfg.steps, jnp.int32)
+    optimizer = optax.adam(1e-3)
+    state = la.create_train_state(model, optimizer, jax.random.PRNGKey(0))
+    versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
+                "backend": la.resolve_backend(backend) if hasattr(la, "resolve_backend") else backend}
+
+    if mode == "train":
+        train_step = la.make_train_step(model, optimizer)
+        data = la.Batch(x, lengths)
+        box = [state]
+
+        def step():
+            box[0], metrics = train_step(box[0], data)
+            jax.block_until_ready(metrics)
+
+        def memory():
+            return _temp_bytes(la.train_step_fn(model, optimizer), box[0], data)
+
+        return Runner(step, versions, memory)
+
+    params = state.params
+    fn = model.encode if mode == "encode" else model.reconstruct
+
+    def step():
+        jax.block_until_ready(fn(params, x, lengths))
+
+    return Runner(step, versions)
+
+
+def _temp_bytes(fn, *args) -> int | None:
+    """XLA's own account of the compiled step's temporary buffers."""
+    try:
+        stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+        return int(stats.temp_size_in_bytes + stats.output_size_in_bytes + stats.argument_size_in_bytes)
+    except Exception:  # noqa: BLE001 - optional diagnostic, backend dependent
+        return None

@@ -1,0 +1,70 @@
+"""PyTorch nn.LSTM (oneDNN-fused on CPU), eager or torch.compile'd."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from peers import Runner
+from peers._data import batch
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.steps = cfg.steps
+        sizes_in = [cfg.features, *cfg.enc_sizes[:-1]]
+        self.enc = nn.ModuleList(nn.LSTM(i, h, batch_first=True) for i, h in zip(sizes_in, cfg.enc_sizes))
+        dec_in = [cfg.enc_sizes[-1], *cfg.dec_sizes[:-1]]
+        self.dec = nn.ModuleList(nn.LSTM(i, h, batch_first=True) for i, h in zip(dec_in, cfg.dec_sizes))
+        self.head = nn.Linear(cfg.dec_sizes[-1], cfg.features)
+
+    def encode(self, x):
+        h = x
+        for lstm in self.enc:
+            h, (h_n, _) = lstm(h)
+        return h_n[-1]  # [B, E]
+
+    def forward(self, x):
+        z = self.encode(x)
+        h = z.unsqueeze(1).repeat(1, self.steps, 1)  # RepeatVector
+        for lstm in self.dec:
+            h, _ = lstm(h)
+        return self.head(h)
+
+
+def build(cfg, mode, *, compiled: bool = False, **_) -> Runner:
+    torch.manual_seed(0)
+    model = Autoencoder(cfg)
+    x = torch.from_numpy(batch(cfg))
+    versions = {"torch": torch.__version__, "threads": str(torch.get_num_threads())}
+    if mode == "train":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = nn.MSELoss()
+
+        def train(x):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), x)
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = torch.compile(train) if compiled else train
+
+        def step():
+            fn(x).item()
+
+        return Runner(step, versions)
+
+    call = model.encode if mode == "encode" else model.forward
+    call = torch.compile(call) if compiled else call
+
+    def step():
+        with torch.no_grad():
+            call(x).sum().item()
+
+    return Runner(step, versions)
+
+
+def build_compiled(cfg, mode, **kw) -> Runner:
+    return build(cfg, mode, compiled=True, **kw)

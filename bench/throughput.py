@@ -1,0 +1,256 @@
+"""Throughput of jax_lstm_ae against PyTorch, Flax and Keras on the same autoencoder.
+
+    python bench/throughput.py --config ecg --impl jax_lstm_ae,torch,flax --mode train
+    python bench/throughput.py --config ecg,wide,braun --impl jax_lstm_ae,torch,torch_compile,flax,keras \\
+        --mode train,encode,reconstruct --json results.json
+
+Protocol (big_vision's Chrono habits): each implementation is built and run
+until warm; that first part (tracing, compilation, autotuning) is reported
+separately as ``compile_s``. Then ``--rounds`` rounds run the implementations
+one after another, in a rotated order each round, each for about
+``--round-s`` seconds, so a noisy shared machine slows them alike. A round
+gives sequences/s per implementation; the table shows the median and the
+min-max over rounds, and the ratio of this library to each peer is the median
+of the per-round ratios. Peak memory is measured in a fresh subprocess per
+implementation (peak RSS over the process's RSS before building the model);
+for this library XLA's own buffer account of the compiled step is added.
+
+``--impl jax_lstm_ae@reference`` (any backend name after ``@``) adds this
+library on another layer backend, to compare backends in one run. A peer whose
+package is missing is reported as unavailable, not a crash. Peers: ``pip
+install -e .[bench]`` (torch==2.13.0, keras>=3; flax is a core dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import CONFIGS, IMPLS, MODES, build  # noqa: E402
+
+OURS = "jax_lstm_ae"
+
+
+def _split_impl(spec: str) -> tuple[str, dict]:
+    """``jax_lstm_ae@reference`` -> ("jax_lstm_ae", {"backend": "reference"})."""
+    name, _, backend = spec.partition("@")
+    return name, ({"backend": backend} if backend else {})
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _build_runner(spec, cfg, mode, opts):
+    name, extra = _split_impl(spec)
+    return build(name, cfg, mode, **{**opts, **extra})
+
+
+def _child(args) -> None:
+    """Subprocess: build one implementation, run a few steps, print its peak memory."""
+    cfg = CONFIGS[args.config].with_steps(args.seq_len) if args.seq_len else CONFIGS[args.config]
+    name, _ = _split_impl(args.impl)
+    # Import the framework first so its import is not counted as the model's memory.
+    __import__(IMPLS[name][0])
+    base = _rss_bytes()
+    runner = _build_runner(args.impl, cfg, args.mode, _impl_options(args))
+    for _ in range(3):
+        runner.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_rss": peak, "base_rss": base, "framework_bytes": runner.memory()}))
+
+
+def _measure_memory(args, spec, config, mode) -> dict:
+    cmd = [sys.executable, __file__, "--_child", "--impl", spec, "--config", config, "--mode", mode]
+    cmd += _option_argv(args)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.memory_timeout, check=True)
+        rec = json.loads(out.stdout.strip().splitlines()[-1])
+        rec["peak_delta"] = rec["peak_rss"] - rec["base_rss"]
+        return rec
+    except (subprocess.SubprocessError, json.JSONDecodeError, IndexError) as err:
+        return {"error": f"{type(err).__name__}: {str(err)[-300:]}"}
+
+
+def _impl_options(args) -> dict:
+    return {"backend": args.backend, "unroll": args.unroll, "remat": args.remat}
+
+
+def _option_argv(args) -> list[str]:
+    argv = ["--backend", args.backend, "--unroll", str(args.unroll)]
+    if args.remat:
+        argv += ["--remat", str(args.remat)]
+    if args.seq_len:
+        argv += ["--seq-len", str(args.seq_len)]
+    return argv
+
+
+def run_one(args, config: str, mode: str, specs: list[str]) -> list[dict]:
+    """All implementations on one (config, mode), alternating in rounds."""
+    cfg = CONFIGS[config].with_steps(args.seq_len) if args.seq_len else CONFIGS[config]
+    runners, records = {}, {}
+    for spec in specs:
+        rec = {"impl": spec, "config": config, "mode": mode, "B": cfg.batch, "T": cfg.steps, "F": cfg.features,
+               "E": cfg.latent}
+        records[spec] = rec
+        t0 = time.perf_counter()
+        try:
+            runner = _build_runner(spec, cfg, mode, _impl_options(args))
+            runner.step()  # trace + compile + first run
+            rec["compile_s"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            for _ in range(args.warmup):
+                runner.step()
+            per_step = (time.perf_counter() - t1) / max(args.warmup, 1)
+        except ImportError as err:
+            rec["status"] = f"unavailable: {err}"
+            print(f"  {spec}: unavailable ({err})", file=sys.stderr)
+            continue
+        except Exception as err:  # noqa: BLE001 - a failing peer is reported, not fatal
+            rec["status"] = f"failed: {type(err).__name__}: {str(err)[:300]}"
+            print(f"  {spec}: failed ({type(err).__name__}: {str(err)[:300]})", file=sys.stderr)
+            continue
+        rec["status"] = "ok"
+        rec["versions"] = runner.versions
+        rec["iters"] = max(1, int(round(args.round_s / max(per_step, 1e-6))))
+        runners[spec] = runner
+        print(f"  {spec}: compile {rec['compile_s']:.1f}s, ~{per_step * 1e3:.1f} ms/step, "
+              f"{rec['iters']} steps/round", file=sys.stderr)
+
+    order = list(runners)
+    rates = {spec: [] for spec in order}
+    for r in range(args.rounds):
+        rot = order[r % len(order):] + order[: r % len(order)] if order else []
+        for spec in rot:
+            n = records[spec]["iters"]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                runners[spec].step()
+            rates[spec].append(cfg.batch * n / (time.perf_counter() - t0))
+
+    ours = next((s for s in order if _split_impl(s)[0] == OURS), None)
+    for spec in order:
+        rec, rs = records[spec], rates[spec]
+        rec["seq_per_s"] = {"median": statistics.median(rs), "min": min(rs), "max": max(rs), "rounds": rs}
+        rec["ms_per_step"] = cfg.batch / rec["seq_per_s"]["median"] * 1e3
+    if ours is not None:
+        for spec in order:
+            per_round = [a / b for a, b in zip(rates[ours], rates[spec])]
+            records[spec]["ours_over_this"] = statistics.median(per_round)
+    if args.memory:
+        for spec in order:
+            records[spec]["memory"] = _measure_memory(args, spec, config, mode)
+    return [records[s] for s in specs]
+
+
+def _fmt_mb(x) -> str:
+    return "-" if x is None else f"{x / 2**20:.0f}"
+
+
+def table(records: list[dict]) -> str:
+    lines = [
+        "| config | mode | impl | seq/s median | seq/s min-max | ms/step | ours / this | compile s | peak MiB | XLA MiB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rec in records:
+        head = f"| {rec['config']} | {rec['mode']} | {rec['impl']} "
+        if rec.get("status") != "ok":
+            lines.append(head + f"| {rec.get('status', '?')} | | | | | | |")
+            continue
+        s = rec["seq_per_s"]
+        mem = rec.get("memory", {})
+        ratio = rec.get("ours_over_this")
+        lines.append(
+            head + f"| {s['median']:.0f} | {s['min']:.0f}-{s['max']:.0f} | {rec['ms_per_step']:.1f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {rec['compile_s']:.1f} | "
+            f"{_fmt_mb(mem.get('peak_delta'))} | {_fmt_mb(mem.get('framework_bytes'))} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+    for mod in ("jax", "jaxlib", "flax", "optax", "torch", "keras", "numpy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - absent peers are simply not listed
+            pass
+    return info
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", default="ecg", help=f"comma list of {sorted(CONFIGS)}")
+    p.add_argument("--impl", default="jax_lstm_ae,torch,flax", help=f"comma list of {sorted(IMPLS)} (name@backend)")
+    p.add_argument("--mode", default="train", help=f"comma list of {MODES}")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--round-s", type=float, default=1.0, help="seconds per implementation per round (about)")
+    p.add_argument("--warmup", type=int, default=2, help="steps after the first, before timing")
+    p.add_argument("--backend", default="auto", help="jax_lstm_ae layer backend")
+    p.add_argument("--unroll", type=int, default=1)
+    p.add_argument("--remat", type=int, default=None, help="jax_lstm_ae: checkpoint the stacks in chunks of K steps")
+    p.add_argument("--seq-len", type=int, default=None, help="override the config's T")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-impl memory subprocesses")
+    p.add_argument("--memory-timeout", type=float, default=900)
+    p.add_argument("--json", default=None, help="write one record per (impl, config, mode) here")
+    p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._child:
+        return _child(args)
+
+    specs = [s for s in args.impl.split(",") if s]
+    for s in specs:
+        if _split_impl(s)[0] not in IMPLS:
+            p.error(f"unknown impl {s!r}; choose from {sorted(IMPLS)}")
+    configs = [c for c in args.config.split(",") if c]
+    modes = [m for m in args.mode.split(",") if m]
+    for c in configs:
+        if c not in CONFIGS:
+            p.error(f"unknown config {c!r}; choose from {sorted(CONFIGS)}")
+    for m in modes:
+        if m not in MODES:
+            p.error(f"unknown mode {m!r}; choose from {MODES}")
+
+    info = machine()
+    print(f"# {info['date']} | {info['cpu']} | {info['cores']} cores | "
+          + " ".join(f"{k} {v}" for k, v in info.items() if k not in ("date", "cpu", "cores")), flush=True)
+    records = []
+    for c in configs:
+        for m in modes:
+            print(f"[{c} / {m}]", file=sys.stderr, flush=True)
+            records += run_one(args, c, m, specs)
+    print(table(records))
+    if args.json:
+        out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": info, "records": records}
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
