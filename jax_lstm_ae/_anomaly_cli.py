@@ -5,8 +5,10 @@ probe from a trained run directory.
     jax-lstm-ae detect --run RUN --data series.txt --window 64 --stride 4 --out points.csv
     jax-lstm-ae probe  --run RUN --data labelled.txt [--test-fraction 0.4]
 
-``register(subparsers)`` adds both commands to the main CLI; ``main(argv)``
-runs them alone (``python -m jax_lstm_ae._anomaly_cli detect ...``).
+``register(subparsers)`` adds both commands to the main CLI (listed in
+``_cli.SUBCOMMAND_MODULES``); data options (--format, --columns, --window,
+--stride, ...) and error handling (one line, exit code 2) are the shared ones
+of ``_cli``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+from jax_lstm_ae._cli import PROG, add_data_args, check_fits_model, data_spec, fail, load_data, run_guarded
 from jax_lstm_ae._metrics import (
     as_binary_labels,
     best_fbeta_threshold,
@@ -38,8 +41,8 @@ def _add_detect(sub) -> None:
             "when --window cuts a long series, with the score and the 0/1 decision, plus a PNG."
         ),
     )
-    p.add_argument("--run", required=True, help="run directory written by `jax-lstm-ae train`")
-    p.add_argument("--data", required=True, help="sequences to score (same formats as train), or a series with --window")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory written by `jax-lstm-ae train`")
+    add_data_args(p, default_help=" (sequences to score; a long series with --window)")
     p.add_argument("--out", required=True, help="CSV to write: index,score,anomaly[,label]")
     p.add_argument("--labels", default=None,
                    help="0/1 per sequence (or per time point), one per line or .npy; enables metrics and --threshold fbeta")
@@ -57,11 +60,8 @@ def _add_detect(sub) -> None:
     p.add_argument("--beta", type=float, default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
     p.add_argument("--contamination", type=float, default=0.01, help="share of normal items flagged (contamination)")
     p.add_argument("--k", type=float, default=3.0, help="mean + k * std (meanstd)")
-    p.add_argument("--window", type=int, default=None, help="cut --data (one long series) into windows of this length")
-    p.add_argument("--stride", type=int, default=None, help="window stride (default: the run's, else 1)")
-    p.add_argument("--columns", default=None, help="comma-separated columns of a series file, e.g. 1,2")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call")
     p.set_defaults(func=run_detect)
 
 
@@ -74,8 +74,8 @@ def _add_probe(sub) -> None:
             "report its test accuracy next to PCA of the raw sequence (same dimension) and the raw sequence."
         ),
     )
-    p.add_argument("--run", required=True)
-    p.add_argument("--data", required=True, help="labelled sequences (e.g. a UCR file: label in column 0)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_data_args(p, default_help=" (labelled sequences, e.g. a UCR file: label in column 0)")
     p.add_argument("--test-data", default=None, help="labelled test file (default: split --data)")
     p.add_argument("--test-fraction", type=float, default=0.4)
     p.add_argument("--seed", type=int, default=0)
@@ -91,16 +91,6 @@ def register(subparsers) -> None:
 
 
 # ----------------------------------------------------------------- helpers
-def _columns(spec):
-    if spec is None:
-        return None
-    out = []
-    for c in str(spec).split(","):
-        c = c.strip()
-        out.append(int(c) if c.lstrip("-").isdigit() else c)
-    return out
-
-
 def _read_labels(path, n: int, what: str) -> np.ndarray:
     p = Path(path)
     if not p.exists():
@@ -135,26 +125,27 @@ def _load_run(path):
     return load_run(path)
 
 
-def _prepare(run, data_path, args, series_ok=True):
-    """Load and normalise data the way the run was trained.
-
-    Returns (x[B, T, F], lengths[B], file_labels | None, series | None,
-    starts | None, window | None)."""
-    from jax_lstm_ae._data import load_sequences, load_series, sliding_windows
-
-    data_cfg = run.config.get("data", {}) if isinstance(run.config.get("data"), dict) else {}
-    window = getattr(args, "window", None)
-    if window is not None and series_ok:
-        stride = args.stride or int(data_cfg.get("stride") or 1)
-        series = load_series(data_path, _columns(args.columns) or data_cfg.get("columns"))
-        if run.normalizer is not None:
-            series = run.normalizer.apply(series)
-        windows, starts = sliding_windows(series, window, stride)
-        return windows, np.full(windows.shape[0], window, np.int32), None, series, starts, window
-    ds = load_sequences(data_path)
+def _prepare(run, args, source, what: str):
+    """Load ``source`` with the data options of ``args`` (the run's window,
+    stride and columns by default), check it fits the model, normalise it as
+    in training. Returns (normalised Dataset, normalised series [N_t, F] or
+    None). A windowed series comes back as its windows plus ``starts``."""
+    spec = data_spec(args, run.config.get("data"))
+    if source is not None:
+        spec["source"] = source
+    if spec.get("source") is None:
+        fail(f"no {what} given and {args.run} does not record its training data; pass --data PATH")
+    data = load_data(spec)
+    check_fits_model(data, run.model, run.config, str(source))
     if run.normalizer is not None:
-        ds = run.normalizer.apply(ds)
-    return ds.x, ds.lengths, ds.labels, None, None, None
+        data = run.normalizer.apply(data)
+    series = None
+    if data.starts is not None:
+        n_points = int(data.starts.max()) + data.steps
+        series = np.zeros((n_points, data.features), np.float32)
+        idx = data.starts[:, None] + np.arange(data.steps)[None, :]
+        series[idx] = data.x  # overlapping windows hold the same values
+    return data, series
 
 
 def _threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
@@ -163,7 +154,7 @@ def _threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
         kind = "fbeta" if labels is not None else ("contamination" if fitted_on_normal else "meanstd")
     if kind == "fbeta":
         if labels is None:
-            raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
+            fail("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
         return best_fbeta_threshold(labels, scores, args.beta).value, f"max F{args.beta:g} on the given labels"
     if kind == "contamination":
         return contamination_threshold(fit_scores, args.contamination), f"contamination {args.contamination:g}"
@@ -194,7 +185,8 @@ def _check_threshold_args(args) -> None:
 def run_detect(args) -> int:
     _check_threshold_args(args)
     run = _load_run(args.run)
-    x, lengths, file_labels, series, starts, window = _prepare(run, args.data, args)
+    data, series = _prepare(run, args, args.data, "data to score")
+    x, lengths, file_labels, starts, window = data.x, data.lengths, data.labels, data.starts, data.steps
     n_items = series.shape[0] if series is not None else x.shape[0]
     what = "one per time point of the series" if series is not None else "one per sequence"
     labels = None
@@ -202,20 +194,21 @@ def run_detect(args) -> int:
         labels = _read_labels(args.labels, n_items, what)
     elif args.normal_class is not None:
         if file_labels is None:
-            raise ValueError(f"--normal-class needs labels in {args.data}; give --labels FILE instead")
+            fail(f"--normal-class needs labels in {args.data}; give --labels FILE instead")
         fl_arr = np.asarray(file_labels)
         if np.issubdtype(fl_arr.dtype, np.number) and _is_number(args.normal_class):
             labels = fl_arr.astype(np.float64) != float(args.normal_class)
         else:
             labels = fl_arr.astype(str) != str(args.normal_class)
         if labels.all():
-            raise ValueError(f"--normal-class {args.normal_class} matches no label in {args.data}")
+            fail(f"--normal-class {args.normal_class} matches no label in {args.data}")
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
 
     err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size)
     if args.fit_data is not None:
-        fx, fl, *_ = _prepare(run, args.fit_data, args)
-        fit_err = error_vectors(run.model, run.params, fx, fl, batch_size=args.batch_size)
+        fit_data, _ = _prepare(run, args, args.fit_data, "--fit-data")
+        fl = fit_data.lengths
+        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size)
     else:
         fit_err, fl = err, lengths
     scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
@@ -294,16 +287,17 @@ def run_probe(args) -> int:
     from jax_lstm_ae._probe import _split_stratified, compare_representations, encode_all
 
     run = _load_run(args.run)
-    x, lengths, y, *_ = _prepare(run, args.data, args, series_ok=False)
+    data, _ = _prepare(run, args, args.data, "labelled data")
+    x, lengths, y = data.x, data.lengths, data.labels
     if y is None:
-        raise ValueError(f"{args.data} has no labels; probe needs labelled sequences (e.g. a UCR file)")
+        fail(f"{args.data} has no labels; probe needs labelled sequences (e.g. a UCR file, or --label-column)")
     if args.test_data is not None:
-        xt, lt, yt, *_ = _prepare(run, args.test_data, args, series_ok=False)
-        if yt is None:
-            raise ValueError(f"{args.test_data} has no labels")
-        if xt.shape[1:] != x.shape[1:]:
-            raise ValueError(f"--test-data sequences are {xt.shape[1:]} but --data sequences are {x.shape[1:]}")
-        x_tr, l_tr, y_tr, x_te, l_te, y_te = x, lengths, y, xt, lt, yt
+        test, _ = _prepare(run, args, args.test_data, "--test-data")
+        if test.labels is None:
+            fail(f"{args.test_data} has no labels")
+        if test.x.shape[1:] != x.shape[1:]:
+            fail(f"--test-data sequences are (T, F)={test.x.shape[1:]} but --data sequences are {x.shape[1:]}")
+        x_tr, l_tr, y_tr, x_te, l_te, y_te = x, lengths, y, test.x, test.lengths, test.labels
     else:
         tr, te = _split_stratified(y, args.test_fraction, args.seed)
         x_tr, l_tr, y_tr, x_te, l_te, y_te = x[tr], lengths[tr], y[tr], x[te], lengths[te], y[te]
@@ -320,14 +314,11 @@ def run_probe(args) -> int:
 
 # ----------------------------------------------------------------- standalone
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="jax-lstm-ae", description="anomaly detection and linear probe")
+    """Only these two commands (the full CLI is ``jax_lstm_ae._cli.main``)."""
+    parser = argparse.ArgumentParser(prog=PROG, description="anomaly detection and linear probe")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, OSError) as e:  # DataError and RunError are ValueErrors
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_guarded(args.func, args)
 
 
 if __name__ == "__main__":

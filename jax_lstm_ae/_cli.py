@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 PROG = "jax-lstm-ae"
-SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae._cli",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae._cli", "jax_lstm_ae._anomaly_cli")
 COMMON_ARG_MODULES: tuple[str, ...] = ("jax_lstm_ae._parallel",)  # --devices and multi-host flags
 EXIT_USER_ERROR = 2
 

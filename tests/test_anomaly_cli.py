@@ -97,7 +97,7 @@ def test_bad_labels_give_a_clear_error(run_dir, capsys, content, message):
                    "--labels", str(bad), "--out", str(run_dir / "x.csv")])
     err = capsys.readouterr().err
     assert rc == 2
-    assert err.startswith("error: ")
+    assert "jax-lstm-ae: error: " in err
     assert re.search(message, err), err
 
 
@@ -107,6 +107,12 @@ def test_threshold_errors_are_clear(run_dir, capsys):
     rc = cli.main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "small.npz"),
                    "--threshold", "fbeta", "--out", str(run_dir / "y.csv")])
     assert rc == 2 and "needs labels" in capsys.readouterr().err
+    # the same through the full `jax-lstm-ae` entry point, where detect is registered
+    from jax_lstm_ae._cli import main as full_main
+
+    rc = full_main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "small.npz"),
+                    "--threshold", "sometimes", "--out", str(run_dir / "y.csv")])
+    assert rc == 2 and "--threshold must be fbeta, contamination, meanstd" in capsys.readouterr().err
 
 
 def test_probe_command_reports_three_representations(run_dir, capsys):
