@@ -12,7 +12,8 @@ direction starts at step length-1.
 Why a kernel: ``lax.scan`` on a GPU pays loop control and several launches per
 step. Here one program owns a tile of ``block_b`` examples and walks the whole
 sequence, keeping h and c in registers and ``w_h`` on chip (or re-read from
-L1/L2 each step when it is too large to hold, see ``hold_weights``).
+L1/L2 each step when it is too large to hold, see ``hold_weights``). Steps
+at or past the longest length in a tile are not computed, only zeroed.
 
 Layout inside the kernel: gates are split per gate, ``[B, T, 4, Hp]``, and
 ``w_h`` as ``[4, Hp, Hp]``, so every load, dot and store is a 2-D tile
@@ -91,11 +92,14 @@ def _forward_kernel(
     else:
         hs_ref, hT_ref, cT_ref = out_refs
     lens = len_ref[...]
+    # Steps at or past the tile's longest length are padding for every row:
+    # skip them (they would only carry the state) and just zero their outputs.
+    n_steps = jnp.max(lens)
     held = [w_ref[k] for k in range(4)] if hold else None
 
     def body(i, carry):
         h, c = carry
-        t = steps - 1 - i if reverse else i
+        t = n_steps - 1 - i if reverse else i
         hm = h.astype(mm_dtype)
         pre = []
         for k in range(4):
@@ -116,9 +120,15 @@ def _forward_kernel(
             cprev_ref[:, t, :] = c
         return jnp.where(valid, h_new, h), jnp.where(valid, c_new, c)
 
-    h, c = lax.fori_loop(0, steps, body, (h0_ref[...], c0_ref[...]))
+    h, c = lax.fori_loop(0, n_steps, body, (h0_ref[...], c0_ref[...]))
     hT_ref[...] = h
     cT_ref[...] = c
+
+    def pad(t, carry):
+        hs_ref[:, t, :] = jnp.zeros_like(h)
+        return carry
+
+    lax.fori_loop(n_steps, steps, pad, 0)
 
 
 def _backward_kernel(
@@ -130,12 +140,13 @@ def _backward_kernel(
     wt[k] is w_h[k].T, so dh_prev = sum_k dgates_k @ wt[k].
     """
     lens = len_ref[...]
+    n_steps = jnp.max(lens)  # later steps are padding for the whole tile
     held = [wt_ref[k] for k in range(4)] if hold else None
 
     def body(i, carry):
         dh, dc = carry
         # opposite order to the forward scan
-        t = i if reverse else steps - 1 - i
+        t = i if reverse else n_steps - 1 - i
         i_g = acts_ref[:, t, 0, :]
         f_g = acts_ref[:, t, 1, :]
         g_g = acts_ref[:, t, 2, :]
@@ -162,9 +173,16 @@ def _backward_kernel(
             )
         return jnp.where(valid, dh_prev, dh), jnp.where(valid, dct * f_g, dc)
 
-    dh, dc = lax.fori_loop(0, steps, body, (dhT_ref[...], dcT_ref[...]))
+    dh, dc = lax.fori_loop(0, n_steps, body, (dhT_ref[...], dcT_ref[...]))
     dh0_ref[...] = dh
     dc0_ref[...] = dc
+
+    def pad(t, carry):
+        for k in range(4):
+            dg_ref[:, t, k, :] = jnp.zeros_like(dh)
+        return carry
+
+    lax.fori_loop(n_steps, steps, pad, 0)
 
 
 # --------------------------------------------------------------------------

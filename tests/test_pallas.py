@@ -16,7 +16,8 @@ from jax_lstm_ae._pallas import make_pallas_layer, padded_hidden, pallas_layer
 gpu_only = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs an NVIDIA GPU (Triton)")
 
 # H=5 pads to 16 units; B=19 with 16-example tiles pads to 32 (two programs);
-# lengths cover full, partial, one step and empty.
+# lengths cover full, partial, one step and empty; the second tile's longest
+# length is 4 < T, so the kernels skip its last steps.
 B, T, F, H = 19, 6, 3, 5
 LENGTHS = np.array([6, 3, 1, 0, 5] + [4] * 14, np.int32)
 
