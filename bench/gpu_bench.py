@@ -32,7 +32,8 @@ results are written to ``--json`` after every item.
 Precision: ``--precision default`` leaves each framework's default (JAX/XLA
 and Pallas use TF32 for float32 dots on Hopper unless told otherwise; PyTorch
 allows TF32 in cuDNN by default but not in its matmuls); ``highest`` turns
-TF32 off on both sides. The settings in force are printed and recorded.
+TF32 off on both sides and ``tf32`` on on both sides. The settings in force
+are printed and recorded.
 
 On a machine without a GPU everything still runs (Pallas in interpret mode,
 cuDNN through its JAX reference, torch on CPU) -- use ``--smoke`` there to
@@ -514,7 +515,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--round-s", type=float, default=1.0)
     ap.add_argument("--max-seconds", type=float, default=540.0)
-    ap.add_argument("--precision", choices=("default", "highest"), default="default")
+    ap.add_argument("--precision", choices=("default", "highest", "tf32"), default="default")
     ap.add_argument("--sweep-backends", default="cudnn,pallas")
     ap.add_argument("--json", default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: check the script on a CPU")
@@ -523,13 +524,14 @@ def main(argv=None):
     parts = args.parts.split(",")
     if unknown := set(parts) - set(PARTS):
         ap.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    if args.precision == "highest":
-        jax.config.update("jax_default_matmul_precision", "highest")
+    if args.precision != "default":
+        tf32 = args.precision == "tf32"
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
         try:
             import torch
 
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         except ImportError:
             pass
     configs = [CONFIGS[c] for c in args.configs.split(",")]
