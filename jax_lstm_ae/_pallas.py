@@ -360,7 +360,8 @@ def pallas_layer(
         (TF32 on recent NVIDIA GPUs, as for XLA and cuDNN); use
         ``lax.Precision.HIGHEST`` for IEEE float32.
       block_b: examples per program (a power of two >= 16 on GPU); default 16.
-      interpret: force Pallas interpret mode; default: on unless on a GPU.
+      interpret: force Pallas interpret mode; default: on unless on a GPU
+        (CPU: interpret; TPU: an error, the kernel is Triton's).
       num_warps: Triton warps per program (GPU only).
       hold_weights: keep ``w_h`` in registers across steps; default when it
         takes at most 64 KiB.
@@ -384,6 +385,9 @@ def pallas_layer(
     if bb < 1 or bb & (bb - 1):
         raise ValueError(f"pallas_layer: block_b must be a power of two, got {bb}")
     if interpret is None:
+        if jax.default_backend() == "tpu":
+            raise ValueError("the Pallas LSTM kernel is written for Triton (NVIDIA/AMD GPUs); on TPU use "
+                             "backend='fast', or pass interpret=True to run it (slowly) anyway")
         interpret = not _on_accelerator()
     cfg = _Config(bool(reverse), mm, precision, bb, bool(interpret), num_warps, hold_weights)
 
