@@ -30,6 +30,7 @@ own rows are placed on its devices.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable, Sequence
 
 import jax
@@ -239,13 +240,14 @@ class ShardedStep:
         self.fn, self.mesh, self.axis, self.global_batch = fn, _as_auto(mesh), axis, global_batch
         self.returns_state, self.donate, self.fsdp_min_size = returns_state, donate, fsdp_min_size
         self._jitted: dict[Any, Any] = {}
+        self._seen: tuple[list, Any] = ([], None)  # (weakrefs to state leaves, their placed copy or None)
 
-    def _jit_for(self, state):
-        key = (jax.tree.structure(state), tuple((getattr(a, "shape", ()), str(getattr(a, "dtype", "")))
-                                                 for a in jax.tree.leaves(state)))
+    def _jit_for(self, leaves, treedef):
+        key = (treedef, tuple(getattr(a, "shape", ()) for a in leaves))
         hit = self._jitted.get(key)
         if hit is None:
-            shs = state_shardings(state, self.mesh, fsdp_min_size=self.fsdp_min_size, axis=self.axis)
+            shs = state_shardings(jax.tree.unflatten(treedef, leaves), self.mesh,
+                                  fsdp_min_size=self.fsdp_min_size, axis=self.axis)
             rep = replicated(self.mesh)
             jitted = jax.jit(
                 self.fn,
@@ -253,17 +255,39 @@ class ShardedStep:
                 out_shardings=(shs, rep) if self.returns_state else rep,
                 donate_argnums=(0,) if self.donate else (),
             )
-            hit = self._jitted[key] = (shs, jitted)
+            hit = self._jitted[key] = (shs, jax.tree.leaves(shs), jitted)
         return hit
 
+    def _batch(self, batch):
+        if jax.process_count() > 1:
+            return shard_batch(batch, self.mesh, axis=self.axis, global_batch=self.global_batch)
+        # One process: jit places host arrays with its in_shardings itself, which
+        # costs less per step than device_put; only padding is left to do here.
+        ds = data_sharding(self.mesh, self.axis)
+        batch = pad_batch(batch, _data_size(self.mesh, self.axis))
+        return type(batch)(*(a if not isinstance(a, jax.Array) or a.sharding == ds else jax.device_put(a, ds)
+                             for a in batch))
+
     def _prepare(self, state, batch):
-        shs, jitted = self._jit_for(state)
-        return jitted, shard_state(state, shs), shard_batch(batch, self.mesh, axis=self.axis,
-                                                            global_batch=self.global_batch)
+        leaves, treedef = jax.tree.flatten(state)
+        shs, _, jitted = self._jit_for(leaves, treedef)
+        # The common cases cost one identity test per leaf: the state is the last
+        # step's output (already placed), or params placed on an earlier call.
+        src, placed = self._seen
+        if len(src) == len(leaves) and all(r() is a for r, a in zip(src, leaves)):
+            state = state if placed is None else placed
+        else:
+            placed = shard_state(state, shs)
+            self._seen = ([weakref.ref(a) for a in leaves], placed)
+            state = placed
+        return jitted, state, self._batch(batch)
 
     def __call__(self, state, batch):
         jitted, state, batch = self._prepare(state, batch)
-        return jitted(state, batch)
+        out = jitted(state, batch)
+        if self.returns_state:
+            self._seen = ([weakref.ref(a) for a in jax.tree.leaves(out[0])], None)
+        return out
 
     def lower(self, state, batch):
         jitted, state, batch = self._prepare(state, batch)
@@ -271,7 +295,7 @@ class ShardedStep:
 
     def cache_size(self) -> int:
         """Compiled variants so far (1 after any number of same-shape steps)."""
-        return sum(j._cache_size() for _, j in self._jitted.values())
+        return sum(j._cache_size() for _, _, j in self._jitted.values())
 
 
 def data_parallel(
