@@ -79,6 +79,9 @@ def _pick_impl(impl: str | None) -> str:
         return "cudnn" if cudnn_available() else "reference"
     if impl not in IMPLS:
         raise ValueError(f"unknown cuDNN impl {impl!r}; choose one of {IMPLS}")
+    if impl == "cudnn" and not cudnn_available():
+        raise ValueError(f"impl='cudnn' needs a CUDA GPU with JAX's cuDNN RNN (default backend here: "
+                         f"{jax.default_backend()}); use impl='reference' or leave impl=None")
     return impl
 
 

@@ -146,6 +146,9 @@ def test_mapping_errors_say_what_to_do():
         from_cudnn_weights(jnp.zeros(7), F, H)
     with pytest.raises(ValueError, match="takes"):
         make_cudnn_layer(takes="ys")
+    if not cudnn_available():
+        with pytest.raises(ValueError, match="needs a CUDA GPU"):
+            make_cudnn_layer(impl="cudnn")
 
 
 # ---------------------------------------------------------------- layer semantics
