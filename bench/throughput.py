@@ -16,7 +16,12 @@ implementation (peak RSS over the process's RSS before building the model);
 for this library XLA's own buffer account of the compiled step is added.
 
 ``--impl jax_lstm_ae@reference`` (any backend name after ``@``) adds this
-library on another layer backend, to compare backends in one run. A peer whose
+library on another layer backend, to compare backends in one run.
+``--devices N`` adds ``jax_lstm_ae:N`` beside each ``jax_lstm_ae`` spec: the same
+global batch split over N devices (``make_train_step(..., mesh=)``), so the
+ratio column shows the scaling. On CPU the N devices are fake ones carved
+out of the same cores (``--xla_force_host_platform_device_count``, set here
+before jax is imported): that shows the overhead of sharding, not a speed-up. A peer whose
 package is missing is reported as unavailable, not a crash. Peers: ``pip
 install -e .[bench]`` (torch==2.13.0, keras>=3; flax is a core dependency).
 """
@@ -43,9 +48,19 @@ OURS = "jax_lstm_ae"
 
 
 def _split_impl(spec: str) -> tuple[str, dict]:
-    """``jax_lstm_ae@reference`` -> ("jax_lstm_ae", {"backend": "reference"})."""
+    """``jax_lstm_ae@reference`` -> ("jax_lstm_ae", {"backend": "reference"});
+    ``jax_lstm_ae:8`` -> ("jax_lstm_ae", {"devices": 8})."""
+    spec, _, devices = spec.partition(":")
     name, _, backend = spec.partition("@")
-    return name, ({"backend": backend} if backend else {})
+    return name, ({"backend": backend} if backend else {}) | ({"devices": int(devices)} if devices else {})
+
+
+def _force_host_devices(specs: list[str]) -> None:
+    """Enough CPU devices for the largest ``:N`` spec; must run before jax is imported."""
+    n = max([_split_impl(s)[1].get("devices", 1) for s in specs] + [1])
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
 def _rss_bytes() -> int:
@@ -217,15 +232,21 @@ def main(argv=None) -> None:
     p.add_argument("--unroll", type=int, default=1)
     p.add_argument("--remat", type=int, default=None, help="jax_lstm_ae: checkpoint the stacks in chunks of K steps")
     p.add_argument("--seq-len", type=int, default=None, help="override the config's T")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="also run jax_lstm_ae with each batch split over N devices (spec jax_lstm_ae:N)")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-impl memory subprocesses")
     p.add_argument("--memory-timeout", type=float, default=900)
     p.add_argument("--json", default=None, help="write one record per (impl, config, mode) here")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._child:
+        _force_host_devices([args.impl])
         return _child(args)
 
     specs = [s for s in args.impl.split(",") if s]
+    if args.devices and args.devices > 1:
+        specs = [t for s in specs for t in ([s, f"{s}:{args.devices}"] if _split_impl(s)[0] == OURS else [s])]
+    _force_host_devices(specs)
     for s in specs:
         if _split_impl(s)[0] not in IMPLS:
             p.error(f"unknown impl {s!r}; choose from {sorted(IMPLS)}")

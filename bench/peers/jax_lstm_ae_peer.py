@@ -11,7 +11,8 @@ from peers import Runner
 from peers._data import batch
 
 
-def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None, **_) -> Runner:
+def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None,
+          devices: int | None = None, **_) -> Runner:
     kw = dict(backend=backend, unroll=unroll, remat=remat)
     model = la.make_autoencoder(
         la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw), la.linear(), features=cfg.features
@@ -23,8 +24,16 @@ def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | Non
     versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
                 "backend": la.resolve_backend(backend) if hasattr(la, "resolve_backend") else backend}
 
+    mesh = la.make_data_mesh(devices) if devices else None
+    if mesh is not None:  # the global batch split over the mesh, params replicated
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        x, lengths = jax.device_put((x, lengths), NamedSharding(mesh, PartitionSpec("data")))
+        state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+        versions["devices"] = f"{devices} x {mesh.devices.flat[0].platform}"
+
     if mode == "train":
-        train_step = la.make_train_step(model, optimizer)
+        train_step = la.make_train_step(model, optimizer, mesh=mesh)
         data = la.Batch(x, lengths)
         box = [state]
 
