@@ -66,16 +66,21 @@ def _ds(x, lengths=None):
     return Dataset(x, np.full((x.shape[0],), x.shape[1], np.int32) if lengths is None else lengths)
 
 
-def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int):
-    cfg = model_config(features, decoder=args.decoder, embedding_dim=args.embedding, hidden=tuple(args.hidden))
+def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int, *, ecg: bool = False):
+    """About ``args.steps`` Adam steps (whole epochs), cosine-decayed; the
+    parameters of the epoch with the best validation loss come back."""
+    e, h, b, lr = ((args.ecg_embedding, args.ecg_hidden, args.ecg_batch, args.ecg_lr) if ecg
+                   else (args.embedding, args.hidden, args.batch, args.lr))
+    cfg = model_config(features, decoder=args.decoder, embedding_dim=e, hidden=tuple(h))
     model = build_model(cfg)
-    opt = build_optimizer(optimizer_config(args.lr, decay_steps=args.epochs * max(1, train.n // args.batch)))
-    state, hist = fit(
-        model, opt, train, val, epochs=args.epochs, batch_size=args.batch, seed=seed,
-        patience=args.patience, progress=False,
-    )
+    batch = min(b, train.n)
+    spe = max(1, train.n // batch)
+    epochs = max(1, -(-args.steps // spe))
+    opt = build_optimizer(optimizer_config(lr, decay_steps=epochs * spe))
+    state, hist = fit(model, opt, train, val, epochs=epochs, batch_size=batch, seed=seed, progress=False)
     best = min((h["val_loss"] for h in hist if h["val_loss"] is not None), default=None)
-    return model, state.params, {"epochs_run": len(hist), "best_val_loss": best, "train_loss": hist[-1]["loss"]}
+    return model, state.params, {"epochs_run": len(hist), "steps": int(state.step), "best_val_loss": best,
+                                 "train_loss": hist[-1]["loss"], "model": f"E={e} hidden={list(h)} batch={batch} lr={lr:g}"}
 
 
 def _split(idx, fractions, rng):
@@ -94,7 +99,7 @@ def ecg_anomaly(args) -> dict:
     a_val, a_te = _split(np.flatnonzero(y != 1), (0.3, 0.7), rng)
     norm = Normalizer.fit(ds.take(n_tr))
     data = norm.apply(ds)
-    model, params, info = train_model(args, data.take(n_tr), data.take(n_v1), 1, ds.steps, args.seed)
+    model, params, info = train_model(args, data.take(n_tr), data.take(n_v1), 1, ds.steps, args.seed, ecg=True)
     err = error_vectors(model, params, data.x)
     val_idx = np.r_[n_v2, a_val]
     val_y = np.r_[np.zeros(len(n_v2)), np.ones(len(a_val))]
@@ -132,7 +137,7 @@ def ecg_probe(args) -> dict:
     fit_idx, stop_idx = _split(tr, (0.9, 0.1), rng)
     norm = Normalizer.fit(ds.take(fit_idx))
     data = norm.apply(ds)
-    model, params, info = train_model(args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, args.seed)
+    model, params, info = train_model(args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, args.seed, ecg=True)
     z = encode_all(model, params, data.x)
     raw = data.x.reshape(ds.n, -1)
     res = compare_representations(z[tr], z[te], raw[tr], raw[te], y[tr], y[te])
@@ -170,6 +175,11 @@ def discord(args, name: str, method: str, level: str) -> dict:
     # spans about one cycle; the period comes from the stretch before the
     # anomaly (the same data the model may train on), never from the labels.
     period = dominant_period(series[:lo]) if args.period_match else args.window
+    if args.detrend:
+        # Baseline wander removal: subtract the centred moving average over one period.
+        k = np.ones(period) / period
+        pad = np.pad(series, ((period // 2, period - 1 - period // 2), (0, 0)), mode="edge")
+        series = series - np.stack([np.convolve(pad[:, j], k, mode="valid") for j in range(series.shape[1])], 1)
     d = max(1, int(round(period / args.window)))
     n_ds = n // d
     pooled = series[: n_ds * d].reshape(n_ds, d, -1).mean(axis=1)
@@ -191,9 +201,13 @@ def discord(args, name: str, method: str, level: str) -> dict:
     points = np.r_[points, np.full(n - points.shape[0], points[-1])]  # rows past the last full pool
     labels = (np.arange(n) > lo) & (np.arange(n) < hi)
     top = int(np.argmax(w_scores))
+    if args.dump:
+        Path(args.dump).mkdir(parents=True, exist_ok=True)
+        np.savez(Path(args.dump) / f"{name}.npz", errors=err, starts=starts, downsample=d, hold=hold_idx,
+                 fit=fit_idx, window_scores=w_scores, points=points, labels=labels, series=series)
     return {
         "row": f"discord {name}", "seed": args.seed, **info, "method": f"{method}/{level}",
-        "period": int(period), "downsample": d, "window": args.window, "stride": args.stride,
+        "period": int(period), "detrend": bool(args.detrend), "downsample": d, "window": args.window, "stride": args.stride,
         "window_rows": args.window * d, "stride_rows": args.stride * d,
         "n_windows": len(starts), "n_train_windows": len(fit_idx),
         "point_roc_auc": roc_auc(labels, points), "window_roc_auc": roc_auc(touch, w_scores),
@@ -243,7 +257,7 @@ def scoring_speed(args) -> dict:
     multivariate_normal(g.mean, cov).logpdf(flat[:10_000].astype(np.float64))
     scipy_s = (time.perf_counter() - t) * 10  # 10k measured, scaled to 100k
     return {
-        "row": "scoring speed", "seed": args.seed, "epochs_run": 0, "n_windows": n, "window": w, "features": f,
+        "row": "scoring speed", "seed": args.seed, "n_windows": n, "window": w, "features": f,
         "fit_gaussian_10k_s": fit_s, "window_mahalanobis_100k_s": win[1], "window_first_call_s": win[0],
         "window_spread_s": [win[2], win[3]], "step_mahalanobis_100k_s": step[1], "step_first_call_s": step[0],
         "points_from_windows_100k_s": pts[1], "scipy_logpdf_100k_s_est": scipy_s,
@@ -272,7 +286,8 @@ def _table(rows):
                    f"{'yes' if r['top_window_on_anomaly'] else 'NO'}; period {r['period']} rows, pooled by "
                    f"{r['downsample']}: W={r['window']} steps ({r['window_rows']} rows), stride {r['stride']} "
                    f"({r['stride_rows']} rows); method {r['method']}")
-        out.append(f"| {r['row']} | {res} | {r['seed']} | {r['epochs_run']} | {r['wall_s']:.0f} s |")
+        epochs = f"{r['epochs_run']} ({r['steps']} steps)" if "steps" in r else "-"
+        out.append(f"| {r['row']} | {res} | {r['seed']} | {epochs} | {r['wall_s']:.0f} s |")
     return "\n".join(["| row | result | seed | epochs | wall |", "| --- | --- | --- | --- | --- |", *out])
 
 
@@ -280,21 +295,27 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=("ecg", "probe", "discords", "speed", "all"), default="all")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--steps", type=int, default=1500, help="Adam steps per model (rounded up to whole epochs)")
+    p.add_argument("--lr", type=float, default=1e-2, help="discord rows: peak Adam learning rate (cosine decay to 1 %%)")
+    p.add_argument("--ecg-lr", type=float, default=5e-3, help="ECG5000 rows: peak learning rate")
     p.add_argument("--decoder", default="repeat")
-    p.add_argument("--embedding", type=int, default=16)
-    p.add_argument("--hidden", type=int, nargs="*", default=[32])
+    p.add_argument("--ecg-embedding", type=int, default=32, help="ECG5000 rows: latent size E")
+    p.add_argument("--ecg-hidden", type=int, nargs="*", default=[64], help="ECG5000 rows: encoder sizes before E")
+    p.add_argument("--ecg-batch", type=int, default=16)
+    p.add_argument("--embedding", type=int, default=16, help="discord rows: latent size E")
+    p.add_argument("--hidden", type=int, nargs="*", default=[32], help="discord rows: encoder sizes before E")
+    p.add_argument("--batch", type=int, default=32, help="discord rows: batch size")
     p.add_argument("--beta", type=float, default=1.0, help="F-beta the threshold maximises on validation")
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--stride", type=int, default=1, help="discord window stride, in (downsampled) steps")
     p.add_argument("--no-period-match", dest="period_match", action="store_false",
                    help="discords: keep the original rate instead of pooling one cycle into --window steps")
+    p.add_argument("--no-detrend", dest="detrend", action="store_false",
+                   help="discords: keep the baseline (default: subtract a centred moving average over one period)")
     p.add_argument("--discord-method", default=None, help="e.g. mahalanobis/step; default: ECG5000's choice")
     p.add_argument("--discords", nargs="*", default=list(DISCORDS))
     p.add_argument("--json", default=None)
+    p.add_argument("--dump", default=None, help="discords: save errors and scores as DIR/NAME.npz")
     args = p.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"no data at {DATA}: this benchmark reads ../shared/data beside the repository")
