@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -102,7 +103,12 @@ def _worker() -> dict:
             x = np.concatenate([b1.x, b2.x, b6.x[:3]])  # 19 rows: 3 batches of 8, the last padded
             lengths = np.concatenate([b1.lengths, b2.lengths, b6.lengths[:3]])
             z_ref = np.asarray(model.encode(ref_state.params, x, lengths))
-            z8 = encode_dataset(model, ref_state.params, x, lengths, mesh=make_data_mesh(8), batch_size=8)
+            # Streamed from disk: a memmap is read one batch of rows at a time.
+            with tempfile.TemporaryDirectory() as tmp:
+                np.save(Path(tmp) / "x.npy", x)
+                x_disk = np.load(Path(tmp) / "x.npy", mmap_mode="r")
+                z8 = encode_dataset(model, ref_state.params, x_disk, lengths, mesh=make_data_mesh(8), batch_size=8)
+                del x_disk
             r_ref = np.asarray(model.reconstruct(ref_state.params, x, lengths))
             r4 = reconstruct_dataset(model, ref_state.params, x, lengths, mesh=make_data_mesh(4), batch_size=8)
             out["latents"] = {
