@@ -406,6 +406,8 @@ def _torch_cuda_runner(cfg):
     from peers.torch_peer import Autoencoder
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     model = Autoencoder(cfg).to(dev)
     x = torch.from_numpy(data(cfg)).to(dev)
@@ -425,26 +427,35 @@ def _torch_cuda_runner(cfg):
 def _model_runners(cfg, impls, broken):
     from peers import build
 
-    runners, compile_s = {}, {}
+    runners, compile_s, memory = {}, {}, {}
     for impl in impls:
         t0 = time.perf_counter()
         try:
             if impl == "torch":
                 step = _torch_cuda_runner(cfg)
+                memory[impl] = _torch_peak_bytes
             elif impl == "flax":
                 step = build("flax", cfg, "train").step
             else:
                 backend = impl.split("@", 1)[1]
                 if backend in broken:
                     continue
-                step = build("jax_lstm_ae", cfg, "train", backend=backend).step
+                runner = build("jax_lstm_ae", cfg, "train", backend=backend)
+                step = runner.step
+                memory[impl] = runner.memory  # XLA's buffer account of the compiled step (compiles again)
             step()
             step()
             compile_s[impl] = time.perf_counter() - t0
             runners[impl] = step
         except Exception as err:  # noqa: BLE001
             print(f"  {impl}: FAILED {type(err).__name__}: {str(err)[:300]}")
-    return runners, compile_s
+    return runners, compile_s, memory
+
+
+def _torch_peak_bytes():
+    import torch
+
+    return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
 
 
 def part_model(configs, rec, clock, args, broken):
@@ -452,12 +463,22 @@ def part_model(configs, rec, clock, args, broken):
     for cfg in configs:
         if not clock.allow(f"model {cfg.name}", 90):
             continue
-        runners, compile_s = _model_runners(cfg, impls, broken)
+        runners, compile_s, memory = _model_runners(cfg, impls, broken)
         per = _measure(runners, cfg.batch, args.rounds, args.round_s)
         _print_table(f"{cfg.name} train", per, cfg.batch, compile_s)
+        mem = {}
+        for n, fn in memory.items():
+            if n in per and clock.allow(f"memory {cfg.name} {n}", 60):
+                try:
+                    mem[n] = fn()
+                except Exception as err:  # noqa: BLE001 - a diagnostic only
+                    print(f"  memory of {n}: {type(err).__name__}: {err}")
+        if mem:
+            print("  memory (MB; jax: XLA's account of the compiled step, torch: peak allocated in the process): "
+                  + ", ".join(f"{n}={(b or 0) / 2**20:.1f}" for n, b in mem.items()))
         for n, v in per.items():
             rec.add(part="model", config=cfg.name, batch=cfg.batch, impl=n, compile_s=compile_s[n], **_summary(v),
-                    x_torch=_ratio(per, n, "torch"), x_flax=_ratio(per, n, "flax"))
+                    x_torch=_ratio(per, n, "torch"), x_flax=_ratio(per, n, "flax"), memory_bytes=mem.get(n))
 
 
 def part_sweep(configs, rec, clock, args, broken):
@@ -469,7 +490,7 @@ def part_sweep(configs, rec, clock, args, broken):
         if not clock.allow(f"sweep B={b}", 60):
             continue
         cfg = dataclasses.replace(base, batch=b)
-        runners, compile_s = _model_runners(cfg, impls, broken)
+        runners, compile_s, _ = _model_runners(cfg, impls, broken)
         per = _measure(runners, b, max(2, args.rounds // 2), args.round_s / 2)
         line = "  ".join(f"{n}={statistics.median(v):.0f}" for n, v in per.items())
         print(f"  B={b}: {line}")
