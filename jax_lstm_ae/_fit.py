@@ -152,8 +152,9 @@ def fit(
         if mesh is not None:
             kw["mesh"] = mesh
         train_step = make_train_step(model, optimizer, **kw)
-    if eval_step is None:
-        eval_step = make_eval_step(model)
+    if eval_step is None:  # with a mesh, validation batches are split over it too
+        eval_step = make_eval_step(model) if mesh is None else make_eval_step(
+            model, mesh=mesh, global_batch=bool((step_kwargs or {}).get("global_batch")))
     if state is None:
         state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))
     prog = FitProgress() if resume is None else (resume if isinstance(resume, FitProgress) else FitProgress(**resume))
