@@ -91,10 +91,16 @@ def run_guarded(func: Callable[..., Any], *args, **kwargs) -> int:
 
 # ------------------------------------------------------------------ shared arguments
 def _int_list(text: str) -> list[int]:
+    """``64`` or ``128,64``; ``none`` or ``0``: no layers."""
+    if text.strip().lower() in ("", "none", "0"):
+        return []
     try:
-        return [int(t) for t in text.replace(" ", ",").split(",") if t.strip()]
+        out = [int(t) for t in text.replace(" ", ",").split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, or none, got {text!r}") from None
+    if any(v < 1 for v in out):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return out
 
 
 def _columns(text: str) -> list[int | str]:
@@ -321,6 +327,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             steps=data.steps,
             bidirectional=args.bidirectional,
             teacher_prob=args.teacher_prob,
+            init=args.init,
         )
         ocfg = optimizer_config(
             args.lr,
@@ -625,9 +632,12 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR up to --epochs (its data and model)")
     g = p.add_argument_group("model")
     g.add_argument("--decoder", choices=sorted(DECODERS), default="repeat", help="decoder strategy (default repeat)")
-    g.add_argument("--embedding-dim", type=_positive, default=16, metavar="E", help="latent size (default 16)")
-    g.add_argument("--hidden", type=_int_list, default=[32], metavar="H[,H...]",
-                   help="encoder LSTM sizes before the E-sized one; the decoder mirrors them (default 32)")
+    g.add_argument("--embedding-dim", type=_positive, default=32, metavar="E", help="latent size (default 32)")
+    g.add_argument("--hidden", type=_int_list, default=[], metavar="H[,H...]|none",
+                   help="encoder LSTM sizes before the E-sized one, e.g. 64 (F -> 64 -> E); the decoder mirrors "
+                   "them (default none: one LSTM layer each way, which trains fastest on the built-in sets)")
+    g.add_argument("--init", choices=("orthogonal", "uniform"), default="orthogonal",
+                   help="LSTM weight init: orthogonal recurrent weights (Keras) or U(+-1/sqrt(H)) (PyTorch)")
     g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"), default="auto",
                    help="output and loss: linear (MSE), mae, sigmoid (binary CE); auto: sigmoid for 0/1 data")
     g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")

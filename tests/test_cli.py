@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jax_lstm_ae._checkpoint import load_run
-from jax_lstm_ae._cli import main
+from jax_lstm_ae._cli import _save_arrays, main
 
 TINY = ["--embedding-dim", "4", "--hidden", "6", "--batch-size", "8", "--quiet"]
 
@@ -73,9 +73,13 @@ def test_encode_and_reconstruct_reload_the_model(trained, capsys):
     np.testing.assert_allclose(r["errors"], se.sum(1) / data["lengths"], rtol=1e-5)
     np.testing.assert_array_equal(r["labels"], np.arange(40) % 2)
 
-    code, out, _ = _run(capsys, "reconstruct", "--run", trained / "run", "--out", trained / "r.npy")
-    assert code == 0
-    np.testing.assert_allclose(np.load(trained / "r.errors.npy"), r["errors"])
+
+
+def test_npy_outputs_beside_each_other(tmp_path):
+    written = _save_arrays(tmp_path / "r.npy", {"reconstruction": np.ones((2, 3, 1)), "errors": np.arange(2.0),
+                                                "labels": None}, "reconstruction")  # fmt: skip
+    assert [p.name for p in written] == ["r.npy", "r.errors.npy"]
+    np.testing.assert_array_equal(np.load(tmp_path / "r.errors.npy"), [0.0, 1.0])
 
 
 def test_info(trained, capsys):
