@@ -11,6 +11,9 @@ Parts (``--parts``, a comma list; default ``floor,check,layer,model,sweep``):
 * ``floor`` -- analytic work per training step of each config: matmul FLOPs,
   the bytes the saved activations must move, and the number of dependent
   (sequential) LSTM steps; needs no GPU.
+* ``lower`` -- lower the configs' train step with the Pallas backends for
+  CUDA and count the Triton kernels: a check that needs no GPU (not in the
+  default list).
 * ``check`` -- every backend against the plain scan on a small ragged batch
   (values and gradients, float32 at HIGHEST precision); a backend that fails
   is reported and left out of the timings.
@@ -61,7 +64,7 @@ import numpy as np  # noqa: E402
 from peers import CONFIGS, Config  # noqa: E402
 
 BACKENDS = ("reference", "fast", "cudnn", "pallas", "pallas_bf16")
-PARTS = ("floor", "check", "tune", "layer", "model", "sweep")
+PARTS = ("floor", "lower", "check", "tune", "layer", "model", "sweep")
 SWEEP_BATCHES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 # ---------------------------------------------------------------- bookkeeping
@@ -201,6 +204,45 @@ def part_floor(configs, rec, clock, args):
         rec.add(part="floor", **f)
         print(f"| {cfg.name} | {cfg.batch} | {cfg.steps} | {f['train_gflop']:.1f} | "
               f"{f['activation_gbytes']:.3f} | {f['sequential_steps']} |")
+
+
+# ---------------------------------------------------------------- lower
+
+
+def part_lower(configs, rec, clock, args):
+    """Cross-lower the train step for CUDA with compiled (not interpreted)
+    Pallas kernels: every layer must pass the Pallas->Triton lowering."""
+    import optax
+
+    import jax_lstm_ae as la
+    from jax_lstm_ae import _layer
+    from jax_lstm_ae._pallas import make_pallas_layer
+
+    print("\n### lower: train step lowered for CUDA with the Pallas backends")
+    for backend, mm in (("pallas", jnp.float32), ("pallas_bf16", jnp.bfloat16)):
+        _layer.register_backend(backend, make_pallas_layer(matmul_dtype=mm, interpret=False))
+    try:
+        for cfg in configs:
+            for backend in ("pallas", "pallas_bf16"):
+                kw = dict(backend=backend)
+                model = la.make_autoencoder(la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw),
+                                            la.linear(), features=cfg.features)
+                opt = optax.adam(1e-3)
+                state = jax.eval_shape(lambda k: la.create_train_state(model, opt, k), jax.random.key(0))
+                batch = la.Batch(jax.ShapeDtypeStruct((cfg.batch, cfg.steps, cfg.features), jnp.float32),
+                                 jax.ShapeDtypeStruct((cfg.batch,), jnp.int32))
+                try:
+                    text = jax.jit(la.train_step_fn(model, opt)).trace(state, batch).lower(
+                        lowering_platforms=("cuda",)).as_text()
+                    n = text.count("xla.gpu.triton")
+                    print(f"  {cfg.name} {backend}: {n} Triton kernels")
+                    rec.add(part="lower", config=cfg.name, backend=backend, triton_kernels=n)
+                except Exception as err:  # noqa: BLE001
+                    print(f"  {cfg.name} {backend}: FAILED {type(err).__name__}: {str(err)[:300]}")
+                    rec.add(part="lower", config=cfg.name, backend=backend, error=str(err)[:300])
+    finally:  # back to the registered defaults (interpret chosen by platform)
+        for backend, mm in (("pallas", jnp.float32), ("pallas_bf16", jnp.bfloat16)):
+            _layer.register_backend(backend, make_pallas_layer(matmul_dtype=mm))
 
 
 # ---------------------------------------------------------------- layer functions
@@ -573,6 +615,8 @@ def main(argv=None):
     broken: set = set()
     if "floor" in parts:
         part_floor(configs, rec, clock, args)
+    if "lower" in parts:
+        part_lower(configs, rec, clock, args)
     if "check" in parts:
         broken = part_check(configs, rec, clock, args)
     if "tune" in parts:
