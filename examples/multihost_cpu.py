@@ -60,18 +60,24 @@ def _flat(tree):
 
 
 def worker(out: Path, timeout_s: int) -> None:
+    from jax_lstm_ae import _parallel
     from jax_lstm_ae._distributed import initialize_distributed, process_rows
 
-    if not initialize_distributed(timeout_s=timeout_s):
+    if not initialize_distributed(timeout_s=timeout_s):  # reads JAX_COORDINATOR_ADDRESS, ...
         raise SystemExit("worker: no multi-process settings (JAX_COORDINATOR_ADDRESS, ...) were given")
     import jax
     import numpy as np
 
     import jax_lstm_ae as ae
-    from jax_lstm_ae._parallel import encode_dataset, make_data_mesh, shard_batch
+    from jax_lstm_ae._parallel import encode_dataset, shard_batch
 
     pid = jax.process_index()
-    mesh = make_data_mesh()  # every device of every process
+    # As the command line does it: --devices all -> every device of every process.
+    flags = argparse.ArgumentParser()
+    _parallel.add_parallel_args(flags)
+    args = flags.parse_args(["--devices", "all"])
+    _parallel.setup(args)
+    mesh = args.mesh
     model, opt = _model()
     state = ae.create_train_state(model, opt, jax.random.key(0))  # same seed: same start everywhere
     step = ae.make_train_step(model, opt, mesh=mesh)
@@ -89,6 +95,9 @@ def worker(out: Path, timeout_s: int) -> None:
     losses.append(float(metrics["loss"]))
     # A plain jitted eval on replicated params and a host batch that every process holds.
     eval_loss = float(ae.make_eval_step(model)(state.params, ae.Batch(x_all, lengths_all))["loss"])
+    # The same through the sharded eval step the command line's fit() uses.
+    sharded_eval = ae.make_eval_step(model, mesh=mesh, **_parallel.fit_kwargs(args)["step_kwargs"])
+    eval_loss_sharded = float(sharded_eval(state.params, ae.Batch(x_all, lengths_all))["loss"])
     # Replicated params: each process reads its own copy (no cross-process gather).
     params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.params)
     z = encode_dataset(model, params, x, lengths, mesh=mesh, batch_size=6)  # own rows -> own latents
@@ -96,7 +105,7 @@ def worker(out: Path, timeout_s: int) -> None:
     np.savez(out / f"proc{pid}.npz", z=z, z_all=z_all, rows=np.arange(N_ROWS)[rows], **_flat(params))
     (out / f"proc{pid}.json").write_text(json.dumps({
         "process": pid, "processes": jax.process_count(), "devices": mesh.devices.size,
-        "local_devices": jax.local_device_count(), "losses": losses, "eval_loss": eval_loss,
+        "local_devices": jax.local_device_count(), "losses": losses, "eval_loss": eval_loss, "eval_loss_sharded": eval_loss_sharded,
         "steps": int(state.step.addressable_data(0)),
     }))
     jax.distributed.shutdown()

@@ -195,6 +195,7 @@ def test_two_processes_agree(tmp_path):
     for w in summary["workers"]:
         np.testing.assert_allclose(w["losses"], summary["reference_losses"], atol=TOL, rtol=0)
         assert abs(w["eval_loss"] - summary["reference_eval_loss"]) < TOL
+        assert abs(w["eval_loss_sharded"] - summary["reference_eval_loss"]) < TOL
 
 
 # ----------------------------------------------------------------- one device, no subprocess
