@@ -160,7 +160,7 @@ def launch(out: Path, timeout_s: int) -> dict:
             "JAX_NUM_PROCESSES": str(N_PROCESSES),
             "JAX_PROCESS_ID": str(pid),
         })
-        log = open(out / f"proc{pid}.log", "w")
+        log = open(out / f"proc{pid}.log", "w")  # noqa: SIM115 - closed below, once the process is done
         procs.append((subprocess.Popen(
             [sys.executable, __file__, "--worker", "--out", str(out), "--timeout", str(timeout_s)],
             env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
