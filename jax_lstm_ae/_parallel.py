@@ -435,6 +435,8 @@ def add_parallel_args(parser) -> None:
                    help="this process's id in [0, P) (env JAX_PROCESS_ID)")
     g.add_argument("--distributed-auto", action="store_true",
                    help="let JAX detect the processes (SLURM, Open MPI, Kubernetes, Cloud TPU)")
+    g.add_argument("--fsdp-min-size", type=int, default=None, metavar="N",
+                   help="train: also split every parameter of at least N elements over the devices (FSDP)")
 
 
 def setup_parallel(args) -> Mesh | None:
@@ -469,4 +471,7 @@ def fit_kwargs(args) -> dict:
         return {}
     # The CLI loads the whole data set in every process and draws the same
     # batches (same seed), so each process places only its share of each batch.
-    return {"mesh": mesh, "step_kwargs": {"global_batch": jax.process_count() > 1}}
+    kw = {"global_batch": jax.process_count() > 1}
+    if getattr(args, "fsdp_min_size", None):
+        kw["fsdp_min_size"] = args.fsdp_min_size
+    return {"mesh": mesh, "step_kwargs": kw}

@@ -293,6 +293,8 @@ def test_cli_subcommands_take_the_flags():
     assert args.mesh is None and _parallel.fit_kwargs(args) == {}
     args.mesh = make_data_mesh()
     assert _parallel.fit_kwargs(args) == {"mesh": args.mesh, "step_kwargs": {"global_batch": False}}
+    args.fsdp_min_size = 4096
+    assert _parallel.fit_kwargs(args)["step_kwargs"] == {"global_batch": False, "fsdp_min_size": 4096}
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
