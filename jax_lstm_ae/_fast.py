@@ -11,12 +11,12 @@ per-step ops poorly; large GEMMs well):
 - the backward scan carries only (dh, dc) [B, H] and does one
   [B, G] x [G, H] product per step; JAX's own transpose of the scan also
   accumulates dW_h += h_{t-1}^T dz_t inside the loop, a small GEMM per step;
-- dW_h = sum_t h_{t-1}^T dz_t is one [H, T*B] x [T*B, G] GEMM after the loop,
-  and the gate pre-activations are recomputed before it by one
-  [T*B, H] x [H, G] GEMM (nothing per step is saved but hs and cs, so the
-  forward pass stores 2 x [T, B, H] instead of the gates);
+- dW_h = sum_t h_{t-1}^T dz_t is one [H, T*B] x [T*B, G] GEMM after the loop;
 - every element-wise factor of the gate derivatives that does not depend on
-  the backward carry is computed outside the loop in one fused pass.
+  the backward carry is computed outside the loop in one fused pass, from
+  the activations the forward pass saved ([T, B, G]; recomputing them from
+  hs with one big GEMM instead was slower, see bench/RESULTS.md);
+- the gate sigmoids are one tanh pass over [B, G] (``_activate``).
 
 ``w_i`` and ``b`` are already folded into ``gates_x`` by the caller, so their
 gradients flow through ``gates_x`` (the projection outside is a big GEMM).
@@ -39,22 +39,39 @@ def _split(z: Array) -> tuple[Array, Array, Array, Array]:
     return tuple(jnp.split(z, 4, axis=-1))  # type: ignore[return-value]
 
 
+def _gate_scale(hidden: int, dtype) -> Array:
+    """[G]: 1/2 on the sigmoid gates (i, f, o), 1 on the tanh gate g."""
+    half, one = jnp.full((hidden,), 0.5, dtype), jnp.ones((hidden,), dtype)
+    return jnp.concatenate([half, half, one, half])
+
+
+def _activate(z: Array, scale: Array) -> tuple[Array, Array, Array, Array]:
+    """Gate activations from pre-activations z[..., G] with ONE tanh pass:
+    sigmoid(x) = (1 + tanh(x / 2)) / 2. XLA:CPU expands sigmoid into exp and
+    a division; one vectorised tanh over all G columns is about twice as fast
+    (measured in the layer's forward scan) and equal to float32 rounding."""
+    i, f, g, o = _split(jnp.tanh(z * scale))
+    return 0.5 * i + 0.5, 0.5 * f + 0.5, g, 0.5 * o + 0.5
+
+
 def _step_masks(steps: int, lengths: Array) -> Array:
     """[T, B, 1] True on valid steps."""
     return (jnp.arange(steps)[:, None] < lengths[None, :])[..., None]
 
 
-def _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep_c):
-    """Time-major forward: gx[T, B, G], mask[T, B, 1] -> hs[T, B, H] (, cs), h, c."""
+def _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep):
+    """Time-major forward: gx[T, B, G], mask[T, B, 1] -> hs[T, B, H] (and,
+    with ``keep``, cs[T, B, H] and the activations [T, B, G]), h, c."""
+    scale = _gate_scale(w_h.shape[0], gx.dtype)[None]
 
     def body(carry, inp):
         h, c = carry
         g_t, m = inp
-        i, f, g, o = _split(g_t + h @ w_h)
-        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+        i, f, g, o = _activate(g_t + h @ w_h, scale)
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
         h_out = jnp.where(m, h_new, 0.0)
-        out = (h_out, jnp.where(m, c_new, 0.0)) if keep_c else h_out
+        out = (h_out, jnp.where(m, c_new, 0.0), jnp.concatenate([i, f, g, o], axis=-1)) if keep else h_out
         return (jnp.where(m, h_new, h), jnp.where(m, c_new, c)), out
 
     (h, c), out = lax.scan(body, (h0, c0), (gx, mask), reverse=reverse, unroll=unroll)
@@ -64,13 +81,13 @@ def _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep_c):
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _layer_tm(reverse: bool, unroll: int, w_h, gx, lengths, h0, c0):
     mask = _step_masks(gx.shape[0], lengths)
-    return _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep_c=False)
+    return _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep=False)
 
 
 def _layer_tm_fwd(reverse, unroll, w_h, gx, lengths, h0, c0):
     mask = _step_masks(gx.shape[0], lengths)
-    (hs, cs), h, c = _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep_c=True)
-    return (hs, h, c), (w_h, gx, lengths, h0, c0, hs, cs)
+    (hs, cs, acts), h, c = _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep=True)
+    return (hs, h, c), (w_h, lengths, h0, c0, hs, cs, acts)
 
 
 def _previous(seq: Array, first: Array, mask: Array, reverse: bool) -> Array:
@@ -85,16 +102,15 @@ def _previous(seq: Array, first: Array, mask: Array, reverse: bool) -> Array:
 
 
 def _layer_tm_bwd(reverse, unroll, res, cts):
-    w_h, gx, lengths, h0, c0, hs, cs = res
+    w_h, lengths, h0, c0, hs, cs, acts = res
     d_hs, d_h, d_c = cts
-    mask = _step_masks(gx.shape[0], lengths)
+    mask = _step_masks(hs.shape[0], lengths)
     h_prev = _previous(hs, h0, mask, reverse)
     c_prev = _previous(cs, c0, mask, reverse)
-    # Recompute the gates with one big GEMM instead of saving them per step.
-    i, f, g, o = _split(gx + h_prev @ w_h)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    i, f, g, o = _split(acts)
     tc = jnp.tanh(cs)
-    # dz = [dc, dc, dc, dh] * k on a valid step; dc_tot = dc + dh * a.
+    # All carry-independent factors in one fused pass outside the loop:
+    # on a valid step dz = [dc, dc, dc, dh] * k, with dc = dc_in + dh * a.
     k = jnp.concatenate([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)], axis=-1)
     a = o * (1 - tc * tc)
     w_t = w_h.T
@@ -104,8 +120,7 @@ def _layer_tm_bwd(reverse, unroll, res, cts):
         dh_out, k_t, a_t, f_t, m = inp
         dh_tot = dh + dh_out
         dc_tot = dc + dh_tot * a_t
-        dz = jnp.concatenate([dc_tot, dc_tot, dc_tot, dh_tot], axis=-1) * k_t
-        dz = jnp.where(m, dz, 0.0)
+        dz = jnp.where(m, jnp.concatenate([dc_tot, dc_tot, dc_tot, dh_tot], axis=-1) * k_t, 0.0)
         carry = (jnp.where(m, dz @ w_t, dh), jnp.where(m, dc_tot * f_t, dc))
         return carry, dz
 
