@@ -99,7 +99,7 @@ def worker(out: Path, timeout_s: int) -> None:
     sharded_eval = ae.make_eval_step(model, mesh=mesh, **_parallel.fit_kwargs(args)["step_kwargs"])
     eval_loss_sharded = float(sharded_eval(state.params, ae.Batch(x_all, lengths_all))["loss"])
     # Replicated params: each process reads its own copy (no cross-process gather).
-    params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.params)
+    params = _parallel.to_host(state.params)
     z = encode_dataset(model, params, x, lengths, mesh=mesh, batch_size=6)  # own rows -> own latents
     z_all = encode_dataset(model, params, x_all, lengths_all, mesh=mesh, batch_size=6, global_rows=True)
     np.savez(out / f"proc{pid}.npz", z=z, z_all=z_all, rows=np.arange(N_ROWS)[rows], **_flat(params))

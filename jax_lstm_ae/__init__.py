@@ -41,6 +41,7 @@ from jax_lstm_ae._parallel import (
     shard_state,
     state_shardings,
     step_errors_dataset,
+    to_host,
 )
 
 from jax_lstm_ae._anomaly import (
@@ -189,4 +190,5 @@ __all__ = [
     "to_cudnn_weights",
     "make_pallas_layer",
     "pallas_layer",
+    "to_host",
 ]

@@ -313,6 +313,23 @@ def data_parallel(
                        axis=axis, global_batch=global_batch)
 
 
+def to_host(tree: PyTree) -> PyTree:
+    """Every leaf as a full NumPy array in this process, however it is placed:
+    replicated leaves are read from a local copy; leaves split across processes
+    (FSDP on several hosts) are gathered, which every process must call."""
+
+    def one(a):
+        if not isinstance(a, jax.Array) or a.is_fully_addressable:
+            return np.asarray(a)
+        if a.is_fully_replicated:
+            return np.asarray(a.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(one, tree)
+
+
 # ----------------------------------------------------------------- streamed inference
 def _local_rows(out: Array) -> np.ndarray:
     """This process's rows of a global array split over its first axis."""
