@@ -102,10 +102,18 @@ def worker(out: Path, timeout_s: int) -> None:
     params = _parallel.to_host(state.params)
     z = encode_dataset(model, params, x, lengths, mesh=mesh, batch_size=6)  # own rows -> own latents
     z_all = encode_dataset(model, params, x_all, lengths_all, mesh=mesh, batch_size=6, global_rows=True)
-    np.savez(out / f"proc{pid}.npz", z=z, z_all=z_all, rows=np.arange(N_ROWS)[rows], **_flat(params))
+    # FSDP: one step from the start with every leaf of >= 8 elements split over
+    # the 4 devices of both processes; to_host gathers the pieces back.
+    fsdp_step = ae.make_train_step(model, opt, mesh=mesh, fsdp_min_size=8)
+    fsdp_state, _ = fsdp_step(ae.create_train_state(model, opt, jax.random.key(0)),
+                              ae.Batch(x[:LOCAL_BATCH], lengths[:LOCAL_BATCH]))
+    n_split = sum(not a.is_fully_replicated for a in jax.tree.leaves(fsdp_state.params))
+    fsdp = {"fsdp_" + name: v for name, v in _flat(_parallel.to_host(fsdp_state.params)).items()}
+    np.savez(out / f"proc{pid}.npz", z=z, z_all=z_all, rows=np.arange(N_ROWS)[rows], **_flat(params), **fsdp)
     (out / f"proc{pid}.json").write_text(json.dumps({
         "process": pid, "processes": jax.process_count(), "devices": mesh.devices.size,
         "local_devices": jax.local_device_count(), "losses": losses, "eval_loss": eval_loss, "eval_loss_sharded": eval_loss_sharded,
+        "fsdp_split_leaves": n_split,
         "steps": int(state.step.addressable_data(0)),
     }))
     jax.distributed.shutdown()
@@ -129,11 +137,13 @@ def reference(out: Path) -> None:
         idx = np.concatenate([np.arange(N_ROWS)[s][k * LOCAL_BATCH:(k + 1) * LOCAL_BATCH] for s in shards])
         state, metrics = step(state, ae.Batch(x[idx], lengths[idx]))
         losses.append(float(metrics["loss"]))
+        if k == 0:
+            after_one = {"fsdp_" + name: v for name, v in _flat(state.params).items()}
     state, metrics = step(state, ae.Batch(x[GLOBAL_ROWS], lengths[GLOBAL_ROWS]))
     losses.append(float(metrics["loss"]))
     eval_loss = float(ae.make_eval_step(model)(state.params, ae.Batch(x, lengths))["loss"])
     z = np.asarray(model.encode(state.params, x, lengths))
-    np.savez(out / "reference.npz", z=z, **_flat(state.params))
+    np.savez(out / "reference.npz", z=z, **_flat(state.params), **after_one)
     (out / "reference.json").write_text(json.dumps({"losses": losses, "eval_loss": eval_loss}))
 
 
@@ -182,7 +192,8 @@ def launch(out: Path, timeout_s: int) -> dict:
         raise SystemExit(f"workers exited with {codes}:\n{logs}")
     ref = np.load(out / "reference.npz")
     got = [np.load(out / f"proc{i}.npz") for i in range(N_PROCESSES)]
-    keys = [k for k in ref.files if k != "z"]
+    keys = [k for k in ref.files if k != "z" and not k.startswith("fsdp_")]
+    fsdp_keys = [k for k in ref.files if k.startswith("fsdp_")]
     ref_json = json.loads((out / "reference.json").read_text())
     z = np.concatenate([g["z"] for g in got])
     rows = np.concatenate([g["rows"] for g in got])
@@ -194,6 +205,7 @@ def launch(out: Path, timeout_s: int) -> dict:
         "max_abs_diff_vs_reference": max(float(np.max(np.abs(got[0][k] - ref[k]))) for k in keys),
         "latents_max_abs_diff_vs_reference": float(np.max(np.abs(z - ref["z"][rows]))),
         "all_latents_max_abs_diff_vs_reference": max(float(np.max(np.abs(g["z_all"] - ref["z"]))) for g in got),
+        "fsdp_max_abs_diff_vs_reference": max(float(np.max(np.abs(g[k] - ref[k]))) for g in got for k in fsdp_keys),
         "seconds": round(time.monotonic() - t0, 1),
     }
     return summary
@@ -213,7 +225,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary = launch(args.out or Path(tmp), args.timeout)
     print(json.dumps(summary, indent=1))
-    ok = summary["params_equal_across_processes"] and summary["max_abs_diff_vs_reference"] < 1e-5
+    ok = (summary["params_equal_across_processes"] and summary["max_abs_diff_vs_reference"] < 1e-5
+          and summary["fsdp_max_abs_diff_vs_reference"] < 1e-5)
     sys.exit(0 if ok else 1)
 
 

@@ -184,8 +184,14 @@ def test_two_processes_agree(tmp_path):
     # Check the saved parameters here, not only the script's verdict.
     got = [np.load(tmp_path / f"proc{i}.npz") for i in range(2)]
     ref = np.load(tmp_path / "reference.npz")
-    keys = [k for k in ref.files if k != "z"]
+    keys = [k for k in ref.files if k != "z" and not k.startswith("fsdp_")]
     assert keys and all(np.array_equal(got[0][k], got[1][k]) for k in keys)
+    # FSDP over both processes: leaves really split, gathered values = one plain step.
+    assert all(w["fsdp_split_leaves"] >= 3 for w in summary["workers"])
+    fsdp_keys = [k for k in ref.files if k.startswith("fsdp_")]
+    for g in got:
+        for k in fsdp_keys:
+            np.testing.assert_allclose(g[k], ref[k], atol=TOL, rtol=0)
     for k in keys:
         np.testing.assert_allclose(got[0][k], ref[k], atol=TOL, rtol=0)
     z = np.concatenate([g["z"] for g in got])
