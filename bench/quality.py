@@ -144,7 +144,8 @@ def ecg_probe(args) -> dict:
     return {
         "row": "ECG5000 5-class probe", "seed": args.seed, **info, "n_train": len(tr), "n_test": len(te),
         **{f"acc_{k}": v["accuracy"] for k, v in res.items()}, **{f"dim_{k}": v["dim"] for k, v in res.items()},
-        **{f"l2_{k}": v["l2"] for k, v in res.items()}, "wall_s": time.perf_counter() - t0,
+        **{f"l2_{k}": v["l2"] for k, v in res.items()}, **{f"cv_{k}": v["cv_accuracy"] for k, v in res.items()},
+        "wall_s": time.perf_counter() - t0,
     }
 
 

@@ -37,6 +37,7 @@ class Probe(NamedTuple):
     scale: np.ndarray  # [D]
     classes: np.ndarray  # [C] original label values, sorted
     l2: float
+    cv_accuracy: float  # cross-validated accuracy of the chosen l2 on the training rows (nan without CV)
 
 
 def encode_all(model: Autoencoder, params: PyTree, x, lengths=None, *, batch_size: int = 512) -> np.ndarray:
@@ -144,16 +145,17 @@ def fit_probe(
                        + [np.ones(x.shape[0], np.float32) for _ in grid_values])
     l2s = np.tile(grid, k + 1)
     fitted = _fit_many(xs, onehot, jnp.asarray(weights), jnp.asarray(l2s), iters)
-    best = 0
+    best, cv_acc = 0, float("nan")
     if k:
         cv_w, cv_b = fitted["w"][: k * len(grid_values)], fitted["b"][: k * len(grid_values)]
         pred = np.argmax(np.asarray(jnp.einsum("nd,mdc->mnc", xs, cv_w) + cv_b[:, None, :]), axis=-1)
         held = weights[: k * len(grid_values)] == 0
         correct = ((pred == idx[None, :]) & held).sum(axis=1).reshape(k, len(grid_values)).sum(axis=0)
         best = int(np.argmax(correct))  # grid is strongest first, so ties keep the stronger l2
+        cv_acc = float(correct[best]) / x.shape[0]
     final = k * len(grid_values) + best
     return Probe(np.asarray(fitted["w"][final]), np.asarray(fitted["b"][final]), mean, scale, classes,
-                 grid_values[best])
+                 grid_values[best], cv_acc)
 
 
 def probe_logits(probe: Probe, features) -> np.ndarray:
@@ -197,7 +199,9 @@ def compare_representations(
 ) -> dict[str, dict[str, float]]:
     """Probe accuracy of the latent vs PCA of the raw sequence at the same
     dimension E vs the raw sequence itself. Raw inputs [N, T, F] or [N, D]
-    are flattened. Returns {name: {"accuracy", "dim", "l2"}}."""
+    are flattened. Returns {name: {"accuracy", "dim", "l2", "cv_accuracy"}}:
+    ``cv_accuracy`` uses the training rows only, so it may guide choices
+    (e.g. of the autoencoder) that the test accuracy must not."""
     raw_train = np.asarray(raw_train).reshape(len(raw_train), -1)
     raw_test = np.asarray(raw_test).reshape(len(raw_test), -1)
     e = np.asarray(latent_train).shape[1]
@@ -210,5 +214,6 @@ def compare_representations(
     out = {}
     for name, (tr, te) in reps.items():
         probe = fit_probe(tr, y_train, **probe_kw)
-        out[name] = {"accuracy": probe_accuracy(probe, te, y_test), "dim": int(np.shape(tr)[1]), "l2": probe.l2}
+        out[name] = {"accuracy": probe_accuracy(probe, te, y_test), "dim": int(np.shape(tr)[1]), "l2": probe.l2,
+                     "cv_accuracy": probe.cv_accuracy}
     return out

@@ -78,6 +78,8 @@ def test_cross_validation_and_original_labels():
     assert set(np.unique(pred)) <= {10, 20, 30}
     # Bayes accuracy of this mixture is about 0.9; a working probe gets close
     assert P.probe_accuracy(probe, x[160:], names[160:]) >= 0.8
+    assert 0.7 <= probe.cv_accuracy <= 1.0  # held-out folds of the 160 training rows
+    assert np.isnan(P.fit_probe(x[:160], names[:160], l2=1e-2).cv_accuracy)  # no CV with a fixed l2
 
 
 def test_stratified_folds_spread_each_class():
