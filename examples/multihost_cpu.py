@@ -4,11 +4,13 @@
 
 Each process has 2 CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=2),
 so the mesh has 4 devices over 2 processes. Each process loads only its own
-rows of the data set (``process_rows``), trains a few steps with the same
-``make_train_step(..., mesh=mesh)`` used on one machine, and encodes its rows
-with ``encode_dataset``. The launcher then checks that both processes hold the
-same parameters, and that they equal a plain single-device run over the
-global batches. On real hosts run the worker once per host instead:
+rows of the data set (``process_rows``), trains two steps on them with the same
+``make_train_step(..., mesh=mesh)`` used on one machine, then one step on a
+batch every process holds whole (``global_batch``, as the command line does),
+evaluates, encodes its rows and all rows with ``encode_dataset``, and takes one
+FSDP step (parameters split over both processes). The launcher computes the
+same thing on one device meanwhile and checks that both processes hold the
+same parameters, equal to the single-device run, and the same latents. On real hosts run the worker once per host instead:
 
     JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=<i> \\
         python examples/multihost_cpu.py --worker --out DIR
