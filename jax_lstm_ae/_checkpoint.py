@@ -18,6 +18,7 @@ multi-host run gathers params to host 0 before saving).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -48,8 +49,8 @@ class RunError(ValueError):
 
 class Run(NamedTuple):
     model: Autoencoder
-    params: Any
-    state: TrainState
+    params: Any  # the params to use: the best epoch's when fit saved them, else state.params
+    state: TrainState  # the exact training state, to resume from
     config: dict
     normalizer: Normalizer | None
     extra: dict  # the fit loop's progress (epoch, best loss, ...) when saved by fit
@@ -94,8 +95,18 @@ def model_config(
 
 
 def build_model(config: dict) -> Autoencoder:
-    """Rebuild the model from :func:`model_config` (or a run config holding it under ``"model"``)."""
+    """Rebuild the model from :func:`model_config` (or a run config holding it under ``"model"``).
+
+    Equal configs give the *same* model object (memoised), so jitted functions
+    keyed on the model (``model.encode``, :func:`fit`'s default steps) compile
+    once per process, e.g. for ``train`` followed by ``encode`` or a resume."""
     cfg = config["model"] if "model" in config else config
+    return _build_model(json.dumps(cfg, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _build_model(key: str) -> Autoencoder:
+    cfg = json.loads(key)
     name, e, hidden = cfg["decoder"], int(cfg["embedding_dim"]), tuple(cfg["hidden"])
     if name not in DECODERS:
         raise RunError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
@@ -151,7 +162,14 @@ def optimizer_config(
 
 
 def build_optimizer(config: dict) -> optax.GradientTransformation:
+    """:func:`make_optimizer` from :func:`optimizer_config` (memoised like :func:`build_model`)."""
     cfg = config["optimizer"] if "optimizer" in config else config
+    return _build_optimizer(json.dumps(cfg, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _build_optimizer(key: str) -> optax.GradientTransformation:
+    cfg = json.loads(key)
     return make_optimizer(
         cfg["learning_rate"],
         clip_norm=cfg.get("clip_norm"),
@@ -268,7 +286,10 @@ def read_config(run_dir) -> dict:
 
 
 def load_run(run_dir) -> Run:
-    """Rebuild the model from config.json and restore checkpoint.msgpack."""
+    """Rebuild the model from config.json and restore checkpoint.msgpack.
+
+    ``Run.params`` are the best epoch's params when the checkpoint holds them
+    (fit with validation), else the state's; ``Run.state`` is the last state."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     try:
@@ -278,5 +299,10 @@ def load_run(run_dir) -> Run:
         raise RunError(f"{run_dir / CONFIG_FILE}: incomplete or invalid model config ({e})") from None
     template = create_train_state(model, optimizer, jax.random.PRNGKey(0))
     state, extra = load_checkpoint(run_dir / CHECKPOINT_FILE, template)
+    best = extra.pop("best_params", None)
+    params = state.params if best is None else jax.tree.map(jax.numpy.asarray, best)
     norm = config.get("normalizer")
-    return Run(model, state.params, state, config, None if norm is None else Normalizer.from_dict(norm), extra)
+    run = Run(model, params, state, config, None if norm is None else Normalizer.from_dict(norm), extra)
+    if best is not None:
+        run.extra["best_params"] = best  # kept for fit_progress_from_extra (resume)
+    return run

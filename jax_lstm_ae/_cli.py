@@ -373,7 +373,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch_end(st, prog):
         save_run(work, st, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
-        saved["epoch"] = prog.epoch
+        saved["epoch"] = saved["final_epoch"] = prog.epoch
+        saved["best"] = prog.best_params
 
     history: list[dict] = []
     try:
@@ -381,7 +382,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             model, optimizer, train, val,
             epochs=tr["epochs"], batch_size=tr["batch_size"], seed=tr["seed"], patience=tr["patience"],
             log_path=work / "metrics.jsonl", progress=not args.quiet, state=state, resume=progress,
-            on_epoch_end=on_epoch_end, **fit_extra,
+            on_epoch_end=on_epoch_end, restore_best=False, **fit_extra,
         )  # fmt: skip
     except (NonFiniteError, KeyboardInterrupt) as e:
         if work != out:
@@ -402,15 +403,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
         raise
     try:
-        extra = {}
-        if saved["epoch"]:
-            from jax_lstm_ae._checkpoint import load_checkpoint, CHECKPOINT_FILE
-
-            _, extra = load_checkpoint(work / CHECKPOINT_FILE, state)
-        best = extra.pop("best_params", None)
-        save_run(work, state, config, normalizer, extra=extra or None, best_params=best)
+        if saved["epoch"] != saved.get("final_epoch"):  # fit stopped between epochs: save where it is
+            save_run(work, state, config, normalizer)
+        # The checkpoint holds the last state (to resume exactly) and the best
+        # params (what load_run hands out for use); plots show the latter.
+        params = state.params if saved.get("best") is None else saved["best"]
         shown = val if val is not None else train
-        plots = _make_plots(work, history, model, state.params, shown, normalizer, config["model"]["head"] == "sigmoid", args.quiet)
+        binary = config["model"]["head"] == "sigmoid"
+        plots = _make_plots(work, history, model, params, shown, normalizer, binary, args.quiet)
     except BaseException:
         if work != out:
             shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ the same parameters.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -95,6 +96,18 @@ class _Progress:
         self.stream.flush()
 
 
+# One jitted step per (model, optimizer) value and process: a second fit of
+# the same model (a resume, a test) reuses the compiled step.
+@functools.lru_cache(maxsize=16)
+def _default_train_step(model: Autoencoder, optimizer: optax.GradientTransformation) -> Callable:
+    return make_train_step(model, optimizer)
+
+
+@functools.lru_cache(maxsize=16)
+def _default_eval_step(model: Autoencoder) -> Callable:
+    return make_eval_step(model)
+
+
 def fit(
     model: Autoencoder,
     optimizer: optax.GradientTransformation,
@@ -151,9 +164,9 @@ def fit(
         kw = dict(step_kwargs or {})
         if mesh is not None:
             kw["mesh"] = mesh
-        train_step = make_train_step(model, optimizer, **kw)
+        train_step = make_train_step(model, optimizer, **kw) if kw else _default_train_step(model, optimizer)
     if eval_step is None:  # with a mesh, validation batches are split over it too
-        eval_step = make_eval_step(model) if mesh is None else make_eval_step(
+        eval_step = _default_eval_step(model) if mesh is None else make_eval_step(
             model, mesh=mesh, global_batch=bool((step_kwargs or {}).get("global_batch")))
     if state is None:
         state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))

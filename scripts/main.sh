@@ -6,8 +6,7 @@ EXTRAS=cli
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 
 run=runs/demo
-jax-lstm-ae train --data synthetic:sines --out "$run" --force \
-  --decoder repeat --embedding-dim 16 --hidden 64 --epochs 40 --batch-size 32 --lr 0.01 "$@"
+jax-lstm-ae train --data synthetic:sines --out "$run" --force --decoder repeat --epochs 60 --schedule cosine "$@"
 jax-lstm-ae info --run "$run"
 
 cat <<MSG
@@ -18,7 +17,7 @@ Results in $run/:
   metrics.jsonl        one JSON line per epoch; config.json and checkpoint.msgpack: the model
 
 Next (with the environment active: . .venv/bin/activate):
-  jax-lstm-ae encode --run $run --out $run/z.npy                 # latents (N, 16) of the training data
+  jax-lstm-ae encode --run $run --out $run/z.npy                 # latents (N, 32) of the training data
   jax-lstm-ae reconstruct --run $run --out $run/recon.npz        # reconstructions + per-sequence errors
   jax-lstm-ae train --data synthetic:moving_one --out runs/moving_one --decoder unconditioned --epochs 30
   jax-lstm-ae train --data FILE.txt --out runs/mine              # your own data (UCR .txt, .csv, .npy/.npz);
