@@ -16,7 +16,7 @@ from jax_lstm_ae._decoders import (
 )
 from jax_lstm_ae._encoder import Encoder, lstm_encoder
 from jax_lstm_ae._heads import HEADS, Head, linear, masked_mean, sigmoid, softmax
-from jax_lstm_ae._layer import init_stack, lstm_layer, lstm_stack, scan_gates
+from jax_lstm_ae._layer import BACKENDS, init_stack, lstm_layer, lstm_stack, register_backend, resolve_backend, scan_gates
 from jax_lstm_ae._model import Autoencoder, make_autoencoder, recurrent_autoencoder, reverse_valid
 from jax_lstm_ae._train import (
     Batch,
@@ -92,10 +92,38 @@ from jax_lstm_ae._cudnn import (
     to_cudnn_weights,
 )
 from jax_lstm_ae._pallas import make_pallas_layer, pallas_layer
+from jax_lstm_ae._data import (
+    DataError,
+    Dataset,
+    Normalizer,
+    batches,
+    from_arrays,
+    load_sequences,
+    load_series,
+    pad_sequences,
+    sliding_windows,
+    synthetic,
+    train_val_split,
+    windows_to_points,
+)
+from jax_lstm_ae._checkpoint import (
+    Run,
+    RunError,
+    build_model,
+    build_optimizer,
+    load_run,
+    model_config,
+    optimizer_config,
+    save_run,
+)
+from jax_lstm_ae._fit import FitProgress, NonFiniteError, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKENDS",
+    "register_backend",
+    "resolve_backend",
     "DECODERS",
     "Batch",
     "TrainState",
@@ -191,4 +219,27 @@ __all__ = [
     "make_pallas_layer",
     "pallas_layer",
     "to_host",
+    "DataError",
+    "Dataset",
+    "Normalizer",
+    "batches",
+    "from_arrays",
+    "load_sequences",
+    "load_series",
+    "pad_sequences",
+    "sliding_windows",
+    "synthetic",
+    "train_val_split",
+    "windows_to_points",
+    "Run",
+    "RunError",
+    "build_model",
+    "build_optimizer",
+    "load_run",
+    "model_config",
+    "optimizer_config",
+    "save_run",
+    "FitProgress",
+    "NonFiniteError",
+    "fit",
 ]
