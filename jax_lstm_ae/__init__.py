@@ -116,7 +116,7 @@ from jax_lstm_ae._checkpoint import (
     optimizer_config,
     save_run,
 )
-from jax_lstm_ae._fit import FitProgress, NonFiniteError, fit
+from jax_lstm_ae._fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
 
 __version__ = "0.1.0"
 
@@ -242,4 +242,5 @@ __all__ = [
     "FitProgress",
     "NonFiniteError",
     "fit",
+    "fit_progress_from_extra",
 ]

@@ -425,7 +425,7 @@ def load_sequences(
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a data file")
     if os.path.getsize(path) == 0:
-        raise DataError(f"{path}: the file is empty")
+        raise DataError(f"{path}: the file is empty; give a file with one row per time step or per sequence")
     fmt = format
     if fmt is None:
         if window is not None:
