@@ -169,9 +169,10 @@ def data_spec(args: argparse.Namespace, defaults: dict | None = None) -> dict:
         spec = {k: (spec[k] if spec.get(k) is not None else defaults.get(k)) for k in ("source", *_DATA_KEYS)}
     elif defaults and args.data is not None:
         # A new file: keep the run's window/stride/columns unless overridden.
-        for k in ("window", "stride", "columns"):
-            if spec[k] is None and defaults.get(k) is not None and defaults.get("format") == "series":
-                spec[k] = defaults[k]
+        if defaults.get("window") is not None and spec["format"] in (None, "series"):
+            for k in ("window", "stride", "columns"):
+                if spec[k] is None:
+                    spec[k] = defaults.get(k)
     return spec
 
 
