@@ -16,7 +16,9 @@ implementation (peak RSS over the process's RSS before building the model);
 for this library XLA's own buffer account of the compiled step is added.
 
 ``--impl jax_lstm_ae@reference`` (any backend name after ``@``) adds this
-library on another layer backend, to compare backends in one run.
+library on another layer backend, to compare backends in one run;
+``torch@1`` runs PyTorch with one intra-op thread (its OpenMP threads suffer
+most when other processes share the cores).
 ``--devices N`` adds ``jax_lstm_ae:N`` beside each ``jax_lstm_ae`` spec: the same
 global batch split over N devices (``make_train_step(..., mesh=)``), so the
 ratio column shows the scaling. On CPU the N devices are fake ones carved
@@ -63,12 +65,17 @@ def _force_host_devices(specs: list[str]) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def _status_bytes(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process. ``ru_maxrss`` would not
+    do: Linux carries it over from the parent across fork + exec."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if field == "VmHWM" else 0
 
 
 def _cpu_model() -> str:
@@ -93,11 +100,11 @@ def _child(args) -> None:
     name, _ = _split_impl(args.impl)
     # Import the framework first so its import is not counted as the model's memory.
     __import__(IMPLS[name][0])
-    base = _rss_bytes()
+    base = _status_bytes("VmRSS")
     runner = _build_runner(args.impl, cfg, args.mode, _impl_options(args))
     for _ in range(3):
         runner.step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes("VmHWM")
     print(json.dumps({"peak_rss": peak, "base_rss": base, "framework_bytes": runner.memory()}))
 
 

@@ -14,8 +14,9 @@ per-step ops poorly; large GEMMs well):
 - dW_h = sum_t h_{t-1}^T dz_t is one [H, T*B] x [T*B, G] GEMM after the loop;
 - every element-wise factor of the gate derivatives that does not depend on
   the backward carry is computed outside the loop in one fused pass, from
-  the activations the forward pass saved ([T, B, G]; recomputing them from
-  hs with one big GEMM instead was slower, see bench/RESULTS.md);
+  the activations the forward pass saved ([T, B, G]; the alternative,
+  saving only hs and cs and recomputing the gates with one more big GEMM,
+  halves that memory for 25% more FLOPs; ``remat`` is the memory option);
 - the gate sigmoids are one tanh pass over [B, G] (``_activate``).
 
 ``w_i`` and ``b`` are already folded into ``gates_x`` by the caller, so their

@@ -8,6 +8,8 @@ from torch import nn
 from peers import Runner
 from peers._data import batch
 
+_DEFAULT_THREADS = torch.get_num_threads()
+
 
 class Autoencoder(nn.Module):
     def __init__(self, cfg):
@@ -33,11 +35,14 @@ class Autoencoder(nn.Module):
         return self.head(h)
 
 
-def build(cfg, mode, *, compiled: bool = False, **_) -> Runner:
+def build(cfg, mode, *, compiled: bool = False, backend: str = "", **_) -> Runner:
+    """``torch@N`` (backend "N") runs with N intra-op threads instead of the
+    default (one per core); set before every step, as the setting is global."""
+    threads = int(backend) if backend.isdigit() else _DEFAULT_THREADS
     torch.manual_seed(0)
     model = Autoencoder(cfg)
     x = torch.from_numpy(batch(cfg))
-    versions = {"torch": torch.__version__, "threads": str(torch.get_num_threads())}
+    versions = {"torch": torch.__version__, "threads": str(threads)}
     if mode == "train":
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = nn.MSELoss()
@@ -52,6 +57,7 @@ def build(cfg, mode, *, compiled: bool = False, **_) -> Runner:
         fn = torch.compile(train) if compiled else train
 
         def step():
+            torch.set_num_threads(threads)
             fn(x).item()
 
         return Runner(step, versions)
@@ -60,6 +66,7 @@ def build(cfg, mode, *, compiled: bool = False, **_) -> Runner:
     call = torch.compile(call) if compiled else call
 
     def step():
+        torch.set_num_threads(threads)
         with torch.no_grad():
             call(x).sum().item()
 
