@@ -145,7 +145,8 @@ def fit(
       on_epoch_end: called with ``(state, FitProgress)`` after every epoch,
         e.g. to save a checkpoint. Do not keep ``state``: the next step donates it.
       restore_best: with validation, return the params of the best epoch.
-      max_steps: stop after this many steps in total (state.step), mid-epoch if need be.
+      max_steps: stop after this many steps in total (state.step), mid-epoch
+        if need be (a partial epoch is neither logged nor passed to on_epoch_end).
       train_step, eval_step: prebuilt jitted steps (``make_train_step``,
         ``make_eval_step``), so several fits share one compilation.
       mesh, step_kwargs: passed to ``make_train_step`` (``mesh=`` for data
@@ -183,11 +184,12 @@ def fit(
             if max_steps is not None and step >= max_steps:
                 break
             t0 = time.perf_counter()
-            losses, n_seq, compile_s = [], 0, 0.0
+            losses, n_seq, compile_s, stopped_inside = [], 0, 0.0, False
             for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True)):
                 if epoch == first_epoch and i < skip:
                     continue  # already trained on before the checkpoint
                 if max_steps is not None and step >= max_steps:
+                    stopped_inside = True
                     break
                 ts = time.perf_counter()
                 state, m = train_step(state, Batch(batch.x, batch.lengths))
@@ -207,8 +209,8 @@ def fit(
                 n_seq += len(batch.lengths)
                 el = time.perf_counter() - t0 - compile_s
                 bar.step(epoch, i + 1, float(np.mean(losses)), n_seq / max(el, 1e-9))
-            if not losses:
-                break
+            if not losses or stopped_inside:
+                break  # a partial epoch is not an epoch: no record, no on_epoch_end
             train_s = time.perf_counter() - t0 - compile_s
             train_loss = float(np.mean(losses))
             val_loss = evaluate(eval_step, state.params, val, bs) if val is not None and val.n else None
