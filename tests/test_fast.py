@@ -1,0 +1,226 @@
+"""The "fast" layer backend and the backend plumbing against the plain scan.
+
+Every check compares values AND gradients with the "reference" backend (the
+per-example ``lax.scan`` differentiated by JAX), with padded lengths, reverse
+layers, initial states, and for every decoder strategy.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_lstm_ae as la
+from jax_lstm_ae import _layer
+from jax_lstm_ae._cell import LSTMState, init_lstm
+from jax_lstm_ae._fast import lstm_fast
+from jax_lstm_ae._layer import lstm_layer, lstm_stack, scan_gates
+
+from reference import np_layer
+
+B, T, F, H = 4, 7, 3, 5
+LENGTHS = jnp.array([7, 1, 4, 6], jnp.int32)
+TOL = dict(rtol=2e-5, atol=2e-5)
+
+
+def _data(seed=0):
+    k = jax.random.split(jax.random.PRNGKey(seed), 5)
+    params = init_lstm(k[0], F, H)
+    xs = jax.random.normal(k[1], (B, T, F))
+    h0 = jax.random.normal(k[2], (B, H))
+    c0 = jax.random.normal(k[3], (B, H))
+    return params, xs, h0, c0
+
+
+def _close(a, b, **tol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **(tol or TOL))
+
+
+def _layer_loss(backend, reverse):
+    """A loss that reads every output of a vmapped layer."""
+
+    def loss(params, xs, h0, c0):
+        def one(x, length, h, c):
+            return lstm_layer(params, x, length, LSTMState(h, c), reverse=reverse, backend=backend)
+
+        hs, fin = jax.vmap(one)(xs, LENGTHS, h0, c0)
+        return jnp.sum(jnp.sin(hs) * hs) + jnp.sum(fin.h**2) + jnp.sum(jnp.cos(fin.c)), (hs, fin)
+
+    return loss
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_values_and_gradients_match_reference(reverse):
+    args = _data()
+    out = {}
+    for backend in ("reference", "fast"):
+        (val, aux), grads = jax.value_and_grad(_layer_loss(backend, reverse), argnums=(0, 1, 2, 3), has_aux=True)(
+            *args
+        )
+        out[backend] = (val, aux, grads)
+    _close(out["fast"], out["reference"])
+    # The gradients reach every input, and padded steps are exactly zero.
+    hs = out["fast"][1][0]
+    mask = np.arange(T)[None, :] < np.asarray(LENGTHS)[:, None]
+    assert np.all(np.asarray(hs)[~mask] == 0.0)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(out["fast"][2]))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_batched_function_matches_float64_loop(reverse):
+    params, xs, h0, c0 = _data(1)
+    gates = xs @ params.w_i + params.b[None, None]
+    hs, h, c = jax.jit(lstm_fast, static_argnames="reverse")(params, gates, LENGTHS, h0, c0, reverse=reverse)
+    for b in range(B):
+        ref_hs, ref_h, ref_c = np_layer(params, xs[b], int(LENGTHS[b]), h0[b], c0[b], reverse=reverse)
+        np.testing.assert_allclose(hs[b], ref_hs, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(h[b], ref_h, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(c[b], ref_c, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_length_carries_the_state_through():
+    """Under remat a chunk past an example's end has length 0."""
+    params, xs, h0, c0 = _data(2)
+    gates = xs @ params.w_i + params.b[None, None]
+    zero = jnp.zeros((B,), jnp.int32)
+    hs, h, c = lstm_fast(params, gates, zero, h0, c0)
+    assert np.all(np.asarray(hs) == 0.0)
+    _close((h, c), (h0, c0))
+    g = jax.grad(lambda h0: jnp.sum(lstm_fast(params, gates, zero, h0, c0)[1] * 3.0))(h0)
+    _close(g, jnp.full_like(h0, 3.0))
+
+
+def test_every_transformation_order_gives_reference_gradients():
+    """Un-batched grad, vmap(grad) (per-example gradients) and vmap over
+    per-example weights (an ensemble); grad(vmap) is the model's order, tested
+    everywhere else."""
+    params, xs, _, _ = _data(3)
+
+    def per_example(backend):
+        return lambda p, x, n: jnp.sum(jnp.tanh(lstm_layer(p, x, n, backend=backend)[0]))
+
+    ref, fast = per_example("reference"), per_example("fast")
+    _close(jax.grad(fast)(params, xs[0], 3), jax.grad(ref)(params, xs[0], 3))
+    per_ex = lambda f: jax.vmap(jax.grad(f), in_axes=(None, 0, 0))(params, xs, LENGTHS)  # noqa: E731
+    _close(per_ex(fast), per_ex(ref))
+    ensemble = jax.tree.map(lambda a: jnp.stack([a, 2 * a, -a, a / 2]), params)
+    ens = lambda f: jax.vmap(f)(ensemble, xs, LENGTHS)  # noqa: E731
+    _close(ens(fast), ens(ref))
+
+
+def test_stack_with_initial_states_and_bidirectional_layers():
+    k = jax.random.split(jax.random.PRNGKey(4), 4)
+    xs = jax.random.normal(k[0], (B, T, F))
+    for bidirectional in (True,):  # forward and reverse layers, an initial state
+        layers = la.init_stack(k[1], F, (5,), bidirectional=bidirectional)
+        states = [LSTMState(jax.random.normal(k[2], (B, 5)), jax.random.normal(k[3], (B, 5)))]
+
+        def loss(layers, backend):
+            def one(x, n, h, c):
+                st = [LSTMState(h, c)]
+                hs, fins = lstm_stack(layers, x, n, st, backend=backend)
+                return hs, jax.tree.leaves(fins)
+
+            hs, fins = jax.vmap(one)(xs, LENGTHS, states[0].h, states[0].c)
+            return jnp.sum(hs**2) + sum(jnp.sum(jnp.sin(f)) for f in fins)
+
+        _close(
+            jax.value_and_grad(loss)(layers, "fast"), jax.value_and_grad(loss)(layers, "reference")
+        )
+
+
+@pytest.mark.parametrize("name", sorted(la.DECODERS))
+def test_every_decoder_model_matches_reference(name):
+    e = 7  # divides T for latent_as_sequence
+    x = jax.random.normal(jax.random.PRNGKey(5), (B, T, F))
+    key = jax.random.PRNGKey(6)
+    results = {}
+    for backend in ("reference", "fast"):
+        model = la.make_autoencoder(la.lstm_encoder((e,), backend=backend), _decoder(name, e, backend), features=F)
+        params = model.init(jax.random.PRNGKey(0))
+        results[backend] = jax.value_and_grad(model.loss)(params, x, LENGTHS, key, train=True)
+    _close(results["fast"], results["reference"])
+
+
+def _decoder(name, e, backend):
+    kw = {"backend": backend}
+    return {
+        "repeat": la.repeat((5,), **kw),
+        "latent_as_sequence": la.latent_as_sequence((5,), steps=T, **kw),
+        "teacher_forced": la.teacher_forced((5,), **kw),
+        "conditional": la.conditional((5,), **kw),
+        "unconditioned": la.unconditioned((5,), **kw),
+    }[name]
+
+
+@pytest.mark.parametrize("chunk", [3])
+def test_remat_matches_the_plain_stack(chunk):
+    """Chunked checkpointing changes memory, never values or gradients (T=7
+    is not a multiple of 3 or 10: the padding chunk must be exact)."""
+    x = jax.random.normal(jax.random.PRNGKey(7), (B, T, F))
+    out = []
+    for backend, remat in (("reference", None), ("fast", chunk)):
+        model = la.make_autoencoder(
+            la.lstm_encoder((6, 4), backend=backend, remat=remat),
+            la.repeat((4, 6), backend=backend, remat=remat),
+            features=F,
+        )
+        params = model.init(jax.random.PRNGKey(0))
+        out.append(jax.value_and_grad(model.loss)(params, x, LENGTHS))
+    _close(out[1], out[0])
+
+
+def test_remat_rejects_bidirectional_and_bad_chunks():
+    layers = la.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional"):
+        lstm_stack(layers, jnp.zeros((T, F)), 3, remat=2)
+    with pytest.raises(ValueError, match=">= 1"):
+        lstm_stack(la.init_stack(jax.random.PRNGKey(0), F, (4,)), jnp.zeros((T, F)), 3, remat=0)
+
+
+def test_registry_names_errors_and_a_plugged_in_backend(monkeypatch):
+    with pytest.raises(ValueError, match="unknown LSTM backend 'nope'"):
+        la.lstm_encoder((4,), backend="nope")
+    assert _layer.resolve_backend("auto") in _layer.BACKENDS
+    calls = []
+
+    def via_reference(params, gates_x, lengths, h0, c0, *, reverse):
+        calls.append(gates_x.shape)
+
+        def one(g, n, h, c):
+            hs, fin = scan_gates(params, g, n, LSTMState(h, c), reverse=reverse)
+            return hs, fin.h, fin.c
+
+        return jax.vmap(one)(gates_x, lengths, h0, c0)
+
+    monkeypatch.setitem(_layer._BACKEND_MODULES, "toy", "jax_lstm_ae._fast")
+    monkeypatch.setattr(_layer, "BACKENDS", (*_layer.BACKENDS, "toy"))
+    _layer.register_backend("toy", via_reference)
+    try:
+        params, xs, h0, c0 = _data(8)
+        _close(
+            jax.value_and_grad(lambda p: _layer_loss("toy", False)(p, xs, h0, c0)[0])(params),
+            jax.value_and_grad(lambda p: _layer_loss("reference", False)(p, xs, h0, c0)[0])(params),
+        )
+        assert (B, T, 4 * H) in calls  # one batched call, not B per-example calls
+    finally:
+        _layer._REGISTRY.pop("toy", None)
+        _layer._per_example.cache_clear()
+
+
+def test_new_lengths_do_not_recompile():
+    """Lengths are data: a long-sequence model compiles once for any lengths."""
+    model = la.recurrent_autoencoder(F, 4)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (B, T, F))
+
+    def grad_fn(params, x, lengths):
+        return jax.grad(model.loss)(params, x, lengths)
+
+    grad = jax.jit(chex.assert_max_traces(grad_fn, n=1))
+    for lengths in ([7, 7, 7, 7], [1, 2, 3, 4], [7, 1, 4, 6]):
+        jax.block_until_ready(grad(params, x, jnp.asarray(lengths, jnp.int32)))
