@@ -12,10 +12,6 @@ from jax_lstm_ae._data import Normalizer, synthetic
 from jax_lstm_ae._fit import fit
 from jax_lstm_ae._metrics import roc_auc
 
-# The core train step still calls optax.global_norm (deprecated in optax 0.2.8);
-# that warning is the core's to fix, not this module's.
-pytestmark = pytest.mark.filterwarnings("ignore:optax.global_norm is deprecated:DeprecationWarning")
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
