@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, optimizer_config
-from jax_lstm_ae._data import Normalizer, synthetic, train_val_split
+from jax_lstm_ae._data import synthetic
 from jax_lstm_ae._fit import NonFiniteError, fit
-from jax_lstm_ae._train import make_eval_step, make_train_step
 
 # Moving one: every valid step is one-hot over 10 features, so the best
 # prediction that ignores the input (p = 0.1 everywhere) scores binary CE
@@ -49,39 +48,40 @@ def test_each_decoder_learns_moving_one(decoder):
 # ------------------------------------------------------------------ loop features
 @pytest.fixture(scope="module")
 def tiny():
-    """A small real-valued model and one jitted step shared by the tests below."""
-    data = Normalizer.fit(synthetic("sines", n=48)).apply(synthetic("sines", n=48))
-    model = build_model(model_config(3, embedding_dim=4, hidden=(), steps=32))
-    opt = build_optimizer(optimizer_config(1e-2))
-    steps = dict(train_step=make_train_step(model, opt), eval_step=make_eval_step(model))
-    return data, model, opt, steps
+    """The repeat model above on 48 + 16 sequences: fit's memoised steps (and
+    test_checkpoint's resume test) share its compilation."""
+    cfg = {"model": model_config(10, decoder="repeat", embedding_dim=32, hidden=(), head="sigmoid", steps=10,
+                                 init="orthogonal"),
+           "optimizer": optimizer_config(0.02)}  # fmt: skip
+    data = synthetic("moving_one", n=64, seed=3)
+    return data.take(np.arange(48)), data.take(np.arange(48, 64)), build_model(cfg), build_optimizer(cfg)
 
 
 def test_metrics_lines_and_progress(tiny, tmp_path):
-    data, model, opt, steps = tiny
-    train, val = train_val_split(data, 0.25, seed=0)
+    train, val, model, opt = tiny
     stream = io.StringIO()
     log = tmp_path / "m.jsonl"
-    state, hist = fit(model, opt, train, val, epochs=3, batch_size=8, log_path=log, progress=stream, **steps)
+    state, hist = fit(model, opt, train, val, epochs=3, batch_size=16, log_path=log, progress=stream,
+                      restore_best=False)  # fmt: skip
     recs = [json.loads(ln) for ln in log.read_text().splitlines()]
     assert recs == json.loads(json.dumps(hist))  # one JSON line per epoch, as returned
-    assert [r["epoch"] for r in recs] == [1, 2, 3] and [r["step"] for r in recs] == [4, 8, 12]
-    assert int(state.step) == 12
+    assert [r["epoch"] for r in recs] == [1, 2, 3] and [r["step"] for r in recs] == [3, 6, 9]
+    assert int(state.step) == 9
     assert all(r["seq_per_s"] > 0 and r["val_loss"] > 0 for r in recs)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("epoch 1/3 step 4 loss ") and " val " in lines[0] and "seq/s" in lines[0]
+    assert lines[0].startswith("epoch 1/3 step 3 loss ") and " val " in lines[0] and "seq/s" in lines[0]
     # the validation loss is the mean per-step error over every valid step
     expect = float(model.loss(state.params, val.x, val.lengths, train=False))
     np.testing.assert_allclose(recs[-1]["val_loss"], expect, rtol=1e-5)
+    assert recs[0]["loss"] > recs[-1]["loss"]
 
 
 def test_early_stopping_returns_the_best_params(tiny):
-    data, model, opt, steps = tiny
-    train, val = train_val_split(data, 0.25, seed=0)
+    train, val, model, opt = tiny
     seen = []
     # min_delta so large that no epoch after the first counts as better
-    state, hist = fit(model, opt, train, val, epochs=10, batch_size=8, patience=2, min_delta=1e9, progress=False,
-                      on_epoch_end=lambda s, p: seen.append(jax.tree.map(np.array, s.params)), **steps)  # fmt: skip
+    state, hist = fit(model, opt, train, val, epochs=10, batch_size=16, patience=2, min_delta=1e9, progress=False,
+                      on_epoch_end=lambda s, p: seen.append(jax.tree.map(np.array, s.params)))  # fmt: skip
     assert len(hist) == 3  # epoch 1 sets the best, 2 and 3 do not beat it: stop
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(seen[0])):
         np.testing.assert_array_equal(a, b)  # restore_best: epoch 1's params
@@ -89,15 +89,15 @@ def test_early_stopping_returns_the_best_params(tiny):
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_state(tiny):
-    data, model, opt, steps = tiny
-    bad = data._replace(x=np.where(np.arange(48)[:, None, None] == 13, 3e38, data.x).astype(np.float32))
+    train, _, model, opt = tiny
+    bad = train._replace(x=np.where(np.arange(48)[:, None, None] == 13, np.nan, train.x).astype(np.float32))
     saved = []
     with pytest.raises(NonFiniteError, match=r"training stopped at step \d+ \(epoch \d\)") as err:
-        fit(model, opt, bad, None, epochs=3, batch_size=8, seed=1, progress=False,
-            on_epoch_end=lambda s, p: saved.append(jax.tree.map(np.array, s.params)), **steps)  # fmt: skip
+        fit(model, opt, bad, None, epochs=3, batch_size=16, seed=1, progress=False,
+            on_epoch_end=lambda s, p: saved.append(jax.tree.map(np.array, s.params)))  # fmt: skip
     e = err.value
     # the step counter counts the failed step, but its update was not applied
     assert int(e.state.step) == e.step
     assert all(np.isfinite(a).all() for a in jax.tree.leaves(e.state.params))
-    # the batch holding sequence 13 is the failing one: steps before it trained normally
-    assert e.step >= 1 and len(saved) == (e.step - 1) // 6
+    # the batch holding sequence 13 is the failing one: epochs before it finished and were saved
+    assert 1 <= e.step <= 3 and saved == []
