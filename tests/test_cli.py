@@ -11,7 +11,7 @@ import pytest
 from jax_lstm_ae._checkpoint import load_run
 from jax_lstm_ae._cli import _save_arrays, main
 
-TINY = ["--embedding-dim", "4", "--hidden", "6", "--batch-size", "8", "--quiet"]
+TINY = ["--embedding-dim", "4", "--batch-size", "8", "--quiet"]  # one LSTM layer each way
 
 
 def _run(capsys, *argv):
@@ -91,7 +91,7 @@ def test_info(trained, capsys):
     code, out, _ = _run(capsys, "info", "--run", trained / "run")
     run = load_run(trained / "run")
     n = sum(np.size(a) for a in __import__("jax").tree.leaves(run.params))
-    assert code == 0 and f"total {n:,}" in out and "LSTM(2->6) -> LSTM(6->4)" in out and "T=12, F=2" in out
+    assert code == 0 and f"total {n:,}" in out and "encoder: LSTM(2->4)  [" in out and "decoder: LSTM(4->4)  [" in out and "T=12, F=2" in out
     code, out, _ = _run(capsys, "info", "--run", trained / "run", "--json")
     assert json.loads(out)["model"]["parameters"]["total"] == n
 
