@@ -186,7 +186,7 @@ def run_detect(args) -> int:
     _check_threshold_args(args)
     run = _load_run(args.run)
     data, series = _prepare(run, args, args.data, "data to score")
-    x, lengths, file_labels, starts, window = data.x, data.lengths, data.labels, data.starts, data.steps
+    x, lengths, file_labels = data.x, data.lengths, data.labels
     n_items = series.shape[0] if series is not None else x.shape[0]
     what = "one per time point of the series" if series is not None else "one per sequence"
     labels = None
@@ -212,15 +212,10 @@ def run_detect(args) -> int:
     else:
         fit_err, fl = err, lengths
     scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
-    win_scores, step_scores = score_errors(scorer, err, lengths)
-    fit_win = score_errors(scorer, fit_err, fl)[0] if args.fit_data is not None else win_scores
-
-    if series is not None:
-        values = step_scores if step_scores is not None else win_scores
-        scores = points_from_windows(values, starts, n_items, window=window)
-        fit_scores = fit_win if args.fit_data is not None else scores
-    else:
-        scores, fit_scores = win_scores, fit_win
+    scores = _item_scores(scorer, err, data)
+    # Unlabelled thresholds come from the normal data's scores, on the same
+    # scale as the scores they cut (points for a series, sequences otherwise).
+    fit_scores = _item_scores(scorer, fit_err, fit_data) if args.fit_data is not None else scores
     thr, how = _threshold(args, labels, scores, fit_scores, args.fit_data is not None)
     flags = scores > thr
 
@@ -239,12 +234,25 @@ def run_detect(args) -> int:
     if labels is not None and labels.any() and not labels.all():
         rep = detection_report(labels, scores, thr)
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
-    print(f"wrote {out} and {plot}")
+    print(f"wrote {out}" + (f" and {plot}" if plot.exists() else ""))
     return 0
 
 
+def _item_scores(scorer, errors, data) -> np.ndarray:
+    """One score per sequence, or per point when ``data`` holds windows of a series."""
+    win, steps = score_errors(scorer, errors, data.lengths)
+    if data.starts is None:
+        return win
+    n_points = int(data.starts.max()) + data.steps
+    return points_from_windows(steps if steps is not None else win, data.starts, n_points, window=data.steps)
+
+
 def _plot(path: Path, scores, thr, flags, labels, series) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"no plot: matplotlib is not installed (pip install 'jax_lstm_ae[cli]'); skipped {path}")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
