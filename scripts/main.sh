@@ -19,7 +19,7 @@ Results in $run/:
 Next (with the environment active: . .venv/bin/activate):
   jax-lstm-ae encode --run $run --out $run/z.npy                 # latents (N, 32) of the training data
   jax-lstm-ae reconstruct --run $run --out $run/recon.npz        # reconstructions + per-sequence errors
-  jax-lstm-ae train --data synthetic:moving_one --out runs/moving_one --decoder unconditioned --epochs 30
+  jax-lstm-ae train --data synthetic:moving_one --out runs/moving_one --decoder teacher_forced --batch-size 16 --lr 0.02 --epochs 15
   jax-lstm-ae train --data FILE.txt --out runs/mine              # your own data (UCR .txt, .csv, .npy/.npz);
                                                                  # one long series: add --window 64 --stride 8
   jax-lstm-ae --help
