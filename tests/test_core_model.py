@@ -271,11 +271,12 @@ def test_train_step_reduces_loss_and_skips_non_finite_batches():
     opt = la.make_optimizer(1e-2)
     state = la.create_train_state(model, opt, jax.random.PRNGKey(12))
     step = la.make_train_step(model, opt, donate=False)
-    x, lengths = _data(), jnp.asarray(LENGTHS)
+    phase = jax.random.uniform(jax.random.PRNGKey(13), (B, 1, F), maxval=6.0)
+    x, lengths = jnp.sin(0.5 * jnp.arange(T)[None, :, None] + phase), jnp.asarray(LENGTHS)
     first = float(model.loss(state.params, x, lengths))
-    for _ in range(30):
+    for _ in range(60):
         state, metrics = step(state, la.Batch(x, lengths))
-    assert float(metrics["loss"]) < 0.8 * first
+    assert float(metrics["loss"]) < 0.5 * first
     bad = x.at[0, 0, 0].set(jnp.nan)
     new, metrics = step(state, la.Batch(bad, lengths))
     assert not bool(metrics["finite"])
