@@ -297,6 +297,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = run.config
         spec = config["data"]
         epochs = args.epochs if args.epochs is not None else config["train"]["epochs"]
+        done = int(run.extra.get("epoch", 0))
+        if epochs <= done:
+            fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
         config["train"]["epochs"] = epochs
         data = load_data(spec)
         check_fits_model(data, run.model, config, spec["source"])
@@ -374,7 +377,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch_end(st, prog):
         save_run(work, st, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
-        saved["epoch"] = saved["final_epoch"] = prog.epoch
+        saved["epoch"] = prog.epoch
         saved["best"] = prog.best_params
 
     history: list[dict] = []
@@ -404,8 +407,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
         raise
     try:
-        if saved["epoch"] != saved.get("final_epoch"):  # fit stopped between epochs: save where it is
-            save_run(work, state, config, normalizer)
         # The checkpoint holds the last state (to resume exactly) and the best
         # params (what load_run hands out for use); plots show the latter.
         params = state.params if saved.get("best") is None else saved["best"]

@@ -106,6 +106,8 @@ def test_resume_continues_the_run(trained, tmp_path, capsys):
     assert [r["epoch"] for r in recs] == [1, 2, 3] and [r["step"] for r in recs] == [4, 8, 12]
     run = load_run(tmp_path / "run")
     assert int(run.state.step) == 12 and run.extra["epoch"] == 3 and run.config["train"]["epochs"] == 3
+    code, _, err = _run(capsys, "train", "--out", tmp_path / "run", "--resume", "--epochs", "3")
+    assert code == 2 and "already trained 3 epochs" in _one_error_line(err)
 
 
 def test_existing_run_dir_needs_force_and_survives_errors(trained, tmp_path, capsys):
