@@ -73,7 +73,8 @@ def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, s
     come back."""
     e, h, b, lr = ((args.ecg_embedding, args.ecg_hidden, args.ecg_batch, args.ecg_lr) if ecg
                    else (args.embedding, args.hidden, args.batch, args.lr))
-    cfg = model_config(features, decoder=args.decoder, embedding_dim=e, hidden=tuple(h))
+    cfg = model_config(features, decoder=args.decoder, embedding_dim=e, hidden=tuple(h),
+                       bidirectional=bool(ecg and args.ecg_bidirectional))
     model = build_model(cfg)
     batch = min(b, train.n)
     spe = max(1, train.n // batch)
@@ -308,6 +309,7 @@ def main(argv=None):
     p.add_argument("--ecg-embedding", type=int, default=32, help="ECG5000 rows: latent size E")
     p.add_argument("--ecg-hidden", type=int, nargs="*", default=[64], help="ECG5000 rows: encoder sizes before E")
     p.add_argument("--ecg-batch", type=int, default=16)
+    p.add_argument("--ecg-bidirectional", action="store_true", help="ECG5000 rows: bidirectional encoder")
     p.add_argument("--embedding", type=int, default=16, help="discord rows: latent size E")
     p.add_argument("--hidden", type=int, nargs="*", default=[32], help="discord rows: encoder sizes before E")
     p.add_argument("--batch", type=int, default=32, help="discord rows: batch size")
