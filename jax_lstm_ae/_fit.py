@@ -16,7 +16,6 @@ import functools
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, NamedTuple, TextIO
 
 import jax
