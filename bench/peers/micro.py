@@ -2,6 +2,8 @@
 
     python bench/peers/micro.py gates    # sigmoid as exp+divide vs one tanh pass, forward scan
     python bench/peers/micro.py layer    # one layer, vmapped, train (value+grad) and forward, per backend/unroll
+    python bench/peers/micro.py wgrad    # dW_h as one GEMM over T*B vs per-example GEMMs summed over B
+    XLA_FLAGS=... python bench/peers/micro.py gates   # an XLA flag's effect (one process per flag)
 
 Same protocol as throughput.py: compile first, then alternate the variants in
 rounds; median and min milliseconds per call. B=64, T=140, H=128 (the ecg
@@ -84,5 +86,15 @@ def layer() -> None:
     _rounds(fns, (p,), rounds=5)
 
 
+def wgrad() -> None:
+    h = jax.random.normal(jax.random.PRNGKey(0), (T, B, H))
+    dz = jax.random.normal(jax.random.PRNGKey(1), (T, B, 4 * H))
+    fns = {
+        "one GEMM over T*B": jax.jit(lambda a, b: jnp.einsum("tbh,tbg->hg", a, b)),
+        "per example, summed": jax.jit(lambda a, b: jnp.einsum("tbh,tbg->bhg", a, b).sum(0)),
+    }
+    _rounds(fns, (h, dz))
+
+
 if __name__ == "__main__":
-    {"gates": gates, "layer": layer}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()
+    {"gates": gates, "layer": layer, "wgrad": wgrad}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()
