@@ -39,7 +39,7 @@ from jax import lax
 from jax_lstm_ae._cell import Init, LSTMState, lstm_step
 from jax_lstm_ae._encoder import _check_init, _check_sizes, _dense_init
 from jax_lstm_ae._layer import init_stack, lstm_stack, resolve_backend
-from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
+from jax_lstm_ae._typing import Array, Latent, PRNGKey, PyTree
 
 Readout = Callable[[Array], Array]
 StateInit = Literal["project", "copy"]
@@ -84,10 +84,6 @@ def _initial_states(params: PyTree, z: Latent, sizes: tuple[int, ...], mode: Sta
 
 
 # --------------------------------------------------------------- decoders
-def _stack_init(key: PRNGKey, in_features: int, sizes, init):
-    return init_stack(key, in_features, sizes, init=init)
-
-
 def repeat(
     sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1, backend: str = "auto", remat: int | None = None
 ) -> Decoder:
@@ -102,7 +98,7 @@ def repeat(
 
     def init_fn(key, latent_dim, feedback_dim):
         del feedback_dim
-        return {"lstm": _stack_init(key, latent_dim, sizes, init)}
+        return {"lstm": init_stack(key, latent_dim, sizes, init=init)}
 
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
         del targets, key, readout
@@ -135,7 +131,7 @@ def latent_as_sequence(
                 f"latent_as_sequence reshapes z[E={latent_dim}] into {n_steps} steps, "
                 f"so E must be divisible by {n_steps}"
             )
-        return {"lstm": _stack_init(key, latent_dim // n_steps, sizes, init)}
+        return {"lstm": init_stack(key, latent_dim // n_steps, sizes, init=init)}
 
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
         del targets, key, readout
@@ -165,7 +161,7 @@ def unconditioned(
         del feedback_dim
         k_s, k_l = jax.random.split(key)
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
-                "lstm": _stack_init(k_l, 0, sizes, init)}
+                "lstm": init_stack(k_l, 0, sizes, init=init)}
 
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
         del targets, key, readout
@@ -226,7 +222,7 @@ def _autoregressive(
     def init_fn(key, latent_dim, feedback_dim):
         k_s, k_l = jax.random.split(key)
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
-                "lstm": _stack_init(k_l, feedback_dim, sizes, init)}
+                "lstm": init_stack(k_l, feedback_dim, sizes, init=init)}
 
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout):
         states = _initial_states(params["state"], z, sizes, state_init)

@@ -22,7 +22,7 @@ import numpy as np
 
 from jax_lstm_ae._decoders import Decoder, repeat
 from jax_lstm_ae._encoder import Encoder, lstm_encoder
-from jax_lstm_ae._heads import Head, linear, masked_mean
+from jax_lstm_ae._heads import Head, linear, softmax
 from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Length, Lengths, PRNGKey, PyTree
 
 
@@ -106,7 +106,7 @@ class Autoencoder(NamedTuple):
 
         Raises ValueError / TypeError naming the problem. Length *values* are
         checked only when concrete (outside ``jit``)."""
-        x = jnp.asarray(x) if not isinstance(x, jax.Array) else x
+        x = jnp.asarray(x)
         want_rank = 2 if self.tokens else 3
         layout = "(B, T) integer tokens" if self.tokens else f"(B, T, F={self.features})"
         if x.ndim != want_rank:
@@ -241,8 +241,6 @@ def make_autoencoder(encoder: Encoder, decoder: Decoder, head: Head | None = Non
         token encoder leave it out: it is V.
       head: defaults to ``linear("mse")`` (``softmax(V)`` for tokens).
     """
-    from jax_lstm_ae._heads import softmax
-
     if encoder.vocab_size is not None:
         v = encoder.vocab_size
         head = softmax(v) if head is None else head

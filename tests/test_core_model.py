@@ -90,10 +90,15 @@ def _np_forward(model, params, x, length, train):
     return z, logits
 
 
-def _forward_batch(model, params, x, train):
-    """The per-example forward, vmapped and jitted once (eager scans are slow)."""
+def _assert_matches_plain_loop(model, params, x, train):
+    """The per-example forward, vmapped and jitted once (eager scans are slow),
+    equals the float64 step loop for every example."""
     fwd = jax.jit(jax.vmap(lambda xi, li: model.forward_one(params, xi, li, None, train=train)))
-    return fwd(x, jnp.asarray(LENGTHS, jnp.int32))
+    zs, logits_all = fwd(x, jnp.asarray(LENGTHS, jnp.int32))
+    for i in range(B):
+        z_ref, logits_ref = _np_forward(model, params, x[i], LENGTHS[i], train)
+        np.testing.assert_allclose(zs[i], z_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(logits_all[i], logits_ref, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n in _decoders(4) if n != "conditional_ss"])
@@ -102,13 +107,7 @@ def test_every_decoder_matches_plain_loop(name, train):
     with jax.enable_x64(True):
         model = _model(name)
         params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1)))
-        x = _data().astype(jnp.float64)
-        zs, logits_all = _forward_batch(model, params, x, train)
-        for i in range(B):
-            z, logits = zs[i], logits_all[i]
-            z_ref, logits_ref = _np_forward(model, params, x[i], LENGTHS[i], train)
-            np.testing.assert_allclose(z, z_ref, rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(logits, logits_ref, rtol=1e-10, atol=1e-12)
+        _assert_matches_plain_loop(model, params, _data().astype(jnp.float64), train)
 
 
 def test_bidirectional_projected_token_model_matches_plain_loop():
@@ -117,12 +116,7 @@ def test_bidirectional_projected_token_model_matches_plain_loop():
         model = la.make_autoencoder(enc, la.conditional((4,)))
         params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(2)))
         tokens = jax.random.randint(jax.random.PRNGKey(3), (B, T), 0, 6)
-        zs, logits_all = _forward_batch(model, params, tokens, False)
-        for i in range(B):
-            z, logits = zs[i], logits_all[i]
-            z_ref, logits_ref = _np_forward(model, params, tokens[i], LENGTHS[i], False)
-            np.testing.assert_allclose(z, z_ref, rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(logits, logits_ref, rtol=1e-10, atol=1e-12)
+        _assert_matches_plain_loop(model, params, tokens, False)
 
 
 def test_scheduled_sampling_interpolates_between_free_running_and_teacher_forcing():
@@ -242,6 +236,8 @@ def test_masked_losses_and_outputs(name, head):
     err = np.asarray(model.step_errors(params, x, lengths))
     np.testing.assert_allclose(err[mask], per_step[mask], rtol=2e-4, atol=1e-6)
     assert np.all(err[~mask] == 0)
+    per_sequence = np.where(mask, per_step, 0.0).sum(-1) / LENGTHS
+    np.testing.assert_allclose(la.masked_mean(jnp.asarray(err), jnp.asarray(mask)), per_sequence, rtol=2e-4)
     np.testing.assert_allclose(model.decode(params, z, lengths, steps=T), y, rtol=1e-5, atol=1e-6)
 
 
