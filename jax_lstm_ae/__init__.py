@@ -4,6 +4,7 @@ Data flow (arrows point one way): cell -> layer -> strategies (encoder,
 decoders, heads) -> model -> train -> applications.
 """
 
+from jax_lstm_ae._allocator import tune_cpu_allocator
 from jax_lstm_ae._cell import LSTMParams, LSTMState, init_lstm, lstm_cell, lstm_step, zero_state
 from jax_lstm_ae._decoders import (
     DECODERS,
@@ -150,6 +151,7 @@ __all__ = [
     "lstm_from_torch",
     "lstm_layer",
     "lstm_stack",
+    "tune_cpu_allocator",
     "lstm_step",
     "make_autoencoder",
     "masked_mean",

@@ -2,6 +2,6 @@
 
 import sys
 
-from jax_lstm_ae._cli import main
+from jax_lstm_ae._cli import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())

@@ -27,6 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jax_lstm_ae._allocator import tune_cpu_allocator
+
 PROG = "jax-lstm-ae"
 SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae._cli", "jax_lstm_ae._anomaly_cli")
 COMMON_ARG_MODULES: tuple[str, ...] = ("jax_lstm_ae._parallel",)  # --devices and multi-host flags
@@ -694,6 +696,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry_point() -> int:
+    """The ``jax-lstm-ae`` executable: the CLI in a process of its own, so it
+    keeps freed CPU heap memory mapped first (``tune_cpu_allocator``: no page
+    faults on XLA's per-step buffers), before JAX starts."""
+    tune_cpu_allocator()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -704,4 +714,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

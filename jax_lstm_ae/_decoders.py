@@ -90,7 +90,7 @@ def repeat(
     """RepeatVector decoder (Keras example, the seed's RecurrentAutoencoder).
 
     Layer 0 sees z at every step from a zero state, so its input gates
-    ``z @ w_i + b`` are computed once and broadcast over T.
+    ``z @ w_i + b`` are computed once and used at every step.
     """
     sizes = _check_sizes(sizes, "repeat")
     _check_init(init)
@@ -103,8 +103,8 @@ def repeat(
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
         del targets, key, readout
         l0 = params["lstm"][0]
-        gates = jnp.broadcast_to(z @ l0.w_i + l0.b, (steps, l0.b.shape[0]))
-        hs, _ = lstm_stack(params["lstm"], None, length, first_gates=gates, unroll=unroll, backend=backend, remat=remat)
+        hs, _ = lstm_stack(params["lstm"], None, length, first_gates=z @ l0.w_i + l0.b, steps=steps,
+                           unroll=unroll, backend=backend, remat=remat)
         return hs
 
     return Decoder(init_fn, apply_fn, "repeat", sizes, False)
@@ -167,9 +167,9 @@ def unconditioned(
         del targets, key, readout
         states = _initial_states(params["state"], z, sizes, state_init)
         l0 = params["lstm"][0]
-        gates = jnp.broadcast_to(l0.b, (steps, l0.b.shape[0]))
         hs, _ = lstm_stack(
-            params["lstm"], None, length, states, first_gates=gates, unroll=unroll, backend=backend, remat=remat
+            params["lstm"], None, length, states, first_gates=l0.b, steps=steps, unroll=unroll, backend=backend,
+            remat=remat,
         )
         return hs
 

@@ -1,39 +1,57 @@
-"""The "fast" LSTM backend: one batched layer with a hand-written VJP.
+"""The "fast" LSTM backend: batched, time-major scans with a hand-written VJP.
 
-Registered as backend ``"fast"`` (contract in the ``_layer`` module doc):
+Registered as backend ``"fast"`` (contract in the ``_layer`` module doc) with
+two faces:
 
     lstm_fast(params, gates_x[B, T, G], lengths[B], h0[B, H], c0[B, H],
               *, reverse, unroll=1) -> (hs[B, T, H], h[B, H], c[B, H])
+    stack_fast(layers, inp, lengths[B], states, *, first, steps, unroll)
+              -> (hs[B, T, H_out], finals)
+
+The stack face is what ``lstm_stack`` uses: it transposes to time-major once,
+runs every layer time-major, and transposes the top layer's outputs back once
+(per-layer transposes of [B, T, G] arrays cost as much as a layer's GEMMs).
 
 Why it is faster than differentiating the plain scan (XLA:CPU runs small
-per-step ops poorly; large GEMMs well):
+per-step ops poorly, large GEMMs well, and every large temporary costs page
+faults as well as memory traffic):
 
 - the backward scan carries only (dh, dc) [B, H] and does one
   [B, G] x [G, H] product per step; JAX's own transpose of the scan also
   accumulates dW_h += h_{t-1}^T dz_t inside the loop, a small GEMM per step;
 - dW_h = sum_t h_{t-1}^T dz_t is one [H, T*B] x [T*B, G] GEMM after the loop;
-- every element-wise factor of the gate derivatives that does not depend on
-  the backward carry is computed outside the loop in one fused pass, from
-  the activations the forward pass saved ([T, B, G]; the alternative,
-  saving only hs and cs and recomputing the gates with one more big GEMM,
-  halves that memory for 25% more FLOPs; ``remat`` is the memory option);
-- the gate sigmoids are one tanh pass over [B, G] (``_activate``).
-
-``w_i`` and ``b`` are already folded into ``gates_x`` by the caller, so their
-gradients flow through ``gates_x`` (the projection outside is a big GEMM).
+- the forward pass (when differentiated) stores the carry-independent
+  factors of the gate derivatives, computed in the loop while the step's
+  activations are in cache, so the backward needs no pass over [T, B, G]
+  arrays before its loop;
+- the gate sigmoids are one tanh pass over [B, G] (``_activate``);
+- a layer's input gates come in one of three forms (``mode``):
+  ``"gates"``: precomputed gx[T, B, G] (one big GEMM outside the loop, best
+  when the layer has many input features); ``"xs"``: x[T, B, F] with
+  ``x_t @ w_i + b`` computed in the loop (for F <= ``IN_LOOP_MAX_FEATURES``
+  a [T, B, G] array would cost more than the tiny in-loop product);
+  ``"const"``: gx[B, G], the same at every step (the repeat decoder's
+  ``z @ w_i + b``), never broadcast over T.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae._cell import LSTMParams
-from jax_lstm_ae._layer import register_backend
+from jax_lstm_ae._cell import LSTMParams, LSTMState, dense
+from jax_lstm_ae._layer import LayerParams, register_backend
 from jax_lstm_ae._typing import Array
+
+Mode = Literal["gates", "xs", "const"]
+
+# Layers with at most this many input features compute their input gates in
+# the time loop instead of materialising gx[T, B, G] (bench/RESULTS.md).
+IN_LOOP_MAX_FEATURES = 16
 
 
 def _split(z: Array) -> tuple[Array, Array, Array, Array]:
@@ -60,35 +78,55 @@ def _step_masks(steps: int, lengths: Array) -> Array:
     return (jnp.arange(steps)[:, None] < lengths[None, :])[..., None]
 
 
-def _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep):
-    """Time-major forward: gx[T, B, G], mask[T, B, 1] -> hs[T, B, H] (and,
-    with ``keep``, cs[T, B, H] and the activations [T, B, G]), h, c."""
-    scale = _gate_scale(w_h.shape[0], gx.dtype)[None]
+def _scan_forward(mode, reverse, unroll, keep, w_h, w_i, b, inp, mask, h0, c0):
+    """Time-major forward over T = mask.shape[0] steps.
 
-    def body(carry, inp):
+    Returns hs[T, B, H] (zeros on padded steps), or with ``keep`` the tuple
+    (hs, k[T, B, G], a[T, B, H], f[T, B, H]) of derivative factors, and the
+    final (h, c). On a valid step, with c' = f c + i g and h' = o tanh(c'),
+    the backward needs
+      dc = dc_in + dh * a,                 a = o (1 - tanh(c')^2),
+      dz = [dc, dc, dc, dh] * k,           k = [g i(1-i), c f(1-f), i(1-g^2), tanh(c') o(1-o)],
+      dc_prev = dc * f,  dh_prev = dz @ w_h^T.
+    """
+    scale = _gate_scale(w_h.shape[0], h0.dtype)[None]
+
+    def body(carry, step):
         h, c = carry
-        g_t, m = inp
-        i, f, g, o = _activate(g_t + h @ w_h, scale)
+        x_t, m = step
+        gx = x_t if mode == "gates" else dense(x_t, w_i, b) if mode == "xs" else inp
+        i, f, g, o = _activate(gx + h @ w_h, scale)
         c_new = f * c + i * g
-        h_new = o * jnp.tanh(c_new)
+        tc = jnp.tanh(c_new)
+        h_new = o * tc
         h_out = jnp.where(m, h_new, 0.0)
-        out = (h_out, jnp.where(m, c_new, 0.0), jnp.concatenate([i, f, g, o], axis=-1)) if keep else h_out
+        if keep:
+            k = jnp.concatenate([g * i * (1 - i), c * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)], axis=-1)
+            out = (h_out, k, o * (1 - tc * tc), f)
+        else:
+            out = h_out
         return (jnp.where(m, h_new, h), jnp.where(m, c_new, c)), out
 
-    (h, c), out = lax.scan(body, (h0, c0), (gx, mask), reverse=reverse, unroll=unroll)
+    per_step = None if mode == "const" else inp
+    (h, c), out = lax.scan(body, (h0, c0), (per_step, mask), reverse=reverse, unroll=unroll)
     return out, h, c
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _layer_tm(reverse: bool, unroll: int, w_h, gx, lengths, h0, c0):
-    mask = _step_masks(gx.shape[0], lengths)
-    return _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep=False)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _layer_tm(mode: Mode, steps: int, reverse: bool, unroll: int, w_h, w_i, b, inp, lengths, h0, c0):
+    """One layer, time-major, over ``steps`` steps: (hs[T, B, H], h[B, H], c[B, H]).
+    ``inp`` is gx[T, B, G], x[T, B, F] or gx[B, G] as ``mode`` says (module
+    doc); ``w_i`` and ``b`` are used (and differentiated) only for "xs"."""
+    mask = _step_masks(steps, lengths)
+    return _scan_forward(mode, reverse, unroll, False, w_h, w_i, b, inp, mask, h0, c0)
 
 
-def _layer_tm_fwd(reverse, unroll, w_h, gx, lengths, h0, c0):
-    mask = _step_masks(gx.shape[0], lengths)
-    (hs, cs, acts), h, c = _scan_forward(w_h, gx, mask, h0, c0, reverse, unroll, keep=True)
-    return (hs, h, c), (w_h, lengths, h0, c0, hs, cs, acts)
+def _layer_tm_fwd(mode, steps, reverse, unroll, w_h, w_i, b, inp, lengths, h0, c0):
+    mask = _step_masks(steps, lengths)
+    (hs, k, a, f), h, c = _scan_forward(mode, reverse, unroll, True, w_h, w_i, b, inp, mask, h0, c0)
+    # Only the "xs" mode needs its input again (for dW_i); gx arrays are not kept.
+    kept_inp = inp if mode == "xs" else None
+    return (hs, h, c), (w_h, w_i, kept_inp, lengths, h0, hs, k, a, f)
 
 
 def _previous(seq: Array, first: Array, mask: Array, reverse: bool) -> Array:
@@ -102,18 +140,10 @@ def _previous(seq: Array, first: Array, mask: Array, reverse: bool) -> Array:
     return jnp.where(nxt_valid, nxt, first[None])
 
 
-def _layer_tm_bwd(reverse, unroll, res, cts):
-    w_h, lengths, h0, c0, hs, cs, acts = res
+def _layer_tm_bwd(mode, steps, reverse, unroll, res, cts):
+    w_h, w_i, x, lengths, h0, hs, k, a, f = res
     d_hs, d_h, d_c = cts
-    mask = _step_masks(hs.shape[0], lengths)
-    h_prev = _previous(hs, h0, mask, reverse)
-    c_prev = _previous(cs, c0, mask, reverse)
-    i, f, g, o = _split(acts)
-    tc = jnp.tanh(cs)
-    # All carry-independent factors in one fused pass outside the loop:
-    # on a valid step dz = [dc, dc, dc, dh] * k, with dc = dc_in + dh * a.
-    k = jnp.concatenate([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)], axis=-1)
-    a = o * (1 - tc * tc)
+    mask = _step_masks(steps, lengths)
     w_t = w_h.T
 
     def body(carry, inp):
@@ -126,12 +156,27 @@ def _layer_tm_bwd(reverse, unroll, res, cts):
         return carry, dz
 
     (dh0, dc0), dz = lax.scan(body, (d_h, d_c), (d_hs, k, a, f, mask), reverse=not reverse, unroll=unroll)
-    # The weight gradient as one GEMM over all T * B rows.
-    dw_h = jnp.einsum("tbh,tbg->hg", h_prev, dz)
-    return dw_h, dz, None, dh0, dc0
+    # The weight gradients as GEMMs over all T * B rows (dz is zero on padded
+    # steps). Shift hs[T, B, H], not dz[T, B, G]: a sliced operand is copied.
+    dw_h = jnp.einsum("tbh,tbg->hg", _previous(hs, h0, mask, reverse), dz)
+    if mode == "gates":
+        return dw_h, None, None, dz, None, dh0, dc0
+    if mode == "const":
+        return dw_h, None, None, jnp.sum(dz, axis=0), None, dh0, dc0
+    dw_i = jnp.einsum("tbf,tbg->fg", x, dz)
+    return dw_h, dw_i, jnp.sum(dz, axis=(0, 1)), dz @ w_i.T, None, dh0, dc0
 
 
 _layer_tm.defvjp(_layer_tm_fwd, _layer_tm_bwd)
+
+
+def _run_tm(params: LSTMParams, mode: Mode, inp: Array, steps: int, lengths, h0, c0, *, reverse, unroll):
+    """One layer, time-major; an "xs" input with many features is projected
+    outside the loop first (one [T*B, F] x [F, G] GEMM)."""
+    if mode == "xs" and inp.shape[-1] > IN_LOOP_MAX_FEATURES:
+        mode, inp = "gates", dense(inp, params.w_i, params.b)
+    w_i, b = (params.w_i, params.b) if mode == "xs" else (None, None)
+    return _layer_tm(mode, steps, bool(reverse), int(unroll), params.w_h, w_i, b, inp, lengths, h0, c0)
 
 
 def lstm_fast(
@@ -146,8 +191,47 @@ def lstm_fast(
 ) -> tuple[Array, Array, Array]:
     """gates_x[B, T, G], lengths[B], h0/c0[B, H] -> (hs[B, T, H], h[B, H], c[B, H])."""
     gx = jnp.swapaxes(gates_x, 0, 1)
-    hs, h, c = _layer_tm(bool(reverse), int(unroll), params.w_h, gx, lengths.astype(jnp.int32), h0, c0)
+    hs, h, c = _run_tm(params, "gates", gx, gx.shape[0], lengths.astype(jnp.int32), h0, c0,
+                       reverse=reverse, unroll=unroll)
     return jnp.swapaxes(hs, 0, 1), h, c
 
 
-register_backend("fast", lstm_fast)
+def stack_fast(
+    layers: Sequence[LayerParams],
+    inp: Array,
+    lengths: Array,
+    states: Sequence[LSTMState | None],
+    *,
+    first: Mode,
+    steps: int,
+    unroll: int = 1,
+) -> tuple[Array, list]:
+    """A batched stack: ``inp`` is xs[B, T, F] (``first="xs"``), layer 0's
+    input gates gx[B, T, G] ("gates") or gx[B, G] constant over the T =
+    ``steps`` steps ("const"); ``states`` one initial state [B, H] pair or
+    None per layer (forward direction). Returns (hs[B, T, H_out], finals),
+    finals as in ``lstm_stack``."""
+    lengths = lengths.astype(jnp.int32)
+    x = inp if first == "const" else jnp.swapaxes(inp, 0, 1)  # time-major from here on
+    mode: Mode = first
+    finals = []
+    for layer, state in zip(layers, states):
+        def run(p, state, reverse):
+            hidden, batch = p.w_h.shape[0], lengths.shape[0]
+            if state is None:
+                state = LSTMState(*(jnp.zeros((batch, hidden), p.w_h.dtype),) * 2)
+            hs, h, c = _run_tm(p, mode, x, steps, lengths, state.h, state.c, reverse=reverse, unroll=unroll)
+            return hs, LSTMState(h, c)
+
+        if isinstance(layer, LSTMParams):
+            x, fin = run(layer, state, False)
+        else:
+            hs_f, fin_f = run(layer[0], state, False)
+            hs_b, fin_b = run(layer[1], None, True)
+            x, fin = jnp.concatenate([hs_f, hs_b], axis=-1), (fin_f, fin_b)
+        finals.append(fin)
+        mode = "xs"
+    return jnp.swapaxes(x, 0, 1), finals
+
+
+register_backend("fast", lstm_fast, stack=stack_fast)

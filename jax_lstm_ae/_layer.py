@@ -91,14 +91,19 @@ class Backend(NamedTuple):
     fn: Callable[..., tuple[Array, Array, Array]]
     inputs: BackendInputs  # "gates": fn takes gates_x[B,T,G]; "xs": xs[B,T,F]
     options: frozenset[str]  # extra keyword options fn accepts (e.g. "unroll")
+    stack: Callable[..., tuple[Array, list]] | None = None  # optional batched whole-stack function
 
 
 _REGISTRY: dict[str, Backend] = {}
 _LAYER_OPTIONS = ("unroll",)
 
 
-def register_backend(name: str, fn: Callable, *, inputs: BackendInputs = "gates") -> None:
-    """Register ``fn`` as backend ``name`` (called by the backend's module on import)."""
+def register_backend(name: str, fn: Callable, *, inputs: BackendInputs = "gates", stack: Callable | None = None) -> None:
+    """Register ``fn`` as backend ``name`` (called by the backend's module on import).
+
+    ``stack``, optional, runs a whole unidirectional-or-bidirectional stack at
+    once (contract: ``_fast.stack_fast``); ``lstm_stack`` then calls it instead
+    of ``fn`` layer by layer."""
     if inputs not in ("gates", "xs"):
         raise ValueError(f"register_backend: inputs must be 'gates' or 'xs', got {inputs!r}")
     if name in ("auto", "reference"):
@@ -106,8 +111,9 @@ def register_backend(name: str, fn: Callable, *, inputs: BackendInputs = "gates"
     params = inspect.signature(fn).parameters
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     options = frozenset(o for o in _LAYER_OPTIONS if takes_all or o in params)
-    _REGISTRY[name] = Backend(name, fn, inputs, options)
+    _REGISTRY[name] = Backend(name, fn, inputs, options, stack)
     _per_example.cache_clear()
+    _stack_per_example.cache_clear()
 
 
 def resolve_backend(name: str) -> str:
@@ -193,30 +199,56 @@ def _per_example(name: str, reverse: bool, unroll: int) -> Callable:
         hs, fin = _reference_scan(params, gx, length, LSTMState(h0, c0), reverse, unroll)
         return hs, fin.h, fin.c
 
-    def alone(params, inp, length, h0, c0):
-        hs, h, c = batched(params, inp[None], jnp.reshape(length, (1,)), h0[None], c0[None])
-        return hs[0], h[0], c[0]
+    return _batch_dispatch(batched, reference)
+
+
+@lru_cache(maxsize=None)
+def _stack_per_example(name: str, first: str, steps: int, unroll: int) -> Callable:
+    """The per-example face of a backend's whole-stack function:
+    ``(layers, inp, length, states) -> (hs[T, H_out], finals)`` with ``inp``
+    xs[T, F], gates[T, G] or constant gates[G] as ``first`` says."""
+    stack_fn = _REGISTRY[name].stack
+
+    def batched(layers, inp, lengths, states):
+        return stack_fn(layers, inp, lengths, states, first=first, steps=steps, unroll=unroll)
+
+    def reference(layers, inp, length, states):
+        xs, gates = (inp, None) if first == "xs" else (None, inp)
+        return lstm_stack(layers, xs, length, states, first_gates=gates, steps=steps, unroll=unroll,
+                          backend="reference")
+
+    return _batch_dispatch(batched, reference)
+
+
+def _batch_dispatch(batched: Callable, reference: Callable) -> Callable:
+    """A per-example function ``f(params, *per_example)`` that runs
+    ``batched(params, *batch)`` once on the whole batch under ``jax.vmap``,
+    and with B = 1 otherwise (see :func:`_vmapped_here`). ``reference(params,
+    *per_example)`` serves a vmap over the weights too (an ensemble), where
+    there is no shared GEMM to gain."""
+
+    def alone(params, *rest):
+        out = batched(params, *jax.tree.map(lambda x: jnp.asarray(x)[None], rest))
+        return jax.tree.map(lambda x: x[0], out)
 
     one = jax.custom_batching.custom_vmap(alone)
 
     @one.def_vmap
-    def _rule(axis_size, in_batched, params, inp, length, h0, c0):
+    def _rule(axis_size, in_batched, params, *rest):
         p_b, *rest_b = in_batched
-        rest = (inp, length, h0, c0)
         # Broadcast what the vmap left unbatched: one batched call serves all.
-        inp, length, h0, c0 = (
-            x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x))) for x, b in zip(rest, rest_b)
+        rest = jax.tree.map(
+            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x))), list(rest), list(rest_b)
         )
         if any(jax.tree.leaves(p_b)):
-            # Per-example weights (an ensemble): no shared GEMM to gain.
             p_axes = jax.tree.map(lambda b: 0 if b else None, p_b)
-            out = jax.vmap(reference, in_axes=(p_axes, 0, 0, 0, 0))(params, inp, length, h0, c0)
+            out = jax.vmap(reference, in_axes=(p_axes, *[0] * len(rest)))(params, *rest)
         else:
-            out = batched(params, inp, length, h0, c0)
-        return out, (True, True, True)
+            out = batched(params, *rest)
+        return out, jax.tree.map(lambda _: True, out)
 
-    def dispatch(params, inp, length, h0, c0):
-        args = (params, inp, length, h0, c0)
+    def dispatch(params, *rest):
+        args = (params, *rest)
         return one(*args) if _vmapped_here(args) else alone(*args)
 
     return dispatch
@@ -329,6 +361,7 @@ def lstm_stack(
     states: Sequence[LSTMState | None] | None = None,
     *,
     first_gates: Gates | None = None,
+    steps: int | None = None,
     unroll: int = 1,
     backend: str = "reference",
     remat: int | None = None,
@@ -339,9 +372,11 @@ def lstm_stack(
       layers: from :func:`init_stack`; a tuple entry is a bidirectional layer.
       xs: [T, F] inputs, or None when ``first_gates`` is given.
       states: optional initial state per layer (forward direction only).
-      first_gates: [T, G0] precomputed input gates of layer 0, used instead of
-        ``xs @ w_i + b`` (the repeat decoder's input is constant in time, so
-        its projection is computed once for one step and broadcast).
+      first_gates: layer 0's input gates, used instead of ``xs @ w_i + b``:
+        [T, G] per step, or [G] the same at every step, with ``steps=T``
+        (the repeat decoder's ``z @ w_i + b``: a backend with a stack
+        function never broadcasts it over T).
+      steps: T, needed only with constant ``first_gates``.
       backend: how each layer runs (module doc).
       remat: when set to a chunk length K, run the whole stack K steps at a
         time under ``jax.checkpoint``: training keeps only the layers' carries
@@ -354,12 +389,23 @@ def lstm_stack(
       layer (a ``(fwd, bwd)`` pair for a bidirectional layer).
     """
     states = list(states) if states is not None else [None] * len(layers)
+    first, inp = _first_input(layers, xs, first_gates)
+    if first == "const":
+        if steps is None:
+            raise ValueError("lstm_stack: constant first_gates of shape (G,) need steps=T")
+    else:
+        steps = inp.shape[0]
     if remat is not None:
-        return _remat_stack(layers, xs, length, states, first_gates, unroll, backend, int(remat))
+        return _remat_stack(layers, inp, first, steps, length, states, unroll, backend, int(remat))
+    backend = resolve_backend(backend)
+    if backend != "reference" and get_backend(backend).stack is not None:
+        return _stack_per_example(backend, first, int(steps), int(unroll))(layers, inp, length, states)
+    if first == "const":
+        inp = jnp.broadcast_to(inp, (steps, inp.shape[0]))
     finals = []
-    hs = xs
+    hs = inp if first == "xs" else None
     for idx, (layer, state) in enumerate(zip(layers, states)):
-        gates0 = first_gates if idx == 0 else None
+        gates0 = inp if idx == 0 and first != "xs" else None
         if not isinstance(layer, LSTMParams):
             fwd, bwd = layer
             hs_f, fin_f = _run_layer(fwd, hs, gates0, length, state, reverse=False, unroll=unroll, backend=backend)
@@ -372,28 +418,44 @@ def lstm_stack(
     return hs, finals
 
 
-def _remat_stack(layers, xs, length, states, first_gates, unroll, backend, chunk):
+def _first_input(layers, xs, first_gates) -> tuple[str, Array]:
+    """What layer 0 reads: ("xs", xs[T, F]), ("gates", gx[T, G]) or ("const", gx[G])."""
+    if first_gates is None:
+        if xs is None:
+            raise ValueError("lstm_stack needs xs of shape (T, F) or first_gates")
+        return "xs", xs
+    if xs is not None:
+        raise ValueError("lstm_stack takes xs or first_gates, not both")
+    if not isinstance(layers[0], LSTMParams):
+        raise ValueError("first_gates replace one direction's input projection; "
+                         "a bidirectional first layer needs xs")
+    if first_gates.ndim not in (1, 2):
+        raise ValueError(f"first_gates must be (T, G) or (G,), got shape {first_gates.shape}")
+    return ("gates" if first_gates.ndim == 2 else "const"), first_gates
+
+
+def _remat_stack(layers, inp, first, t_steps, length, states, unroll, backend, chunk):
     if chunk < 1:
         raise ValueError(f"remat is a chunk length in steps and must be >= 1, got {chunk}")
     if not all(isinstance(layer, LSTMParams) for layer in layers):
         raise ValueError("remat runs a stack chunk by chunk forward in time; it does not support bidirectional layers")
-    seq = first_gates if first_gates is not None else xs
-    t_steps = seq.shape[0]
     n_chunks = -(-t_steps // chunk)
-    states = [zero_state(layer.w_h.shape[0], seq.dtype) if s is None else s for layer, s in zip(layers, states)]
-    # Padding steps past T are masked like any padding: they never touch the state.
-    seq = jnp.pad(seq, ((0, n_chunks * chunk - t_steps), (0, 0))).reshape(n_chunks, chunk, seq.shape[1])
+    states = [zero_state(layer.w_h.shape[0], inp.dtype) if s is None else s for layer, s in zip(layers, states)]
+    if first == "const":  # the same gates in every chunk: nothing to cut
+        parts = None
+    else:  # padding steps past T are masked like any padding: they never touch the state
+        seq = jnp.pad(inp, ((0, n_chunks * chunk - t_steps), (0, 0)))
+        parts = seq.reshape(n_chunks, chunk, inp.shape[1])
 
     @partial(jax.checkpoint, prevent_cse=False)
-    def body(carry, inp):
-        part, start = inp
+    def body(carry, step):
+        part, start = step
         # length - start may be <= 0: a chunk wholly past the end only carries.
         sub_len = jnp.clip(length - start, 0, chunk)
-        if first_gates is not None:
-            hs, fins = lstm_stack(layers, None, sub_len, carry, first_gates=part, unroll=unroll, backend=backend)
-        else:
-            hs, fins = lstm_stack(layers, part, sub_len, carry, unroll=unroll, backend=backend)
+        xs, gates = (part, None) if first == "xs" else (None, inp if first == "const" else part)
+        hs, fins = lstm_stack(layers, xs, sub_len, carry, first_gates=gates, steps=chunk, unroll=unroll,
+                              backend=backend)
         return fins, hs
 
-    finals, hs = lax.scan(body, states, (seq, jnp.arange(n_chunks) * chunk))
+    finals, hs = lax.scan(body, states, (parts, jnp.arange(n_chunks) * chunk))
     return hs.reshape(n_chunks * chunk, -1)[:t_steps], finals

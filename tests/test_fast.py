@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
-from jax_lstm_ae import _layer
+from jax_lstm_ae import _fast, _layer
 from jax_lstm_ae._cell import LSTMState, init_lstm
 from jax_lstm_ae._fast import lstm_fast
 from jax_lstm_ae._layer import lstm_layer, lstm_stack, scan_gates
@@ -131,6 +131,49 @@ def test_stack_with_initial_states_and_bidirectional_layers():
         _close(
             jax.value_and_grad(loss)(layers, "fast"), jax.value_and_grad(loss)(layers, "reference")
         )
+
+
+@pytest.mark.parametrize("features", [2, _fast.IN_LOOP_MAX_FEATURES + 3])
+@pytest.mark.parametrize("first", ["xs", "gates", "const"])
+def test_stack_every_first_input_and_projection_matches_reference(first, features):
+    """The stack function's layer-0 inputs (xs, per-step gates, constant
+    gates) with the input projection in the loop (few features) and hoisted
+    out of it (many), values and gradients of everything it returns, with an
+    initial state on every layer and padded lengths."""
+    k = jax.random.split(jax.random.PRNGKey(11), 6)
+    sizes = (features + 1, 3)  # layer 1 sees features + 1 inputs: the other projection path
+    layers = la.init_stack(k[0], features, sizes)
+    g = 4 * sizes[0]
+    inp = {"xs": jax.random.normal(k[1], (B, T, features)), "gates": jax.random.normal(k[2], (B, T, g)),
+           "const": jax.random.normal(k[3], (B, g))}[first]
+    h0 = [jax.random.normal(k[4], (B, s)) for s in sizes]
+    c0 = [jax.random.normal(k[5], (B, s)) for s in sizes]
+
+    def loss(layers, inp, h0, c0, backend):
+        def one(x, n, h0, c0):
+            states = [LSTMState(h, c) for h, c in zip(h0, c0)]
+            xs, gates = (x, None) if first == "xs" else (None, x)
+            hs, fins = lstm_stack(layers, xs, n, states, first_gates=gates, steps=T, backend=backend)
+            return hs, fins
+
+        hs, fins = jax.vmap(one)(inp, LENGTHS, h0, c0)
+        return jnp.sum(jnp.sin(hs) * hs) + sum(jnp.sum(jnp.cos(f)) for f in jax.tree.leaves(fins)), hs
+
+    grad = lambda b: jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(layers, inp, h0, c0, b)  # noqa: E731
+    _close(grad("fast"), grad("reference"))
+
+
+def test_stack_input_errors():
+    layers = la.init_stack(jax.random.PRNGKey(0), F, (4,))
+    with pytest.raises(ValueError, match="steps=T"):
+        lstm_stack(layers, None, 3, first_gates=jnp.zeros(16))
+    with pytest.raises(ValueError, match="not both"):
+        lstm_stack(layers, jnp.zeros((T, F)), 3, first_gates=jnp.zeros((T, 16)))
+    with pytest.raises(ValueError, match="xs of shape"):
+        lstm_stack(layers, None, 3)
+    bi = la.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional first layer"):
+        lstm_stack(bi, None, 3, first_gates=jnp.zeros((T, 16)))
 
 
 @pytest.mark.parametrize("name", sorted(la.DECODERS))
