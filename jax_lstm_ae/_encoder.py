@@ -1,5 +1,8 @@
 """The encoder strategy: a stacked (optionally bidirectional) LSTM -> z[E].
 
+The readout (``pooling``) turns the top layer into one vector: its state after
+the last valid step, the mean of its outputs over the valid steps, or both.
+
 An :class:`Encoder` is a NamedTuple of pure functions made by a factory that
 closes over the hyper-parameters, as optax makes a ``GradientTransformation``.
 """
@@ -29,6 +32,7 @@ class Encoder(NamedTuple):
     vocab_size: int | None  # V, or None for real-valued inputs
     sizes: tuple[int, ...]
     bidirectional: bool
+    pooling: str = "last"  # one of POOLINGS
 
 
 def _dense_init(key: PRNGKey, n_in: int, n_out: int) -> dict[str, Array]:
@@ -48,6 +52,29 @@ def _check_sizes(sizes: Sequence[int], what: str) -> tuple[int, ...]:
     return sizes
 
 
+def _valid_mean(hs: Array, length: Length) -> Array:
+    """Mean of hs[T, H] over the first ``length`` steps -> [H]. The layers
+    already emit zeros past ``length``; the explicit mask keeps the readout
+    right even for a backend that did not, and costs one select."""
+    valid = jnp.arange(hs.shape[0]) < length
+    total = jnp.sum(jnp.where(valid[:, None], hs, 0.0), axis=0)
+    return total / jnp.asarray(length, hs.dtype)
+
+
+# (last[H_top], hs[T, H_top], length) -> readout; keys are POOLINGS
+_READOUTS: dict[str, Callable[[Array, Array, Length], Array]] = {
+    "last": lambda last, hs, length: last,
+    "mean": lambda last, hs, length: _valid_mean(hs, length),
+    "last_mean": lambda last, hs, length: jnp.concatenate([last, _valid_mean(hs, length)]),
+}
+POOLINGS = tuple(_READOUTS)
+
+
+def _check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+
+
 def _check_init(init: str) -> None:
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
@@ -64,16 +91,18 @@ def lstm_encoder(
     unroll: int = 1,
     backend: str = "auto",
     remat: int | None = None,
+    pooling: str = "last",
 ) -> Encoder:
-    """A stacked LSTM whose last layer's final hidden state is the latent.
+    """A stacked LSTM whose top layer, read out by ``pooling``, is the latent.
 
     Args:
       sizes: hidden size of each layer, e.g. ``(2 * E, E)`` for the seed's
         expand-then-compress encoder F -> 2E -> E.
-      bidirectional: run each layer both ways; the latent is then
-        ``concat(h_fwd, h_bwd)`` of the last layer, [2 * sizes[-1]].
-      latent_dim: when given, a Dense layer projects that state to E =
-        ``latent_dim``; otherwise E = sizes[-1] (x2 if bidirectional).
+      bidirectional: run each layer both ways; the last state is then
+        ``concat(h_fwd, h_bwd)`` of the top layer, [2 * sizes[-1]].
+      latent_dim: when given, a Dense layer projects the readout to E =
+        ``latent_dim``; otherwise E is the readout's size: sizes[-1], x2 if
+        bidirectional, x2 again for ``pooling="last_mean"``.
       vocab_size: when given, inputs are integer tokens [T] in [0, V),
         embedded by a learned [V, token_dim] table before the LSTM.
       init: ``"uniform"`` (PyTorch) or ``"orthogonal"`` (Keras) weights.
@@ -82,16 +111,25 @@ def lstm_encoder(
         (fastest for the platform), ``"reference"`` (plain scan), ``"fast"``, ...
       remat: checkpoint the stack in chunks of this many steps (long
         sequences: training memory; see ``lstm_stack``).
+      pooling: how the top layer becomes one vector. ``"last"``: its hidden
+        state after the last valid step (the seeds' and EncDec-AD's choice),
+        [H_top]. ``"mean"``: the mean of its outputs hs[t] over the valid
+        steps t < length, [H_top]; every step then gets a gradient from the
+        latent, not only through the recurrence. ``"last_mean"``: both,
+        concatenated, [2 * H_top]. H_top = sizes[-1] (x2 if bidirectional,
+        where the last state is ``concat(h_fwd, h_bwd)``).
 
-    The latent is the state after each example's last *valid* step: padded
-    steps keep the carry, so padding never changes z.
+    The latent depends only on each example's *valid* steps: padded steps keep
+    the carry and are left out of the mean, so padding never changes z.
     """
     sizes = _check_sizes(sizes, "lstm_encoder")
     _check_init(init)
+    _check_pooling(pooling)
     backend = resolve_backend(backend)
     if vocab_size is not None and vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
-    state_dim = stack_output_size(sizes, bidirectional)
+    readout = _READOUTS[pooling]  # picked once, here, not at every call
+    state_dim = stack_output_size(sizes, bidirectional) * (2 if pooling == "last_mean" else 1)
     e = state_dim if latent_dim is None else int(latent_dim)
 
     def init_fn(key: PRNGKey, in_features: int) -> PyTree:
@@ -108,11 +146,12 @@ def lstm_encoder(
 
     def apply_fn(params: PyTree, x: Array, length: Length) -> Latent:
         xs = params["embedding"][x] if vocab_size is not None else x
-        _, finals = lstm_stack(params["lstm"], xs, length, unroll=unroll, backend=backend, remat=remat)
+        hs, finals = lstm_stack(params["lstm"], xs, length, unroll=unroll, backend=backend, remat=remat)
         top = finals[-1]
-        z = jnp.concatenate([top[0].h, top[1].h]) if bidirectional else top.h
+        last = jnp.concatenate([top[0].h, top[1].h]) if bidirectional else top.h
+        z = readout(last, hs, length)
         if latent_dim is not None:
             z = z @ params["proj"]["w"] + params["proj"]["b"]
         return z
 
-    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional)
+    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling)
