@@ -26,6 +26,11 @@ out of the same cores (``--xla_force_host_platform_device_count``, set here
 before jax is imported): that shows the overhead of sharding, not a speed-up. A peer whose
 package is missing is reported as unavailable, not a crash. Peers: ``pip
 install -e .[bench]`` (torch==2.13.0, keras>=3; flax is a core dependency).
+
+``--allocator tuned`` (the default) calls ``jax_lstm_ae.tune_cpu_allocator()``
+first: glibc then keeps freed heap memory mapped, so XLA's per-step
+temporaries stop page-faulting. It is process-wide, so every implementation
+in the run gets it; ``--allocator default`` measures glibc as it comes.
 """
 
 from __future__ import annotations
@@ -125,7 +130,7 @@ def _impl_options(args) -> dict:
 
 
 def _option_argv(args) -> list[str]:
-    argv = ["--backend", args.backend, "--unroll", str(args.unroll)]
+    argv = ["--backend", args.backend, "--unroll", str(args.unroll), "--allocator", args.allocator]
     if args.remat:
         argv += ["--remat", str(args.remat)]
     if args.seq_len:
@@ -244,8 +249,15 @@ def main(argv=None) -> None:
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-impl memory subprocesses")
     p.add_argument("--memory-timeout", type=float, default=900)
     p.add_argument("--json", default=None, help="write one record per (impl, config, mode) here")
+    p.add_argument("--allocator", choices=("tuned", "default"), default="tuned",
+                   help="tuned: jax_lstm_ae.tune_cpu_allocator() at start-up, for every impl in this process\n"
+                        "(glibc keeps freed heap mapped; what the jax-lstm-ae command does); default: glibc as is")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.allocator == "tuned":  # before any framework starts its threads
+        from jax_lstm_ae import tune_cpu_allocator
+
+        tune_cpu_allocator()
     if args._child:
         _force_host_devices([args.impl])
         return _child(args)
@@ -267,6 +279,7 @@ def main(argv=None) -> None:
             p.error(f"unknown mode {m!r}; choose from {MODES}")
 
     info = machine()
+    info["allocator"] = args.allocator
     print(f"# {info['date']} | {info['cpu']} | {info['cores']} cores | "
           + " ".join(f"{k} {v}" for k, v in info.items() if k not in ("date", "cpu", "cores")), flush=True)
     records = []

@@ -29,7 +29,7 @@ faults as well as memory traffic):
   ``"gates"``: precomputed gx[T, B, G] (one big GEMM outside the loop, best
   when the layer has many input features); ``"xs"``: x[T, B, F] with
   ``x_t @ w_i + b`` computed in the loop (for F <= ``IN_LOOP_MAX_FEATURES``
-  a [T, B, G] array would cost more than the tiny in-loop product);
+  writing and reading a [T, B, G] array costs more than the in-loop product);
   ``"const"``: gx[B, G], the same at every step (the repeat decoder's
   ``z @ w_i + b``), never broadcast over T.
 """
@@ -50,8 +50,10 @@ from jax_lstm_ae._typing import Array
 Mode = Literal["gates", "xs", "const"]
 
 # Layers with at most this many input features compute their input gates in
-# the time loop instead of materialising gx[T, B, G] (bench/RESULTS.md).
-IN_LOOP_MAX_FEATURES = 16
+# the time loop instead of materialising gx[T, B, G]: measured faster for
+# F = 1 ... 128 (H = 128) and on the ecg, wide and braun models, even with
+# F = 128; a tie at F = 256 (bench/peers/micro.py inloop, bench/RESULTS.md).
+IN_LOOP_MAX_FEATURES = 128
 
 
 def _split(z: Array) -> tuple[Array, Array, Array, Array]:

@@ -3,7 +3,11 @@
     python bench/peers/micro.py gates    # sigmoid as exp+divide vs one tanh pass, forward scan
     python bench/peers/micro.py layer    # one layer, vmapped, train (value+grad) and forward, per backend/unroll
     python bench/peers/micro.py wgrad    # dW_h as one GEMM over T*B vs per-example GEMMs summed over B
+    python bench/peers/micro.py inloop   # input projection in the time loop vs hoisted, per F
     XLA_FLAGS=... python bench/peers/micro.py gates   # an XLA flag's effect (one process per flag)
+
+``jax_lstm_ae.tune_cpu_allocator()`` runs first, as in throughput.py; add
+``--allocator=default`` to measure without it.
 
 Same protocol as throughput.py: compile first, then alternate the variants in
 rounds; median and min milliseconds per call. B=64, T=140, H=128 (the ecg
@@ -96,5 +100,32 @@ def wgrad() -> None:
     _rounds(fns, (h, dz))
 
 
+def inloop() -> None:
+    """A layer's input gates x_t @ w_i + b inside the time loop vs one
+    [T*B, F] x [F, G] GEMM before it (``_fast.IN_LOOP_MAX_FEATURES``), per F,
+    train (value and gradient) of a one-layer stack, H=128."""
+    from jax_lstm_ae import _fast
+    from jax_lstm_ae._layer import init_stack, lstm_stack
+
+    for f in (1, 16, 64, 128, 256):
+        layers = init_stack(jax.random.PRNGKey(0), f, (H,))
+        xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, f))
+        lens = jnp.full((B,), T)
+        fns = {}
+        for name, limit in (("in loop", 10**6), ("hoisted", 0)):
+            def loss(layers, limit=limit):
+                _fast.IN_LOOP_MAX_FEATURES = limit  # read while tracing
+                hs, _ = jax.vmap(lambda x, n: lstm_stack(layers, x, n, backend="fast"))(xs, lens)
+                return jnp.sum(hs * hs)
+
+            fns[f"F={f:3d} {name}"] = jax.jit(jax.value_and_grad(loss))
+        _rounds(fns, (layers,), rounds=7)
+    _fast.IN_LOOP_MAX_FEATURES = 16
+
+
 if __name__ == "__main__":
-    {"gates": gates, "layer": layer, "wgrad": wgrad}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()
+    if "--allocator=default" not in sys.argv:  # as throughput.py: glibc keeps XLA's temporaries mapped
+        from jax_lstm_ae import tune_cpu_allocator
+
+        tune_cpu_allocator()
+    {"gates": gates, "layer": layer, "wgrad": wgrad, "inloop": inloop}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()
