@@ -16,8 +16,9 @@ ECG5000 anomaly (EncDec-AD split): class 1 = normal, classes 2-5 = anomalous.
   maximises F-beta (beta = --beta) there. Test ROC AUC, PR AUC, F1 are then
   measured once on the held-out test beats.
 ECG5000 probe: a stratified 60 / 40 % split of all 500 beats. A second
-  autoencoder trains (unsupervised) on the 60 % (10 % of it for early
-  stopping); a multinomial logistic regression on its latents (l2 by 5-fold CV
+  autoencoder (its own --probe-* settings, chosen by the latent probe's CV on
+  the 60 %: --probe-cv-only reports that and never scores the 40 %) trains
+  (unsupervised) on the 60 % (10 % of it for early stopping); a multinomial logistic regression on its latents (l2 by 5-fold CV
   on the 60 %) is scored on the 40 %, next to PCA of the raw beat at the same
   dimension E and the raw 140-step beat.
 Discords: the series is cut into windows (--window, --stride); windows that
@@ -86,8 +87,9 @@ def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, s
     opt = build_optimizer(optimizer_config(lr, decay_steps=epochs * spe))
     state, hist = fit(model, opt, train, val, epochs=epochs, batch_size=batch, seed=seed, progress=False)
     best = min((h["val_loss"] for h in hist if h["val_loss"] is not None), default=None)
+    desc = f"E={e} hidden={list(h)} decoder={args.decoder} batch={batch} lr={lr:g} pooling={pooling}"
     return model, state.params, {"epochs_run": len(hist), "steps": int(state.step), "best_val_loss": best,
-                                 "train_loss": hist[-1]["loss"], "model": f"E={e} hidden={list(h)} batch={batch} lr={lr:g} pooling={pooling}"}
+                                 "train_loss": hist[-1]["loss"], "model": desc}
 
 
 def _split(idx, fractions, rng):
@@ -144,8 +146,11 @@ def ecg_probe(args) -> dict:
     fit_idx, stop_idx = _split(tr, (0.9, 0.1), rng)
     norm = Normalizer.fit(ds.take(fit_idx))
     data = norm.apply(ds)
-    model, params, info = train_model(args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, args.seed, ecg=True,
-                                      budget=args.probe_steps, pooling=args.probe_pooling)
+    # The probe's autoencoder has its own sizes, decoder and readout (--probe-*), chosen by the latent probe's CV
+    probe_args = argparse.Namespace(**{**vars(args), "ecg_embedding": args.probe_embedding,
+                                       "ecg_hidden": args.probe_hidden, "decoder": args.probe_decoder})
+    model, params, info = train_model(probe_args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, args.seed,
+                                      ecg=True, budget=args.probe_steps, pooling=args.probe_pooling)
     z = encode_all(model, params, data.x)
     raw = data.x.reshape(ds.n, -1)
     if args.probe_cv_only:
@@ -322,16 +327,20 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=1500, help="Adam steps per model (rounded up to whole epochs)")
     p.add_argument("--probe-steps", type=int, default=3000,
                    help="steps for the probe's autoencoder (chosen by the latent probe's CV accuracy on training rows)")
-    p.add_argument("--probe-pooling", choices=POOLINGS, default="last",
-                   help="readout of the probe's encoder (lstm_encoder pooling=)")
+    p.add_argument("--probe-pooling", choices=POOLINGS, default="mean",
+                   help="probe row: readout of the encoder (lstm_encoder pooling=)")
+    p.add_argument("--probe-embedding", type=int, default=32, help="probe row: latent size E")
+    p.add_argument("--probe-hidden", type=int, nargs="*", default=[64], help="probe row: encoder sizes before E")
+    p.add_argument("--probe-decoder", default="teacher_forced", help="probe row: decoder strategy")
     p.add_argument("--probe-cv-only", action="store_true",
-                   help="probe row: report the 5-fold CV accuracy on the training beats only, never score the test beats "
-                        "(for choosing settings)")
+                   help="probe row: report the 5-fold CV accuracy on the training beats only and never score the "
+                        "test beats (for choosing settings)")
     p.add_argument("--lr", type=float, default=1e-2, help="discord rows: peak Adam learning rate (cosine decay to 1 %%)")
     p.add_argument("--ecg-lr", type=float, default=5e-3, help="ECG5000 rows: peak learning rate")
-    p.add_argument("--decoder", default="repeat")
-    p.add_argument("--ecg-embedding", type=int, default=32, help="ECG5000 rows: latent size E")
-    p.add_argument("--ecg-hidden", type=int, nargs="*", default=[64], help="ECG5000 rows: encoder sizes before E")
+    p.add_argument("--decoder", default="repeat", help="anomaly and discord rows: decoder strategy")
+    p.add_argument("--ecg-embedding", type=int, default=32, help="ECG5000 anomaly row: latent size E")
+    p.add_argument("--ecg-hidden", type=int, nargs="*", default=[64],
+                   help="ECG5000 anomaly row: encoder sizes before E")
     p.add_argument("--ecg-batch", type=int, default=16)
     p.add_argument("--ecg-bidirectional", action="store_true", help="ECG5000 rows: bidirectional encoder")
     p.add_argument("--embedding", type=int, default=16, help="discord rows: latent size E")
