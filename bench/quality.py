@@ -149,8 +149,10 @@ def ecg_probe(args) -> dict:
     # The probe's autoencoder has its own sizes, decoder and readout (--probe-*), chosen by the latent probe's CV
     probe_args = argparse.Namespace(**{**vars(args), "ecg_embedding": args.probe_embedding,
                                        "ecg_hidden": args.probe_hidden, "decoder": args.probe_decoder})
-    model, params, info = train_model(probe_args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, args.seed,
+    model_seed = args.seed if args.probe_model_seed is None else args.probe_model_seed  # the split keeps --seed
+    model, params, info = train_model(probe_args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, model_seed,
                                       ecg=True, budget=args.probe_steps, pooling=args.probe_pooling)
+    info["model_seed"] = model_seed
     z = encode_all(model, params, data.x)
     raw = data.x.reshape(ds.n, -1)
     if args.probe_cv_only:
@@ -332,6 +334,9 @@ def main(argv=None):
     p.add_argument("--probe-embedding", type=int, default=32, help="probe row: latent size E")
     p.add_argument("--probe-hidden", type=int, nargs="*", default=[64], help="probe row: encoder sizes before E")
     p.add_argument("--probe-decoder", default="teacher_forced", help="probe row: decoder strategy")
+    p.add_argument("--probe-model-seed", type=int, default=None,
+                   help="probe row: seed of the autoencoder's init and batch order only (default --seed); the split "
+                        "stays that of --seed, so other values measure training noise on the same beats")
     p.add_argument("--probe-cv-only", action="store_true",
                    help="probe row: report the 5-fold CV accuracy on the training beats only and never score the "
                         "test beats (for choosing settings)")
