@@ -55,10 +55,12 @@ def _check_sizes(sizes: Sequence[int], what: str) -> tuple[int, ...]:
 def _valid_mean(hs: Array, length: Length) -> Array:
     """Mean of hs[T, H] over the first ``length`` steps -> [H]. The layers
     already emit zeros past ``length``; the explicit mask keeps the readout
-    right even for a backend that did not, and costs one select."""
+    right even for a backend that did not, and costs one select. A length-0
+    row (the padding rows data parallelism adds) reads out zeros, not 0 / 0:
+    a NaN there would reach the loss through its zero weight (NaN * 0)."""
     valid = jnp.arange(hs.shape[0]) < length
     total = jnp.sum(jnp.where(valid[:, None], hs, 0.0), axis=0)
-    return total / jnp.asarray(length, hs.dtype)
+    return total / jnp.maximum(jnp.asarray(length, hs.dtype), 1.0)
 
 
 # (last[H_top], hs[T, H_top], length) -> readout; keys are POOLINGS

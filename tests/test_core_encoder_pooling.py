@@ -131,6 +131,24 @@ def test_latent_does_not_depend_on_the_rest_of_the_batch(pooling):
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_length_zero_rows_stay_finite(pooling):
+    """Data parallelism pads a batch with length-0 rows that must add nothing:
+    a 0 / 0 mean would be NaN and poison the loss and every gradient."""
+    model = la.make_autoencoder(_encoder(pooling, False, False), la.repeat((4, 5)), la.linear(), features=F)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (B, T, F))
+    lengths = jnp.asarray([7, 4, 0])
+    z = np.asarray(jax.vmap(model.encoder.apply, in_axes=(None, 0, 0))(params["encoder"], x, lengths))
+    np.testing.assert_array_equal(z[2], 0.0)  # no valid step: zero state, zero mean
+    step = jax.jit(jax.value_and_grad(model.loss))  # traced lengths: as in the sharded train step
+    loss, grads = step(params, x, lengths)
+    loss_2, grads_2 = step(params, x[:2], lengths[:2])
+    np.testing.assert_allclose(float(loss), float(loss_2), rtol=1e-6)
+    for g, g_2 in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_2)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(g_2), rtol=1e-5, atol=1e-7)
+
+
 def test_unknown_pooling_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown pooling 'max'; choose one of \('last', 'mean', 'last_mean'\)"):
         la.lstm_encoder(SIZES, pooling="max")
