@@ -32,6 +32,7 @@ from jax_lstm_ae._torch_port import linear_from_torch, lstm_from_torch, recurren
 from jax_lstm_ae._distributed import distributed_config, initialize_distributed, process_rows
 from jax_lstm_ae._parallel import (
     ShardedStep,
+    ask_for_cpu_devices,
     data_parallel,
     encode_dataset,
     make_data_mesh,
@@ -171,6 +172,7 @@ __all__ = [
     "encode_dataset",
     "initialize_distributed",
     "make_data_mesh",
+    "ask_for_cpu_devices",
     "map_dataset",
     "pad_batch",
     "process_rows",

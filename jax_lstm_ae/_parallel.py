@@ -470,7 +470,26 @@ def setup_parallel(args) -> Mesh | None:
     devices = getattr(args, "devices", None)
     if not multi and devices in (None, 1):
         return None
+    if isinstance(devices, int):
+        ask_for_cpu_devices(devices)
     return make_data_mesh(devices)
+
+
+def ask_for_cpu_devices(n: int) -> bool:
+    """Give this process ``n`` CPU devices (``jax_num_cpu_devices``), if JAX
+    has not started yet; returns whether it did.
+
+    One CPU device runs its computation on one thread at a time, and XLA:CPU
+    does not spread small per-step GEMMs over cores well; with the batch split
+    over one CPU device per core, each device runs its share of the time loop
+    on its own core (about 1.4x on the 2-core ecg benchmark,
+    bench/RESULTS.md). GPU and TPU devices are not affected."""
+    try:
+        if jax.config.jax_num_cpu_devices < n:
+            jax.config.update("jax_num_cpu_devices", n)
+        return True
+    except RuntimeError:  # JAX already started: keep the devices it has
+        return False
 
 
 # The CLI's hook protocol (``_cli.COMMON_ARG_MODULES``): flags, setup, fit() keywords.

@@ -204,6 +204,20 @@ def test_two_processes_agree(tmp_path):
         assert abs(w["eval_loss_sharded"] - summary["reference_eval_loss"]) < TOL
 
 
+def test_ask_for_cpu_devices_before_and_after_jax_starts():
+    """Before the first computation it gives the process N CPU devices (what
+    ``--devices N`` does on a CPU machine); afterwards it changes nothing."""
+    code = (
+        "import jax, jax_lstm_ae as ae\n"
+        "ok = ae.ask_for_cpu_devices(2)\n"
+        "n = len(jax.devices('cpu'))\n"
+        "print(ok, n, ae.ask_for_cpu_devices(3), len(jax.devices('cpu')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "2", "False", "2"]
+
+
 # ----------------------------------------------------------------- one device, no subprocess
 def test_pad_batch_adds_zero_rows_of_length_zero():
     b = ae.Batch(np.arange(3 * 2 * 1, dtype=np.float32).reshape(3, 2, 1) + 1, np.array([2, 1, 2], np.int32))
