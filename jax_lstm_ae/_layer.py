@@ -16,8 +16,9 @@ by the factories (``backend=`` on :func:`lstm_layer`, :func:`lstm_stack`,
 | name        | what runs                                                      |
 | ----------- | -------------------------------------------------------------- |
 | "reference" | the plain per-example ``lax.scan`` below, differentiated by JAX |
-| "fast"      | ``_fast``: batched scan with a custom VJP (weight gradients as  |
-|             | one GEMM after the backward scan); the CPU default             |
+| "fast"      | ``_fast``: batched, time-major stacks with a custom VJP        |
+|             | (weight gradients as one GEMM after the backward scan); the    |
+|             | CPU default                                                    |
 | "pallas"    | ``_pallas`` (GPU), registered by that module on import         |
 | "pallas_bf16" | ``_pallas`` with bf16 recurrent matmuls, float32 state       |
 | "cudnn"     | ``_cudnn`` (GPU), registered by that module on import          |
@@ -40,8 +41,13 @@ unconditioned decoders) then runs on the "fast" backend. A backend may
 accept extra keyword options of the layer (today ``unroll``); the ones its
 signature names are passed, the rest are not.
 
-The model stays per example and batched with ``jax.vmap``: the layer wraps
-the batched function in ``jax.custom_batching.custom_vmap``, so a vmapped
+A backend may also register a *stack* function (``register_backend(...,
+stack=)``, contract in ``_fast.stack_fast``) that runs a whole stack in one
+batched call; :func:`lstm_stack` then uses it instead of ``fn`` layer by
+layer (the "fast" backend does, to stay time-major between layers).
+
+The model stays per example and batched with ``jax.vmap``: the layer (or
+stack) wraps the batched function in ``jax.custom_batching.custom_vmap``, so a vmapped
 call runs ``fn`` once on the whole batch (one GEMM per step, and the
 backend's own VJP), and an un-batched call runs it with B = 1. When the
 *weights* are batched too (vmap over an ensemble of models), the reference

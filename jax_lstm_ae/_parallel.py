@@ -476,14 +476,15 @@ def setup_parallel(args) -> Mesh | None:
 
 
 def ask_for_cpu_devices(n: int) -> bool:
-    """Give this process ``n`` CPU devices (``jax_num_cpu_devices``), if JAX
-    has not started yet; returns whether it did.
+    """Give this process at least ``n`` CPU devices (``jax_num_cpu_devices``)
+    if JAX has not started yet. Returns True when it will have them, False
+    when JAX had already started (then nothing changes).
 
     One CPU device runs its computation on one thread at a time, and XLA:CPU
     does not spread small per-step GEMMs over cores well; with the batch split
     over one CPU device per core, each device runs its share of the time loop
-    on its own core (about 1.4x on the 2-core ecg benchmark,
-    bench/RESULTS.md). GPU and TPU devices are not affected."""
+    on its own core (1.4-1.6x on the 2-core ecg benchmark, bench/RESULTS.md).
+    GPU and TPU devices are not affected."""
     try:
         if jax.config.jax_num_cpu_devices < n:
             jax.config.update("jax_num_cpu_devices", n)
