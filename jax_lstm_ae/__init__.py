@@ -15,7 +15,7 @@ from jax_lstm_ae._decoders import (
     teacher_forced,
     unconditioned,
 )
-from jax_lstm_ae._encoder import Encoder, lstm_encoder
+from jax_lstm_ae._encoder import POOLINGS, Encoder, lstm_encoder
 from jax_lstm_ae._heads import HEADS, Head, linear, masked_mean, sigmoid, softmax
 from jax_lstm_ae._layer import BACKENDS, init_stack, lstm_layer, lstm_stack, register_backend, resolve_backend, scan_gates
 from jax_lstm_ae._model import Autoencoder, make_autoencoder, recurrent_autoencoder, reverse_valid
@@ -149,6 +149,7 @@ __all__ = [
     "linear_from_torch",
     "lstm_cell",
     "lstm_encoder",
+    "POOLINGS",
     "lstm_from_torch",
     "lstm_layer",
     "lstm_stack",

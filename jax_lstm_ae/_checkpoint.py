@@ -32,7 +32,7 @@ from flax import serialization
 
 from jax_lstm_ae._data import Normalizer
 from jax_lstm_ae._decoders import DECODERS
-from jax_lstm_ae._encoder import lstm_encoder
+from jax_lstm_ae._encoder import POOLINGS, lstm_encoder
 from jax_lstm_ae._heads import linear, sigmoid
 from jax_lstm_ae._model import Autoencoder, make_autoencoder
 from jax_lstm_ae._train import TrainState, create_train_state, make_optimizer
@@ -66,6 +66,7 @@ def model_config(
     head: str = "linear",
     steps: int | None = None,
     bidirectional: bool = False,
+    pooling: str = "last",
     teacher_prob: float = 0.0,
     reverse_target: bool | None = None,
     unroll: int = 1,
@@ -76,6 +77,8 @@ def model_config(
     Encoder LSTM sizes are ``(*hidden, E)``; decoder sizes mirror them,
     ``(E, *reversed(hidden))`` (the seeds' F -> 2E -> E -> E -> 2E -> F when
     hidden = (2E,)). ``steps`` (T) is needed by ``latent_as_sequence`` only.
+    ``pooling`` is the encoder's readout (``lstm_encoder``); with a
+    bidirectional encoder or ``"last_mean"`` a Dense layer maps it to E.
     """
     cfg = {
         "features": int(features),
@@ -85,6 +88,7 @@ def model_config(
         "head": head,
         "steps": None if steps is None else int(steps),
         "bidirectional": bool(bidirectional),
+        "pooling": pooling,
         "teacher_prob": float(teacher_prob),
         "reverse_target": reverse_target,
         "unroll": int(unroll),
@@ -118,7 +122,11 @@ def _build_model(key: str) -> Autoencoder:
     init = cfg.get("init", "uniform")
     kw = {"unroll": unroll, "init": init}
     bi = bool(cfg.get("bidirectional", False))
-    encoder = lstm_encoder((*hidden, e), bidirectional=bi, latent_dim=e if bi else None, **kw)
+    pooling = cfg.get("pooling", "last")  # runs saved before the option read out the last state
+    if pooling not in POOLINGS:
+        raise RunError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    wide = bi or pooling == "last_mean"  # the readout is wider than E: project it to E
+    encoder = lstm_encoder((*hidden, e), bidirectional=bi, pooling=pooling, latent_dim=e if wide else None, **kw)
     sizes = (e, *reversed(hidden))
     if name == "latent_as_sequence":
         t = cfg.get("steps")

@@ -332,6 +332,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             head=head,
             steps=data.steps,
             bidirectional=args.bidirectional,
+            pooling=args.pooling,
             teacher_prob=args.teacher_prob,
             init=args.init,
         )
@@ -563,6 +564,7 @@ def run_summary(run, run_dir=None) -> dict:
             "features": m.features,
             "embedding_dim": m.latent_dim,
             "bidirectional": cfg["model"].get("bidirectional", False),
+            "pooling": cfg["model"].get("pooling", "last"),
             "layers": layers,
             "parameters": {k: count(run.params[k]) for k in ("encoder", "decoder", "head")} | {"total": count(run.params)},
         },
@@ -598,7 +600,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     m, d, t = s["model"], s["data"], s["training"]
     print(f"run {args.run}")
     print(f"model: LSTM autoencoder, {m['decoder']} decoder, head {m['head']}, F={m['features']}, E={m['embedding_dim']}"
-          + (" (bidirectional encoder)" if m["bidirectional"] else ""))
+          + (" (bidirectional encoder)" if m["bidirectional"] else "")
+          + (f", readout {m['pooling']}" if m["pooling"] != "last" else ""))
     for part in ("encoder", "decoder"):
         chain = " -> ".join(f"LSTM({l['in']}->{l['hidden']})" for l in m["layers"][part])
         print(f"  {part}: {chain}  [{m['parameters'][part]:,} parameters]")
@@ -645,6 +648,8 @@ def register(subparsers) -> None:
     g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"), default="auto",
                    help="output and loss: linear (MSE), mae, sigmoid (binary CE); auto: sigmoid for 0/1 data")
     g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
+    g.add_argument("--pooling", choices=("last", "mean", "last_mean"), default="last",
+                   help="encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both")
     g.add_argument("--teacher-prob", type=float, default=0.0, help="conditional decoder: scheduled-sampling probability")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=_positive, help="epochs (default 20; with --resume: the run's)")

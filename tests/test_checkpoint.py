@@ -66,6 +66,22 @@ def test_build_model_every_decoder(decoder):
     assert jax.tree.map(np.shape, again.init(jax.random.PRNGKey(0))) == jax.tree.map(np.shape, params)
 
 
+@pytest.mark.parametrize("pooling", ["last", "mean", "last_mean"])
+def test_build_model_every_pooling_keeps_latent_size(pooling):
+    """The readout survives config.json; E stays the configured size (a
+    "last_mean" readout, 2E wide, is projected to E)."""
+    cfg = {"model": model_config(3, embedding_dim=4, hidden=(6,), pooling=pooling)}
+    model = build_model(json.loads(json.dumps(cfg)))
+    assert model.encoder.pooling == pooling and model.latent_dim == 4
+    params = model.init(jax.random.PRNGKey(0))
+    z = model.encode(params, jnp.ones((2, 5, 3)), jnp.array([5, 2]))
+    assert z.shape == (2, 4)
+    legacy = {k: v for k, v in cfg["model"].items() if k != "pooling"}  # a run saved before the option
+    assert build_model(legacy).encoder.pooling == "last"
+    with pytest.raises(RunError, match="unknown pooling"):
+        model_config(3, pooling="max")
+
+
 def test_latent_as_sequence_needs_divisible_latent():
     with pytest.raises(RunError, match="E must be a multiple of T"):
         model_config(3, decoder="latent_as_sequence", embedding_dim=5, steps=2)
