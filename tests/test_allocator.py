@@ -25,13 +25,16 @@ step = la.make_train_step(model, opt)
 x = jax.random.normal(jax.random.PRNGKey(1), (64, 140, 1))
 batch = la.Batch(x, jnp.full((64,), 140, jnp.int32))
 temp = jax.jit(la.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis().temp_size_in_bytes
-for _ in range(3):
+for _ in range(5):  # the heap settles over the first steps
     state, m = step(state, batch); jax.block_until_ready(m)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+per_step = []
+for _ in range(7):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     state, m = step(state, batch); jax.block_until_ready(m)
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
-print(json.dumps({"applied": applied, "faults": faults, "pages": temp / 4096, "again": la.tune_cpu_allocator()}))
+    per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+faults = sorted(per_step)[len(per_step) // 2]  # the median step
+print(json.dumps({"applied": applied, "faults": faults, "per_step": per_step, "pages": temp / 4096,
+                  "again": la.tune_cpu_allocator()}))
 """
 
 
@@ -43,7 +46,8 @@ def _run(mode: str) -> dict:
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_tuned_heap_keeps_xla_temporaries_mapped():
     """A small autoencoder's train step (XLA temporaries of about 55 MiB):
-    without the setting every step maps them afresh, with it almost never."""
+    without the setting every step maps them afresh, with it the median step
+    almost never does (an odd step may still grow the heap once)."""
     plain, tuned = _run("plain"), _run("tuned")
     assert tuned["applied"] and tuned["again"] and not plain["applied"]
     assert plain["faults"] > 0.5 * plain["pages"], plain
