@@ -626,6 +626,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """The built-in subcommands: train, encode, reconstruct, info."""
     from jax_lstm_ae._decoders import DECODERS
+    from jax_lstm_ae._encoder import POOLINGS
 
     p = subparsers.add_parser(
         "train",
@@ -648,7 +649,7 @@ def register(subparsers) -> None:
     g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"), default="auto",
                    help="output and loss: linear (MSE), mae, sigmoid (binary CE); auto: sigmoid for 0/1 data")
     g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
-    g.add_argument("--pooling", choices=("last", "mean", "last_mean"), default="last",
+    g.add_argument("--pooling", choices=POOLINGS, default="last",
                    help="encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both")
     g.add_argument("--teacher-prob", type=float, default=0.0, help="conditional decoder: scheduled-sampling probability")
     g = p.add_argument_group("training")
