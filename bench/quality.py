@@ -49,6 +49,7 @@ from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, 
 from jax_lstm_ae._data import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
 from jax_lstm_ae._encoder import POOLINGS, lstm_encoder  # noqa: E402
 from jax_lstm_ae._fit import fit  # noqa: E402
+from jax_lstm_ae._noise import gaussian_noise, step_dropout  # noqa: E402
 from jax_lstm_ae._metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
 from jax_lstm_ae._probe import compare_representations, encode_all, fit_pca, fit_probe, pca_transform  # noqa: E402
 
@@ -69,10 +70,11 @@ def _ds(x, lengths=None):
 
 
 def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int, *, ecg: bool = False,
-                budget: int | None = None, pooling: str = "last"):
+                budget: int | None = None, pooling: str = "last", corrupt=None):
     """About ``budget`` (default ``args.steps``) Adam steps (whole epochs),
     cosine-decayed; the parameters of the epoch with the best validation loss
-    come back. ``pooling`` is the encoder's readout (``lstm_encoder``)."""
+    come back. ``pooling`` is the encoder's readout (``lstm_encoder``);
+    ``corrupt`` an input corruption for denoising (``make_train_step``)."""
     e, h, b, lr = ((args.ecg_embedding, args.ecg_hidden, args.ecg_batch, args.ecg_lr) if ecg
                    else (args.embedding, args.hidden, args.batch, args.lr))
     bi = bool(ecg and args.ecg_bidirectional)
@@ -85,7 +87,8 @@ def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, s
     spe = max(1, train.n // batch)
     epochs = max(1, -(-(budget or args.steps) // spe))
     opt = build_optimizer(optimizer_config(lr, decay_steps=epochs * spe))
-    state, hist = fit(model, opt, train, val, epochs=epochs, batch_size=batch, seed=seed, progress=False)
+    state, hist = fit(model, opt, train, val, epochs=epochs, batch_size=batch, seed=seed, progress=False,
+                      step_kwargs=None if corrupt is None else {"corrupt": corrupt})
     best = min((h["val_loss"] for h in hist if h["val_loss"] is not None), default=None)
     desc = f"E={e} hidden={list(h)} decoder={args.decoder} batch={batch} lr={lr:g} pooling={pooling}"
     return model, state.params, {"epochs_run": len(hist), "steps": int(state.step), "best_val_loss": best,
@@ -132,6 +135,18 @@ def ecg_anomaly(args) -> dict:
     }
 
 
+def probe_corruption(args):
+    """The probe autoencoder's input corruption and its name (--probe-noise,
+    --probe-step-dropout), or (None, "none")."""
+    if args.probe_noise and args.probe_step_dropout:
+        raise SystemExit("give --probe-noise or --probe-step-dropout, not both")
+    if args.probe_noise:
+        return gaussian_noise(args.probe_noise), f"gaussian_noise({args.probe_noise:g})"
+    if args.probe_step_dropout:
+        return step_dropout(args.probe_step_dropout), f"step_dropout({args.probe_step_dropout:g})"
+    return None, "none"
+
+
 def ecg_probe(args) -> dict:
     t0 = time.perf_counter()
     ds = load_sequences(ECG)
@@ -150,9 +165,12 @@ def ecg_probe(args) -> dict:
     probe_args = argparse.Namespace(**{**vars(args), "ecg_embedding": args.probe_embedding,
                                        "ecg_hidden": args.probe_hidden, "decoder": args.probe_decoder})
     model_seed = args.seed if args.probe_model_seed is None else args.probe_model_seed  # the split keeps --seed
+    corrupt, corrupt_name = probe_corruption(args)
     model, params, info = train_model(probe_args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, model_seed,
-                                      ecg=True, budget=args.probe_steps, pooling=args.probe_pooling)
+                                      ecg=True, budget=args.probe_steps, pooling=args.probe_pooling,
+                                      corrupt=corrupt)
     info["model_seed"] = model_seed
+    info["corruption"] = corrupt_name
     z = encode_all(model, params, data.x)
     raw = data.x.reshape(ds.n, -1)
     if args.probe_cv_only:
@@ -337,6 +355,10 @@ def main(argv=None):
     p.add_argument("--probe-model-seed", type=int, default=None,
                    help="probe row: seed of the autoencoder's init and batch order only (default --seed); the split "
                         "stays that of --seed, so other values measure training noise on the same beats")
+    p.add_argument("--probe-noise", type=float, default=0.0,
+                   help="probe row: train a denoising autoencoder, Gaussian noise of this std on the encoder's input")
+    p.add_argument("--probe-step-dropout", type=float, default=0.0,
+                   help="probe row: denoising by zeroing each input step with this probability")
     p.add_argument("--probe-cv-only", action="store_true",
                    help="probe row: report the 5-fold CV accuracy on the training beats only and never score the "
                         "test beats (for choosing settings)")

@@ -19,6 +19,7 @@ from jax_lstm_ae._encoder import POOLINGS, Encoder, lstm_encoder
 from jax_lstm_ae._heads import HEADS, Head, linear, masked_mean, sigmoid, softmax
 from jax_lstm_ae._layer import BACKENDS, init_stack, lstm_layer, lstm_stack, register_backend, resolve_backend, scan_gates
 from jax_lstm_ae._model import Autoencoder, make_autoencoder, recurrent_autoencoder, reverse_valid
+from jax_lstm_ae._noise import Corruption, gaussian_noise, step_dropout
 from jax_lstm_ae._train import (
     Batch,
     TrainState,
@@ -134,6 +135,9 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "train_step_fn",
+    "Corruption",
+    "gaussian_noise",
+    "step_dropout",
     "HEADS",
     "Autoencoder",
     "Decoder",

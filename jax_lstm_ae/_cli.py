@@ -280,6 +280,23 @@ def _read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _corruption(tr: dict):
+    """The run's denoising corruption (train config ``input_noise`` /
+    ``step_dropout``; runs saved before these existed have neither), or None."""
+    from jax_lstm_ae._noise import gaussian_noise, step_dropout
+
+    noise, drop = float(tr.get("input_noise") or 0.0), float(tr.get("step_dropout") or 0.0)
+    if not noise >= 0.0:
+        fail(f"--input-noise must be a standard deviation >= 0, got {noise}")
+    if not 0.0 <= drop < 1.0:
+        fail(f"--step-dropout must be a rate in [0, 1), got {drop}")
+    if noise and drop:
+        fail("give --input-noise or --step-dropout, not both")
+    if noise:
+        return gaussian_noise(noise)
+    return step_dropout(drop) if drop else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from jax_lstm_ae._checkpoint import (
         build_model,
@@ -308,6 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         normalizer, model = run.normalizer, run.model
         optimizer = build_optimizer(config)
         tr = config["train"]
+        corrupt = _corruption(tr)
         state, progress = run.state, fit_progress_from_extra(run.extra)
         work = out
     else:
@@ -350,7 +368,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             "val_fraction": args.val_fraction,
             "patience": args.patience,
             "normalize": norm_mode,
+            "input_noise": args.input_noise,
+            "step_dropout": args.step_dropout,
         }
+        corrupt = _corruption(tr)  # checked before anything is written
         if spec["source"] is not None and not str(spec["source"]).startswith("synthetic:"):
             spec["source"] = str(Path(spec["source"]).resolve())
         model = build_model(mcfg)
@@ -360,6 +381,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         work = _prepare_out(out, args.force)
         normalizer = None  # fitted below, on the training split only
 
+    if corrupt is not None:
+        fit_extra["step_kwargs"] = {**fit_extra.get("step_kwargs", {}), "corrupt": corrupt}
     train, val = train_val_split(data, tr["val_fraction"], seed=tr["seed"])
     if normalizer is None:
         normalizer = Normalizer.fit(train, tr["normalize"])
@@ -574,6 +597,7 @@ def run_summary(run, run_dir=None) -> dict:
             "steps": int(run.state.step),
             "epochs_done": run.extra.get("epoch"),
             **{k: cfg.get("train", {}).get(k) for k in ("epochs", "batch_size", "seed")},
+            **{k: cfg.get("train", {}).get(k) or 0.0 for k in ("input_noise", "step_dropout")},
             "optimizer": cfg.get("optimizer"),
             "last": metrics[-1] if metrics else None,
         },
@@ -614,6 +638,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             + (f"; normalisation {s['normalizer']}" if s["normalizer"] else "")
         )
     line = f"training: {t['steps']} steps, {t['epochs_done']} epochs of batch {t['batch_size']}, seed {t['seed']}"
+    if t["input_noise"]:
+        line += f", denoising (input noise std {t['input_noise']:g})"
+    if t["step_dropout"]:
+        line += f", denoising (step dropout {t['step_dropout']:g})"
     if t["last"]:
         line += f"; last train loss {t['last']['loss']:.5f}"
         if t["last"].get("val_loss") is not None:
@@ -660,6 +688,11 @@ def register(subparsers) -> None:
     g.add_argument("--warmup-steps", type=int, default=0)
     g.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip (0: none)")
     g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--input-noise", type=float, default=0.0, metavar="STD",
+                   help="denoising: the encoder reads the (normalised) data plus Gaussian noise of this std while "
+                        "training; the loss still reconstructs the clean data (default 0: off)")
+    g.add_argument("--step-dropout", type=float, default=0.0, metavar="RATE",
+                   help="denoising: the encoder reads the data with each step zeroed at this rate while training")
     g.add_argument("--val-fraction", type=float, default=0.2, help="share of sequences held out (default 0.2)")
     g.add_argument("--patience", type=_positive, help="early stopping: epochs without validation improvement")
     g.add_argument("--normalize", choices=("auto", "zscore", "minmax", "none"), default="auto",

@@ -94,9 +94,12 @@ class Autoencoder(NamedTuple):
             logits = reverse_valid(logits, length)
         return jnp.where((jnp.arange(steps) < length)[:, None], logits, 0.0)
 
-    def forward_one(self, params: PyTree, x: Array, length: Length, key=None, train: bool = False):
-        """One example through encoder and decoder: (z[E], logits[T, K])."""
-        z = self.encode_one(params, x, length)
+    def forward_one(self, params: PyTree, x: Array, length: Length, key=None, train: bool = False, inputs=None):
+        """One example through encoder and decoder: (z[E], logits[T, K]).
+
+        ``inputs`` [T, F]: what the encoder reads instead of ``x`` (a corrupted
+        x, for denoising); the decoder's targets stay ``x``."""
+        z = self.encode_one(params, x if inputs is None else inputs, length)
         targets = self.head.target(x) if train else None
         return z, self.decode_one(params, z, length, x.shape[0], targets, key)
 
@@ -176,27 +179,34 @@ class Autoencoder(NamedTuple):
 
     def loss(
         self, params: PyTree, x: BatchSeq, lengths: Lengths | None = None, key: PRNGKey | None = None,
-        *, train: bool = True,
+        *, train: bool = True, inputs: BatchSeq | None = None,
     ) -> Array:
         """Mean per-step error over all valid steps of the batch (scalar).
 
         ``train=True`` feeds targets to decoders that use them (teacher
-        forcing, scheduled sampling); ``train=False`` decodes free-running."""
+        forcing, scheduled sampling); ``train=False`` decodes free-running.
+        ``inputs`` (same shape as x): what the encoder reads instead of x,
+        e.g. a corrupted x (``jax_lstm_ae._noise``); x stays the target."""
         x, lengths = self.check_batch(x, lengths)
-        return _loss(self, params, x, lengths, key, train)
+        if inputs is not None:
+            inputs = jnp.asarray(inputs)
+            if inputs.shape != x.shape or inputs.dtype != x.dtype:
+                raise ValueError(f"inputs must match x: x is {x.dtype}{x.shape}, inputs {inputs.dtype}{inputs.shape}")
+        return _loss(self, params, x, lengths, key, train, inputs)
 
 
 # Module-level jitted cores; the model is a hashable static argument.
-def _batched_forward(model: Autoencoder, params, x, lengths, key, train):
+def _batched_forward(model: Autoencoder, params, x, lengths, key, train, inputs=None):
     keys = None if key is None else jax.random.split(key, x.shape[0])
-    fwd = jax.vmap(partial(model.forward_one, train=train), in_axes=(None, 0, 0, 0 if keys is not None else None))
-    z, logits = fwd(params, x, lengths, keys)
+    fwd = jax.vmap(lambda p, xi, li, ki, ii: model.forward_one(p, xi, li, ki, train=train, inputs=ii),
+                   in_axes=(None, 0, 0, 0 if keys is not None else None, 0 if inputs is not None else None))
+    z, logits = fwd(params, x, lengths, keys, inputs)
     chex.assert_shape(z, (x.shape[0], model.latent_dim))
     return z, logits
 
 
-def _errors(model, params, x, lengths, key, train):
-    _, logits = _batched_forward(model, params, x, lengths, key, train)
+def _errors(model, params, x, lengths, key, train, inputs=None):
+    _, logits = _batched_forward(model, params, x, lengths, key, train, inputs)
     err = jax.vmap(model.head.error)(logits, x)
     return jnp.where(step_mask(lengths, x.shape[1]), err, 0.0)
 
@@ -228,8 +238,8 @@ def _step_errors(model: Autoencoder, params, x, lengths):
 
 
 @partial(jax.jit, static_argnums=(0, 5))
-def _loss(model: Autoencoder, params, x, lengths, key, train):
-    err = _errors(model, params, x, lengths, key, train)
+def _loss(model: Autoencoder, params, x, lengths, key, train, inputs):
+    err = _errors(model, params, x, lengths, key, train, inputs)
     return jnp.sum(err) / jnp.sum(lengths)
 
 

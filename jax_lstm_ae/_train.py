@@ -9,6 +9,8 @@ The step folds the step number into the state's key (flax seq2seq and
 big_vision habit), so a run is reproducible and resumable from any state.
 A non-finite loss or gradient leaves params and optimizer state untouched and
 reports ``metrics["finite"] = False``; the caller decides to stop.
+``corrupt=`` (``gaussian_noise(0.1)``, ``step_dropout(0.2)``, see
+``jax_lstm_ae._noise``) trains a denoising autoencoder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import optax
 from flax import struct
 
 from jax_lstm_ae._model import Autoencoder
+from jax_lstm_ae._noise import Corruption
 from jax_lstm_ae._typing import Array, PRNGKey, PyTree
 
 
@@ -66,12 +69,19 @@ def _all_finite(tree: PyTree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
-def train_step_fn(model: Autoencoder, optimizer: optax.GradientTransformation) -> Callable:
+def train_step_fn(
+    model: Autoencoder, optimizer: optax.GradientTransformation, *, corrupt: Corruption | None = None
+) -> Callable:
     """The un-jitted step ``(state, batch) -> (state, metrics)``; see :func:`make_train_step`."""
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
         key = jax.random.fold_in(state.rng, state.step)
-        loss, grads = jax.value_and_grad(model.loss)(state.params, batch.x, batch.lengths, key, train=True)
+        inputs = None
+        if corrupt is not None:  # its own key; without corrupt= the decoder's key is what it always was
+            key, k_noise = jax.random.split(key)
+            inputs = corrupt(k_noise, batch.x, batch.lengths)
+        loss, grads = jax.value_and_grad(model.loss)(state.params, batch.x, batch.lengths, key, train=True,
+                                                     inputs=inputs)
         updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & _all_finite(grads)
@@ -88,6 +98,7 @@ def train_step_fn(model: Autoencoder, optimizer: optax.GradientTransformation) -
 def make_train_step(
     model: Autoencoder, optimizer: optax.GradientTransformation, *, donate: bool = True,
     mesh: jax.sharding.Mesh | None = None, fsdp_min_size: int | None = None, global_batch: bool = False,
+    corrupt: Corruption | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
     """A jitted ``(state, batch) -> (state, metrics)`` that donates ``state``.
 
@@ -103,8 +114,13 @@ def make_train_step(
     result equals the unpadded step. On several processes each passes its own
     rows, or with ``global_batch=True`` all pass the same global batch and each
     places only its share. See ``jax_lstm_ae._parallel``.
+
+    ``corrupt`` ``(key, x, lengths) -> x'``: the encoder reads x' while the
+    loss reconstructs x (a denoising autoencoder; ``gaussian_noise``,
+    ``step_dropout``). Its key is split from the step's, so runs stay
+    reproducible and resumable.
     """
-    step = train_step_fn(model, optimizer)
+    step = train_step_fn(model, optimizer, corrupt=corrupt)
     if mesh is None:
         if fsdp_min_size is not None or global_batch:
             raise ValueError("fsdp_min_size and global_batch are about a mesh; pass mesh=make_data_mesh() too")

@@ -177,3 +177,32 @@ def test_console_entry_point_without_traceback(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stdout == ""
     assert "no such run directory" in _one_error_line(proc.stderr)
+
+
+def test_denoising_options_are_stored_shown_and_kept_on_resume(trained, tmp_path, capsys):
+    import jax
+
+    data = trained / "train.npz"
+    noisy = ["--input-noise", "0.3", "--seed", "1"]
+    assert _run(capsys, "train", "--data", data, "--out", tmp_path / "two", "--epochs", "2", *TINY, *noisy)[0] == 0
+    assert _run(capsys, "train", "--data", data, "--out", tmp_path / "one", "--epochs", "1", *TINY, *noisy)[0] == 0
+    assert _run(capsys, "train", "--data", data, "--out", tmp_path / "plain", "--epochs", "2", *TINY,
+                "--seed", "1")[0] == 0
+    code, _, _ = _run(capsys, "train", "--out", tmp_path / "one", "--resume", "--epochs", "2", "--quiet")
+    assert code == 0
+    two, resumed, plain = (load_run(tmp_path / n) for n in ("two", "one", "plain"))
+    assert two.config["train"]["input_noise"] == 0.3 and resumed.config["train"]["input_noise"] == 0.3
+    assert plain.config["train"]["input_noise"] == 0.0
+    # the resumed run read the same corrupted batches as the uninterrupted one
+    for a, b in zip(jax.tree.leaves(two.state.params), jax.tree.leaves(resumed.state.params)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(two.state.params),
+                                                        jax.tree.leaves(plain.state.params)))
+    code, out, _ = _run(capsys, "info", "--run", tmp_path / "two")
+    assert code == 0 and "denoising (input noise std 0.3)" in out
+    for bad, msg in ((["--input-noise", "-1"], "--input-noise must be a standard deviation >= 0"),
+                     (["--step-dropout", "1"], r"--step-dropout must be a rate in [0, 1)"),
+                     (["--input-noise", "0.1", "--step-dropout", "0.1"], "not both")):
+        code, _, err = _run(capsys, "train", "--data", data, "--out", tmp_path / "bad", *TINY, *bad)
+        assert code == 2 and msg in _one_error_line(err)
+        assert not (tmp_path / "bad").exists()

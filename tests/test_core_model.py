@@ -37,12 +37,13 @@ def _data(key=0, t=T, f=F):
 
 
 # ---------------------------------------------------------------- reference
-def _np_forward(model, params, x, length, train):
-    """Plain loop over valid steps for one example -> logits[T, K] (float64)."""
+def _np_forward(model, params, x, length, train, inputs=None):
+    """Plain loop over valid steps for one example -> logits[T, K] (float64).
+    ``inputs``: what the encoder reads instead of x (denoising)."""
     x = np.asarray(x) if model.tokens else np.asarray(x, np.float64)
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     enc, dec, head = model.encoder, model.decoder, model.head
-    xs = p["encoder"]["embedding"][x] if enc.vocab_size else x
+    xs = p["encoder"]["embedding"][x] if enc.vocab_size else (x if inputs is None else np.asarray(inputs, np.float64))
     _, finals = np_stack(p["encoder"]["lstm"], xs, length)
     z = np.concatenate([finals[-1][0][0], finals[-1][1][0]]) if enc.bidirectional else finals[-1][0]
     if "proj" in p["encoder"]:
@@ -108,6 +109,29 @@ def test_every_decoder_matches_plain_loop(name, train):
         model = _model(name)
         params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1)))
         _assert_matches_plain_loop(model, params, _data().astype(jnp.float64), train)
+
+
+@pytest.mark.parametrize("name", ["repeat", "teacher_forced", "conditional"])
+def test_loss_with_corrupted_inputs_matches_plain_loop(name):
+    """loss(x, inputs=x'): the encoder reads x', teacher forcing and the
+    error read the clean x; inputs=x is the plain loss, values and gradients."""
+    with jax.enable_x64(True):
+        model = _model(name)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1)))
+        x = _data().astype(jnp.float64)
+        noisy = x + 0.5 * _data(key=7).astype(jnp.float64)
+        lengths = jnp.asarray(LENGTHS, jnp.int32)
+        total = 0.0
+        for i in range(B):
+            _, logits = _np_forward(model, params, x[i], LENGTHS[i], True, inputs=noisy[i])
+            total += np.sum((logits[: LENGTHS[i]] - np.asarray(x[i, : LENGTHS[i]])) ** 2) / F
+        got = model.loss(params, x, lengths, train=True, inputs=noisy)
+        np.testing.assert_allclose(got, total / LENGTHS.sum(), rtol=1e-10)
+        grad = jax.grad(model.loss)
+        chex.assert_trees_all_close(grad(params, x, lengths, train=True, inputs=x),
+                                    grad(params, x, lengths, train=True), rtol=1e-12, atol=1e-14)
+        with pytest.raises(ValueError, match="inputs must match x"):
+            model.loss(params, x, lengths, inputs=noisy[:, :-1])
 
 
 def test_bidirectional_projected_token_model_matches_plain_loop():
