@@ -72,25 +72,35 @@ def map_batches(fn: Callable, x, lengths=None, *, batch_size: int = 512) -> np.n
 
 
 def error_vectors(
-    model: Autoencoder, params: PyTree, x, lengths=None, *, batch_size: int = 512, squared: bool = False
+    model: Autoencoder, params: PyTree, x, lengths=None, *, batch_size: int = 512, squared: bool = False,
+    mesh=None,
 ) -> np.ndarray:
     """Per-step error vectors e(t) = |x_hat(t) - x(t)| (or squared), [B, T, K].
 
     x: [B, T, F] (or tokens [B, T]; then K = V and the target is one-hot).
-    Zero on padded steps. Inference mode (free-running decoders)."""
+    Zero on padded steps. Inference mode (free-running decoders).
+    ``mesh`` (``make_data_mesh()``): each batch of ``batch_size`` rows is split
+    over the mesh's devices (``map_dataset``; every process passes all rows)."""
     _, lengths = model.check_batch(jnp.asarray(x), None if lengths is None else jnp.asarray(lengths))
+    if mesh is None:
+        diff = map_batches(lambda xb, lb: _diff_jit(model, params, xb, lb), x, lengths, batch_size=batch_size)
+    else:
+        from jax_lstm_ae._parallel import map_dataset
 
-    diff = map_batches(lambda xb, lb: _diff_jit(model, params, xb, lb), x, lengths, batch_size=batch_size)
+        diff = map_dataset(partial(_diff, model), params, np.asarray(x), np.asarray(lengths), mesh=mesh,
+                           batch_size=batch_size, global_rows=True)
     return np.square(diff) if squared else np.abs(diff)
 
 
-@partial(jax.jit, static_argnums=0)
-def _diff_jit(model: Autoencoder, params, x, lengths):
+def _diff(model: Autoencoder, params, x, lengths):
     """x_hat - target, zero on padding, [B, T, K]."""
     recon = model.reconstruct(params, x, lengths)
     target = jax.vmap(model.head.target)(x)
     mask = (jnp.arange(x.shape[1])[None, :] < lengths[:, None])[..., None]
     return jnp.where(mask, recon - target, 0.0)
+
+
+_diff_jit = jax.jit(_diff, static_argnums=0)
 
 
 # ----------------------------------------------------------------- Gaussian

@@ -21,7 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
-from jax_lstm_ae._cli import PROG, add_data_args, check_fits_model, data_spec, fail, load_data, run_guarded
+from jax_lstm_ae._cli import (
+    PROG,
+    add_common_args,
+    add_data_args,
+    check_fits_model,
+    data_spec,
+    fail,
+    load_data,
+    run_guarded,
+    setup_common,
+)
 from jax_lstm_ae._metrics import (
     as_binary_labels,
     best_fbeta_threshold,
@@ -61,7 +71,8 @@ def _add_detect(sub) -> None:
     p.add_argument("--contamination", type=float, default=0.01, help="share of normal items flagged (contamination)")
     p.add_argument("--k", type=float, default=3.0, help="mean + k * std (meanstd)")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
-    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call")
+    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
+    add_common_args(p)
     p.set_defaults(func=run_detect)
 
 
@@ -80,7 +91,8 @@ def _add_probe(sub) -> None:
     p.add_argument("--test-fraction", type=float, default=0.4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the results as JSON here too")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
+    add_common_args(p)
     p.set_defaults(func=run_probe)
 
 
@@ -184,6 +196,8 @@ def _check_threshold_args(args) -> None:
 
 def run_detect(args) -> int:
     _check_threshold_args(args)
+    setup_common(args)  # --devices / several processes: args.mesh
+    mesh = getattr(args, "mesh", None)
     run = _load_run(args.run)
     data, series = _prepare(run, args, args.data, "data to score")
     x, lengths, file_labels = data.x, data.lengths, data.labels
@@ -204,11 +218,11 @@ def run_detect(args) -> int:
             fail(f"--normal-class {args.normal_class} matches no label in {args.data}")
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
 
-    err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size)
+    err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size, mesh=mesh)
     if args.fit_data is not None:
         fit_data, _ = _prepare(run, args, args.fit_data, "--fit-data")
         fl = fit_data.lengths
-        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size)
+        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
     else:
         fit_err, fl = err, lengths
     scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
@@ -294,6 +308,8 @@ def _shade(ax, labels) -> None:
 def run_probe(args) -> int:
     from jax_lstm_ae._probe import _split_stratified, compare_representations, encode_all
 
+    setup_common(args)
+    mesh = getattr(args, "mesh", None)
     run = _load_run(args.run)
     data, _ = _prepare(run, args, args.data, "labelled data")
     x, lengths, y = data.x, data.lengths, data.labels
@@ -309,8 +325,8 @@ def run_probe(args) -> int:
     else:
         tr, te = _split_stratified(y, args.test_fraction, args.seed)
         x_tr, l_tr, y_tr, x_te, l_te, y_te = x[tr], lengths[tr], y[tr], x[te], lengths[te], y[te]
-    z_tr = encode_all(run.model, run.params, x_tr, l_tr, batch_size=args.batch_size)
-    z_te = encode_all(run.model, run.params, x_te, l_te, batch_size=args.batch_size)
+    z_tr = encode_all(run.model, run.params, x_tr, l_tr, batch_size=args.batch_size, mesh=mesh)
+    z_te = encode_all(run.model, run.params, x_te, l_te, batch_size=args.batch_size, mesh=mesh)
     res = compare_representations(z_tr, z_te, x_tr, x_te, y_tr, y_te, seed=args.seed)
     print(f"linear probe: {len(y_tr)} train / {len(y_te)} test sequences, {len(np.unique(y_tr))} classes")
     for name, r in res.items():

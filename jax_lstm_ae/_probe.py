@@ -40,8 +40,15 @@ class Probe(NamedTuple):
     cv_accuracy: float  # cross-validated accuracy of the chosen l2 on the training rows (nan without CV)
 
 
-def encode_all(model: Autoencoder, params: PyTree, x, lengths=None, *, batch_size: int = 512) -> np.ndarray:
-    """Latents of any number of sequences, [B, E], in fixed-size jitted batches."""
+def encode_all(model: Autoencoder, params: PyTree, x, lengths=None, *, batch_size: int = 512,
+               mesh=None) -> np.ndarray:
+    """Latents of any number of sequences, [B, E], in fixed-size jitted batches
+    (with ``mesh``, each batch split over its devices: ``encode_dataset``)."""
+    if mesh is not None:
+        from jax_lstm_ae._parallel import encode_dataset
+
+        return encode_dataset(model, params, np.asarray(x), None if lengths is None else np.asarray(lengths),
+                              mesh=mesh, batch_size=batch_size, global_rows=True)
     return map_batches(lambda xb, lb: model.encode(params, xb, lb), x, lengths, batch_size=batch_size)
 
 

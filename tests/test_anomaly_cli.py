@@ -128,3 +128,31 @@ def test_probe_command_reports_three_representations(run_dir, capsys):
     for r in res.values():
         assert 0.5 <= r["accuracy"] <= 1.0
     assert "latent" in capsys.readouterr().out
+
+
+def test_detect_and_probe_split_over_two_devices_agree_with_one(run_dir, capsys):
+    """--devices 2 (a fresh process, so it gets 2 CPU devices): every batch
+    is split over both; the scores, decisions and probe equal one device's."""
+    import os
+    import subprocess
+    import sys
+
+    test = synthetic("sines", n=203, seed=6)  # odd: the last batch is padded with length-0 rows
+    np.savez(run_dir / "mesh.npz", x=test.x, labels=test.labels)
+    common = ["--run", str(run_dir / "run"), "--data", str(run_dir / "mesh.npz"), "--batch-size", "64"]
+    detect = ["detect", *common, "--normal-class", "0", "--threshold", "fbeta", "--beta", "1"]
+    probe = ["probe", *common]
+    assert cli.main([*detect, "--out", str(run_dir / "one.csv")]) == 0
+    assert cli.main([*probe, "--out", str(run_dir / "one.json")]) == 0
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    for argv in ([*detect, "--out", str(run_dir / "two.csv")], [*probe, "--out", str(run_dir / "two.json")]):
+        res = subprocess.run([sys.executable, "-m", "jax_lstm_ae", *argv, "--devices", "2"], env=env,
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    one, two = (np.loadtxt(run_dir / f, delimiter=",", skiprows=1) for f in ("one.csv", "two.csv"))
+    np.testing.assert_allclose(two[:, 1], one[:, 1], rtol=1e-4)
+    np.testing.assert_array_equal(two[:, [0, 2, 3]], one[:, [0, 2, 3]])
+    a, b = (json.loads((run_dir / f).read_text()) for f in ("one.json", "two.json"))
+    for k in ("latent", "pca", "raw"):
+        assert abs(a[k]["accuracy"] - b[k]["accuracy"]) <= 1 / 81 + 1e-9  # at most one test row of 81
+    capsys.readouterr()
