@@ -4,6 +4,7 @@
     python bench/quality.py --only ecg         # ECG5000 anomaly + probe rows
     python bench/quality.py --only discords
     python bench/quality.py --json out.jsonl   # also one JSON object per row
+    python bench/quality.py --only probe --probe-splits 5   # the probe on 5 splits, and their means
 
 Protocols (all choices made on training / validation data, never on test labels):
 
@@ -139,7 +140,7 @@ def probe_corruption(args):
     """The probe autoencoder's input corruption and its name (--probe-noise,
     --probe-step-dropout), or (None, "none")."""
     if args.probe_noise and args.probe_step_dropout:
-        raise SystemExit("give --probe-noise or --probe-step-dropout, not both")
+        raise SystemExit("--probe-step-dropout replaces the default --probe-noise: give --probe-noise 0 with it")
     if args.probe_noise:
         return gaussian_noise(args.probe_noise), f"gaussian_noise({args.probe_noise:g})"
     if args.probe_step_dropout:
@@ -191,6 +192,21 @@ def ecg_probe(args) -> dict:
         **{f"l2_{k}": v["l2"] for k, v in res.items()}, **{f"cv_{k}": v["cv_accuracy"] for k, v in res.items()},
         "wall_s": time.perf_counter() - t0,
     }
+
+
+def probe_summary(rows: list[dict]) -> dict:
+    """Mean (and min, max) over several splits' probe rows, per representation."""
+    kind = "acc" if "acc_latent" in rows[0] else "cv"  # test accuracy, or CV only (--probe-cv-only)
+    out = {"row": f"ECG5000 5-class probe: mean of {len(rows)} splits", "seed": [r["seed"] for r in rows],
+           "kind": kind, "wall_s": sum(r["wall_s"] for r in rows)}
+    for rep in ("latent", "pca", "raw"):
+        v = np.array([r[f"{kind}_{rep}"] for r in rows])
+        out[f"{kind}_{rep}"], out[f"{kind}_{rep}_min"], out[f"{kind}_{rep}_max"] = v.mean(), v.min(), v.max()
+        out[f"dim_{rep}"] = rows[0][f"dim_{rep}"]
+    latent = np.array([r[f"{kind}_latent"] for r in rows])
+    out["splits_latent_above_both"] = int(np.sum((latent > [r[f"{kind}_pca"] for r in rows])
+                                                 & (latent > [r[f"{kind}_raw"] for r in rows])))
+    return out
 
 
 # ----------------------------------------------------------------- discords
@@ -323,6 +339,12 @@ def _table(rows):
                    f"{r['step_mahalanobis_100k_s']:.2f} s, window->points {r['points_from_windows_100k_s']:.2f} s "
                    f"(medians of 5, compile excluded); Gaussian fit on 10k {r['fit_gaussian_10k_s']:.2f} s; "
                    f"SciPy logpdf about {r['scipy_logpdf_100k_s_est']:.1f} s")
+        elif "mean of" in r["row"]:
+            k = r["kind"]
+            res = ("; ".join(f"{'test' if k == 'acc' else 'CV'} accuracy {rep} {r[f'{k}_{rep}']:.3f} "
+                             f"({r[f'{k}_{rep}_min']:.3f}-{r[f'{k}_{rep}_max']:.3f}, dim {r[f'dim_{rep}']})"
+                             for rep in ("latent", "pca", "raw"))
+                   + f"; latent above both in {r['splits_latent_above_both']} of {len(r['seed'])} splits")
         elif r["row"].endswith("only)"):
             res = (f"5-fold CV accuracy on the training beats: latent {r['cv_latent']:.3f} (E={r['dim_latent']}), "
                    f"PCA {r['cv_pca']:.3f} (dim {r['dim_pca']}), raw {r['cv_raw']:.3f} (dim {r['dim_raw']}); "
@@ -336,7 +358,8 @@ def _table(rows):
                    f"{r['downsample']}: W={r['window']} steps ({r['window_rows']} rows), stride {r['stride']} "
                    f"({r['stride_rows']} rows); method {r['method']}")
         epochs = f"{r['epochs_run']} ({r['steps']} steps)" if "steps" in r else "-"
-        out.append(f"| {r['row']} | {res} | {r['seed']} | {epochs} | {r['wall_s']:.0f} s |")
+        seed = ", ".join(map(str, r["seed"])) if isinstance(r["seed"], list) else r["seed"]
+        out.append(f"| {r['row']} | {res} | {seed} | {epochs} | {r['wall_s']:.0f} s |")
     return "\n".join(["| row | result | seed | epochs | wall |", "| --- | --- | --- | --- | --- |", *out])
 
 
@@ -355,10 +378,14 @@ def main(argv=None):
     p.add_argument("--probe-model-seed", type=int, default=None,
                    help="probe row: seed of the autoencoder's init and batch order only (default --seed); the split "
                         "stays that of --seed, so other values measure training noise on the same beats")
-    p.add_argument("--probe-noise", type=float, default=0.0,
-                   help="probe row: train a denoising autoencoder, Gaussian noise of this std on the encoder's input")
+    p.add_argument("--probe-noise", type=float, default=0.3,
+                   help="probe row: train a denoising autoencoder, Gaussian noise of this std on the encoder's input "
+                        "(0: plain autoencoder; 0.3 chosen by the latent probe's CV on training beats)")
     p.add_argument("--probe-step-dropout", type=float, default=0.0,
                    help="probe row: denoising by zeroing each input step with this probability")
+    p.add_argument("--probe-splits", type=int, default=1,
+                   help="probe row: repeat it on this many stratified splits (split seeds --seed, --seed + 1, ...; "
+                        "each trains its own autoencoder) and add a row of means")
     p.add_argument("--probe-cv-only", action="store_true",
                    help="probe row: report the 5-fold CV accuracy on the training beats only and never score the "
                         "test beats (for choosing settings)")
@@ -403,7 +430,12 @@ def main(argv=None):
         emit(r)
         chosen = chosen or r["method"]
     if args.only in ("probe", "ecg", "all"):
-        emit(ecg_probe(args))
+        probe_rows = []
+        for k in range(args.probe_splits):  # split k: --seed + k (the split and, by default, the model)
+            probe_rows.append(ecg_probe(argparse.Namespace(**{**vars(args), "seed": args.seed + k})))
+            emit(probe_rows[-1])
+        if len(probe_rows) > 1:
+            emit(probe_summary(probe_rows))
     if args.only in ("speed", "all"):
         emit(scoring_speed(args))
     if args.only in ("discords", "all"):
