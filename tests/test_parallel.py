@@ -116,6 +116,18 @@ def _worker() -> dict:
                 "shape": list(z8.shape), "reconstruct_maxdiff": float(np.max(np.abs(r4 - r_ref))),
                 "reconstruct_shape": list(r4.shape),
             }
+    # Denoising on the mesh: the corruption is drawn inside the sharded step;
+    # JAX's partitionable threefry gives each row the noise it gets on one device.
+    model, noise = models["repeat"], ae.gaussian_noise(0.3)
+    fresh = lambda: ae.create_train_state(model, opt, jax.random.key(1))  # noqa: E731
+    ref_state, ref_losses = run(ae.make_train_step(model, opt, donate=False, corrupt=noise), fresh(), [b1, b2])
+    plain_state, _ = refs["repeat"]
+    state, losses = run(ae.make_train_step(model, opt, mesh=make_data_mesh(8), corrupt=noise), fresh(), [b1, b2])
+    out["repeat/8/denoise"] = {
+        "params": maxdiff(state.params, ref_state.params),
+        "loss": max(abs(a - b) for a, b in zip(losses, ref_losses)),
+        "vs_plain": maxdiff(ref_state.params, plain_state.params),
+    }
     return out
 
 
@@ -140,6 +152,12 @@ def test_sharded_step_equals_single_device(forced8, case):
     assert rec["step"] == 2
     assert rec["params"] < TOL and rec["opt_state"] < TOL and rec["loss"] < TOL, rec
     assert rec["n_split"] == 0, "the state is replicated by default"
+
+
+def test_denoising_step_on_a_mesh_equals_single_device(forced8):
+    rec = forced8["repeat/8/denoise"]
+    assert rec["params"] < TOL and rec["loss"] < TOL, rec
+    assert rec["vs_plain"] > 1e-4, rec  # the noise really changed the training
 
 
 def test_padding_with_length0_rows_equals_unpadded_step(forced8):
