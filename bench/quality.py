@@ -52,7 +52,14 @@ from jax_lstm_ae._encoder import POOLINGS, lstm_encoder  # noqa: E402
 from jax_lstm_ae._fit import fit  # noqa: E402
 from jax_lstm_ae._noise import gaussian_noise, step_dropout  # noqa: E402
 from jax_lstm_ae._metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
-from jax_lstm_ae._probe import compare_representations, encode_all, fit_pca, fit_probe, pca_transform  # noqa: E402
+from jax_lstm_ae._probe import (  # noqa: E402
+    compare_representations,
+    confusion_matrix,
+    encode_all,
+    fit_pca,
+    fit_probe,
+    pca_transform,
+)
 
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
@@ -183,7 +190,10 @@ def ecg_probe(args) -> dict:
         return {
             "row": "ECG5000 5-class probe (CV on training beats only)", "seed": args.seed, **info, "n_train": len(tr),
             **{f"cv_{k}": p.cv_accuracy for k, p in cv.items()}, **{f"dim_{k}": v.shape[1] for k, v in reps.items()},
-            **{f"l2_{k}": p.l2 for k, p in cv.items()}, "wall_s": time.perf_counter() - t0,
+            **{f"l2_{k}": p.l2 for k, p in cv.items()},
+            # rows: true class, columns: predicted (held-out folds at the chosen l2), classes sorted
+            **{f"cv_confusion_{k}": confusion_matrix(y[tr], p.cv_predictions).tolist() for k, p in cv.items()},
+            "wall_s": time.perf_counter() - t0,
         }
     res = compare_representations(z[tr], z[te], raw[tr], raw[te], y[tr], y[te])
     return {

@@ -6,7 +6,8 @@ batch, the loss still scores the reconstruction of the clean one.
 
 A corruption is a pure function ``(key, x[B, T, F], lengths[B]) -> x'[B, T, F]``
 (any function of that form works). It changes valid steps only: padding
-stays as it was, so a padded batch corrupts like the same rows unpadded.
+stays as it was (the encoder ignores it either way). The draws depend on the
+batch's shape, so the same rows padded differently get different noise.
 Decoders that read the target (teacher forcing, scheduled sampling) read the
 clean one: only the encoder's view of the data is corrupted, which is what
 makes the latent, not the decoder, learn to see through the noise.

@@ -38,6 +38,7 @@ class Probe(NamedTuple):
     classes: np.ndarray  # [C] original label values, sorted
     l2: float
     cv_accuracy: float  # cross-validated accuracy of the chosen l2 on the training rows (nan without CV)
+    cv_predictions: np.ndarray | None = None  # [N] each training row's prediction by the fold that held it out
 
 
 def encode_all(model: Autoencoder, params: PyTree, x, lengths=None, *, batch_size: int = 512,
@@ -134,7 +135,8 @@ def fit_probe(
 
     ``l2`` a number: use it. A sequence: choose by ``folds``-fold stratified
     cross-validated accuracy on these rows (ties -> stronger l2), then refit
-    on all rows."""
+    on all rows; ``cv_predictions`` are then the held-out predictions at the
+    chosen l2 (for a confusion matrix: ``confusion_matrix(labels, p.cv_predictions)``)."""
     x = np.asarray(features, np.float64)
     if x.ndim != 2:
         raise ValueError(f"features must be (N, D), got {x.shape}; flatten sequences with x.reshape(N, -1)")
@@ -152,7 +154,7 @@ def fit_probe(
                        + [np.ones(x.shape[0], np.float32) for _ in grid_values])
     l2s = np.tile(grid, k + 1)
     fitted = _fit_many(xs, onehot, jnp.asarray(weights), jnp.asarray(l2s), iters)
-    best, cv_acc = 0, float("nan")
+    best, cv_acc, cv_pred = 0, float("nan"), None
     if k:
         cv_w, cv_b = fitted["w"][: k * len(grid_values)], fitted["b"][: k * len(grid_values)]
         pred = np.argmax(np.asarray(jnp.einsum("nd,mdc->mnc", xs, cv_w) + cv_b[:, None, :]), axis=-1)
@@ -160,9 +162,10 @@ def fit_probe(
         correct = ((pred == idx[None, :]) & held).sum(axis=1).reshape(k, len(grid_values)).sum(axis=0)
         best = int(np.argmax(correct))  # grid is strongest first, so ties keep the stronger l2
         cv_acc = float(correct[best]) / x.shape[0]
+        cv_pred = classes[pred[fold * len(grid_values) + best, np.arange(x.shape[0])]]
     final = k * len(grid_values) + best
     return Probe(np.asarray(fitted["w"][final]), np.asarray(fitted["b"][final]), mean, scale, classes,
-                 grid_values[best], cv_acc)
+                 grid_values[best], cv_acc, cv_pred)
 
 
 def probe_logits(probe: Probe, features) -> np.ndarray:
@@ -177,6 +180,19 @@ def probe_predict(probe: Probe, features) -> np.ndarray:
 
 def probe_accuracy(probe: Probe, features, labels) -> float:
     return float(np.mean(probe_predict(probe, features) == np.asarray(labels).reshape(-1)))
+
+
+def confusion_matrix(labels, predictions, classes=None) -> np.ndarray:
+    """[C, C] counts: row = true class, column = predicted, in sorted class order
+    (or ``classes``)."""
+    y, p = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    if y.shape != p.shape:
+        raise ValueError(f"labels has {y.shape[0]} values but predictions has {p.shape[0]}")
+    classes = np.unique(np.r_[y, p]) if classes is None else np.asarray(classes)
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    out = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(out, ([index[v] for v in y.tolist()], [index[v] for v in p.tolist()]), 1)
+    return out
 
 
 # ----------------------------------------------------------------- baselines

@@ -82,6 +82,25 @@ def test_cross_validation_and_original_labels():
     assert np.isnan(P.fit_probe(x[:160], names[:160], l2=1e-2).cv_accuracy)  # no CV with a fixed l2
 
 
+def test_cross_validated_predictions_and_confusion_matrix():
+    rng = np.random.default_rng(2)
+    x, y = make_data(rng, n=150)
+    names = np.array(["a", "b", "c"])[y]
+    probe = P.fit_probe(x, names)
+    pred = probe.cv_predictions
+    assert pred.shape == (150,) and set(pred.tolist()) <= {"a", "b", "c"}
+    assert np.mean(pred == names) == probe.cv_accuracy  # the figure CV chose l2 by
+    cm = P.confusion_matrix(names, pred)
+    brute = np.array([[np.sum((names == t) & (pred == p)) for p in "abc"] for t in "abc"])
+    np.testing.assert_array_equal(cm, brute)
+    assert cm.sum() == 150 and np.trace(cm) == round(probe.cv_accuracy * 150)
+    assert P.fit_probe(x, names, l2=1e-2).cv_predictions is None
+    np.testing.assert_array_equal(P.confusion_matrix([1, 2], [2, 2], classes=[1, 2, 3]),
+                                  [[0, 1, 0], [0, 1, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match="labels has 2 values but predictions has 3"):
+        P.confusion_matrix([1, 2], [1, 2, 3])
+
+
 def test_stratified_folds_spread_each_class():
     y = np.array([0] * 50 + [1] * 7 + [2] * 3)
     fold = P.stratified_folds(y, 5, seed=0)
