@@ -52,14 +52,8 @@ from jax_lstm_ae._encoder import POOLINGS, lstm_encoder  # noqa: E402
 from jax_lstm_ae._fit import fit  # noqa: E402
 from jax_lstm_ae._noise import gaussian_noise, step_dropout  # noqa: E402
 from jax_lstm_ae._metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
-from jax_lstm_ae._probe import (  # noqa: E402
-    compare_representations,
-    confusion_matrix,
-    encode_all,
-    fit_pca,
-    fit_probe,
-    pca_transform,
-)
+from jax_lstm_ae._probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
+from jax_lstm_ae._probe import fit_pca, fit_probe, pca_transform  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
