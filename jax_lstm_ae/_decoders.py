@@ -4,14 +4,17 @@ Every decoder is a :class:`Decoder` NamedTuple with the same signature, so
 swapping one for another is replacing one value:
 
     apply(params, z[E], length, targets[T, K] | None, key | None, *,
-          steps, readout) -> hs[T, H]
+          steps, readout, head=None) -> hs[T, H]   (head(hs) [T, K] with head)
 
 ``steps`` is T (static). ``readout(h[H]) -> [K]`` maps a hidden state to the
 model's prediction in *feedback space* (the head and its activation: values,
 probabilities, or a softmax over V); only the autoregressive strategies call
 it. ``targets`` are the true values in the same space (K = F, or V for
 tokens); teacher forcing and scheduled sampling read them. The model's head
-turns hs into outputs, so the head is shared, not owned, by the decoder.
+turns hs into outputs, so the head is shared, not owned, by the decoder: the
+model passes it as ``head`` to decoders marked ``applies_head=True`` (all
+built-in ones), which apply it inside each checkpointed chunk under ``remat``
+(``lstm_stack(out=)``), so training never keeps the top layer's outputs hs.
 
 | strategy            | input at step t                        | initial state |
 | ------------------- | -------------------------------------- | ------------- |
@@ -53,6 +56,9 @@ class Decoder(NamedTuple):
     name: str
     sizes: tuple[int, ...]
     reverse_target: bool  # the model reverses the valid part of the target
+    # apply takes ``head`` (h[..., H] -> logits[..., K]) and then returns
+    # head(hs)[T, K]: under remat the head runs inside each chunk
+    applies_head: bool = False
 
 
 # ----------------------------------------------------------------- state from z
@@ -100,14 +106,14 @@ def repeat(
         del feedback_dim
         return {"lstm": init_stack(key, latent_dim, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head=None):
         del targets, key, readout
         l0 = params["lstm"][0]
         hs, _ = lstm_stack(params["lstm"], None, length, first_gates=z @ l0.w_i + l0.b, steps=steps,
-                           unroll=unroll, backend=backend, remat=remat)
+                           unroll=unroll, backend=backend, remat=remat, out=head)
         return hs
 
-    return Decoder(init_fn, apply_fn, "repeat", sizes, False)
+    return Decoder(init_fn, apply_fn, "repeat", sizes, False, applies_head=True)
 
 
 def latent_as_sequence(
@@ -133,7 +139,7 @@ def latent_as_sequence(
             )
         return {"lstm": init_stack(key, latent_dim // n_steps, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head=None):
         del targets, key, readout
         if steps != n_steps:
             raise ValueError(
@@ -141,11 +147,11 @@ def latent_as_sequence(
                 f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
             )
         hs, _ = lstm_stack(
-            params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, backend=backend, remat=remat
+            params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, backend=backend, remat=remat, out=head
         )
         return hs
 
-    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False)
+    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False, applies_head=True)
 
 
 def unconditioned(
@@ -163,17 +169,17 @@ def unconditioned(
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
                 "lstm": init_stack(k_l, 0, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None):
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head=None):
         del targets, key, readout
         states = _initial_states(params["state"], z, sizes, state_init)
         l0 = params["lstm"][0]
         hs, _ = lstm_stack(
             params["lstm"], None, length, states, first_gates=l0.b, steps=steps, unroll=unroll, backend=backend,
-            remat=remat,
+            remat=remat, out=head,
         )
         return hs
 
-    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False)
+    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False, applies_head=True)
 
 
 def _shift_right(seq: Array) -> Array:
@@ -224,23 +230,26 @@ def _autoregressive(
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
                 "lstm": init_stack(k_l, feedback_dim, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout):
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head=None):
         states = _initial_states(params["state"], z, sizes, state_init)
         feedback_dim = params["lstm"][0].w_i.shape[0]
         if targets is not None and always_teacher:
             # Every input is known: one hoisted projection and plain scans.
             hs, _ = lstm_stack(
-                params["lstm"], _shift_right(targets), length, states, unroll=unroll, backend=backend, remat=remat
+                params["lstm"], _shift_right(targets), length, states, unroll=unroll, backend=backend, remat=remat,
+                out=head,
             )
             return hs
         if targets is not None and teacher_prob > 0.0:
             if key is None:
                 raise ValueError(f"{name} with teacher_prob > 0 needs a PRNG key when targets are given")
             use = jax.random.bernoulli(key, teacher_prob, (steps,))
-            return _free_running(params, states, length, steps, readout, feedback_dim, targets, use, unroll)
-        return _free_running(params, states, length, steps, readout, feedback_dim, unroll=unroll)
+            hs = _free_running(params, states, length, steps, readout, feedback_dim, targets, use, unroll)
+        else:
+            hs = _free_running(params, states, length, steps, readout, feedback_dim, unroll=unroll)
+        return hs if head is None else head(hs)
 
-    return Decoder(init_fn, apply_fn, name, sizes, reverse_target)
+    return Decoder(init_fn, apply_fn, name, sizes, reverse_target, applies_head=True)
 
 
 def teacher_forced(

@@ -371,6 +371,7 @@ def lstm_stack(
     unroll: int = 1,
     backend: str = "reference",
     remat: int | None = None,
+    out: Callable[[Array], Array] | None = None,
 ) -> tuple[Array, list]:
     """A stack of layers on one example.
 
@@ -386,13 +387,18 @@ def lstm_stack(
       backend: how each layer runs (module doc).
       remat: when set to a chunk length K, run the whole stack K steps at a
         time under ``jax.checkpoint``: training keeps only the layers' carries
-        at chunk boundaries (plus inputs and the top layer's outputs) and
-        recomputes a chunk's inside in the backward pass, so the saved
-        activations of the inner layers no longer grow with T. Unidirectional
-        stacks only.
+        at chunk boundaries (plus inputs and the top layer's outputs, or
+        ``out``'s results) and recomputes a chunk's inside in the backward
+        pass, so the saved activations of the inner layers no longer grow
+        with T. Unidirectional stacks only.
+      out: ``out(hs[..., H_out]) -> ys[..., K]``, applied to the top layer's
+        outputs (a decoder's head). Under ``remat`` it runs inside each
+        chunk, so training keeps only ys (K wide) for the backward pass, not
+        the top layer's outputs (H_out wide).
     Returns:
-      ``hs[T, H_out]`` of the top layer and the list of final states, one per
-      layer (a ``(fwd, bwd)`` pair for a bidirectional layer).
+      ``hs[T, H_out]`` of the top layer (``out(hs)`` [T, K] with ``out``) and
+      the list of final states, one per layer (a ``(fwd, bwd)`` pair for a
+      bidirectional layer).
     """
     states = list(states) if states is not None else [None] * len(layers)
     first, inp = _first_input(layers, xs, first_gates)
@@ -402,10 +408,11 @@ def lstm_stack(
     else:
         steps = inp.shape[0]
     if remat is not None:
-        return _remat_stack(layers, inp, first, steps, length, states, unroll, backend, int(remat))
+        return _remat_stack(layers, inp, first, steps, length, states, unroll, backend, int(remat), out)
     backend = resolve_backend(backend)
     if backend != "reference" and get_backend(backend).stack is not None:
-        return _stack_per_example(backend, first, int(steps), int(unroll))(layers, inp, length, states)
+        hs, finals = _stack_per_example(backend, first, int(steps), int(unroll))(layers, inp, length, states)
+        return (hs if out is None else out(hs)), finals
     if first == "const":
         inp = jnp.broadcast_to(inp, (steps, inp.shape[0]))
     finals = []
@@ -421,7 +428,7 @@ def lstm_stack(
         else:
             hs, fin = _run_layer(layer, hs, gates0, length, state, reverse=False, unroll=unroll, backend=backend)
             finals.append(fin)
-    return hs, finals
+    return (hs if out is None else out(hs)), finals
 
 
 def _first_input(layers, xs, first_gates) -> tuple[str, Array]:
@@ -440,7 +447,7 @@ def _first_input(layers, xs, first_gates) -> tuple[str, Array]:
     return ("gates" if first_gates.ndim == 2 else "const"), first_gates
 
 
-def _remat_stack(layers, inp, first, t_steps, length, states, unroll, backend, chunk):
+def _remat_stack(layers, inp, first, t_steps, length, states, unroll, backend, chunk, out=None):
     if chunk < 1:
         raise ValueError(f"remat is a chunk length in steps and must be >= 1, got {chunk}")
     if not all(isinstance(layer, LSTMParams) for layer in layers):
@@ -460,7 +467,7 @@ def _remat_stack(layers, inp, first, t_steps, length, states, unroll, backend, c
         sub_len = jnp.clip(length - start, 0, chunk)
         xs, gates = (part, None) if first == "xs" else (None, inp if first == "const" else part)
         hs, fins = lstm_stack(layers, xs, sub_len, carry, first_gates=gates, steps=chunk, unroll=unroll,
-                              backend=backend)
+                              backend=backend, out=out)
         return fins, hs
 
     finals, hs = lax.scan(body, states, (parts, jnp.arange(n_chunks) * chunk))

@@ -88,8 +88,12 @@ class Autoencoder(NamedTuple):
 
         if targets is not None and self.decoder.reverse_target:
             targets = reverse_valid(targets, length)
-        hs = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout)
-        logits = head.apply(params["head"], hs)
+        if self.decoder.applies_head:  # under remat the head runs inside the decoder's chunks
+            logits = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout,
+                                        head=lambda h: head.apply(params["head"], h))
+        else:
+            hs = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout)
+            logits = head.apply(params["head"], hs)
         if self.decoder.reverse_target:
             logits = reverse_valid(logits, length)
         return jnp.where((jnp.arange(steps) < length)[:, None], logits, 0.0)

@@ -217,6 +217,69 @@ def test_remat_matches_the_plain_stack(chunk):
     _close(out[1], out[0])
 
 
+@pytest.mark.parametrize("name", sorted(la.DECODERS))
+def test_remat_with_the_head_inside_the_chunks_matches_the_plain_model(name):
+    """Every decoder under remat (the model's head passed into the decoder,
+    applied per chunk) against the plain reference model: loss and gradients,
+    in training (teacher forcing / scheduled sampling) and inference."""
+    e = 7
+    x = jax.random.normal(jax.random.PRNGKey(8), (B, T, F))
+    key = jax.random.PRNGKey(9)
+    out = {}
+    for backend, remat in (("reference", None), ("fast", 3)):
+        kw = {"backend": backend, "remat": remat}
+        dec = {
+            "repeat": la.repeat((6, 5), **kw),
+            "latent_as_sequence": la.latent_as_sequence((5,), steps=T, **kw),
+            "teacher_forced": la.teacher_forced((5, 4), **kw),
+            "conditional": la.conditional((5,), teacher_prob=0.5, **kw),
+            "unconditioned": la.unconditioned((5, 4), **kw),
+        }[name]
+        model = la.make_autoencoder(la.lstm_encoder((e,), **kw), dec, features=F)
+        assert model.decoder.applies_head
+        params = model.init(jax.random.PRNGKey(0))
+        out[backend] = [jax.value_and_grad(model.loss)(params, x, LENGTHS, key, train=train) for train in (True, False)]
+        out[backend].append(model.reconstruct(params, x, LENGTHS))
+    _close(out["fast"], out["reference"])
+
+
+def test_stack_out_is_applied_to_the_top_outputs_with_and_without_remat():
+    layers = la.init_stack(jax.random.PRNGKey(0), F, (6, 4))
+    w = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
+
+    def loss(layers, w, backend, remat, fused):
+        def one(x, n):
+            if fused:
+                return lstm_stack(layers, x, n, backend=backend, remat=remat, out=lambda h: jnp.tanh(h @ w))[0]
+            return jnp.tanh(lstm_stack(layers, x, n, backend=backend, remat=remat)[0] @ w)
+
+        ys = jax.vmap(one)(jax.random.normal(jax.random.PRNGKey(2), (B, T, F)), LENGTHS)
+        return jnp.sum(jnp.sin(ys)), ys
+
+    ref = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(layers, w, "reference", None, False)
+    for backend, remat in (("reference", None), ("fast", None), ("fast", 3), ("reference", 2)):
+        got = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(layers, w, backend, remat, True)
+        assert got[0][1].shape == (B, T, 2)
+        _close(got, ref)
+
+
+def test_remat_training_memory_does_not_keep_the_top_decoder_outputs():
+    """XLA's temporary buffers of the train step grow with T by much less than
+    the top decoder layer's outputs (B * H floats per step) would take."""
+    b, h, f, chunk = 8, 256, 1, 50
+    kw = {"backend": "fast", "remat": chunk}
+    model = la.make_autoencoder(la.lstm_encoder((16,), **kw), la.repeat((h,), **kw), features=f)
+    opt = la.make_optimizer(1e-3)
+    state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
+    temp = {}
+    for t in (400, 800):
+        batch = la.Batch(jnp.zeros((b, t, f)), jnp.full((b,), t, jnp.int32))
+        stats = jax.jit(la.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis()
+        temp[t] = stats.temp_size_in_bytes
+    per_step = (temp[800] - temp[400]) / 400
+    assert per_step < b * h * 4 / 4, (temp, per_step)  # hs alone would be b * h * 4 bytes per step
+
+
 def test_remat_rejects_bidirectional_and_bad_chunks():
     layers = la.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional"):
