@@ -14,7 +14,8 @@ tokens); teacher forcing and scheduled sampling read them. The model's head
 turns hs into outputs, so the head is shared, not owned, by the decoder: the
 model passes it as ``head`` to decoders marked ``applies_head=True`` (all
 built-in ones), which apply it inside each checkpointed chunk under ``remat``
-(``lstm_stack(out=)``), so training never keeps the top layer's outputs hs.
+(``lstm_stack(out=)``), so training with remat never keeps the top layer's
+outputs hs.
 
 | strategy            | input at step t                        | initial state |
 | ------------------- | -------------------------------------- | ------------- |

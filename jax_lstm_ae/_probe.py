@@ -190,6 +190,9 @@ def confusion_matrix(labels, predictions, classes=None) -> np.ndarray:
         raise ValueError(f"labels has {y.shape[0]} values but predictions has {p.shape[0]}")
     classes = np.unique(np.r_[y, p]) if classes is None else np.asarray(classes)
     index = {c: i for i, c in enumerate(classes.tolist())}
+    unknown = sorted({v for v in y.tolist() + p.tolist() if v not in index}, key=str)
+    if unknown:
+        raise ValueError(f"values {unknown} are not among classes {classes.tolist()}")
     out = np.zeros((len(classes), len(classes)), np.int64)
     np.add.at(out, ([index[v] for v in y.tolist()], [index[v] for v in p.tolist()]), 1)
     return out

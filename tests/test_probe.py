@@ -97,6 +97,8 @@ def test_cross_validated_predictions_and_confusion_matrix():
     assert P.fit_probe(x, names, l2=1e-2).cv_predictions is None
     np.testing.assert_array_equal(P.confusion_matrix([1, 2], [2, 2], classes=[1, 2, 3]),
                                   [[0, 1, 0], [0, 1, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match=r"values \[3\] are not among classes \[1, 2\]"):
+        P.confusion_matrix([1, 3], [2, 2], classes=[1, 2])
     with pytest.raises(ValueError, match="labels has 2 values but predictions has 3"):
         P.confusion_matrix([1, 2], [1, 2, 3])
 
