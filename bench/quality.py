@@ -82,7 +82,9 @@ def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, s
     bi = bool(ecg and args.ecg_bidirectional)
     cfg = model_config(features, decoder=args.decoder, embedding_dim=e, hidden=tuple(h), bidirectional=bi)
     model = build_model(cfg)
-    if pooling != "last":  # the run config has no readout option: swap the encoder, same sizes
+    # The readout is swapped in here rather than through model_config(pooling=), which projects a
+    # "last_mean" readout to E: the screens in RESULTS read it out 2E wide, unprojected.
+    if pooling != "last":
         model = model._replace(encoder=lstm_encoder((*h, e), bidirectional=bi, latent_dim=e if bi else None,
                                                     pooling=pooling))
     batch = min(b, train.n)

@@ -107,6 +107,7 @@ def inloop() -> None:
     from jax_lstm_ae import _fast
     from jax_lstm_ae._layer import init_stack, lstm_stack
 
+    library_limit = _fast.IN_LOOP_MAX_FEATURES
     for f in (1, 16, 64, 128, 256):
         layers = init_stack(jax.random.PRNGKey(0), f, (H,))
         xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, f))
@@ -120,7 +121,7 @@ def inloop() -> None:
 
             fns[f"F={f:3d} {name}"] = jax.jit(jax.value_and_grad(loss))
         _rounds(fns, (layers,), rounds=7)
-    _fast.IN_LOOP_MAX_FEATURES = 16
+    _fast.IN_LOOP_MAX_FEATURES = library_limit
 
 
 if __name__ == "__main__":
