@@ -215,8 +215,8 @@ def part_lower(configs, rec, clock, args):
     import optax
 
     import jax_lstm_ae as la
-    from jax_lstm_ae import _layer
-    from jax_lstm_ae._pallas import make_pallas_layer
+    from jax_lstm_ae.nn import layer as _layer
+    from jax_lstm_ae.backends.pallas import make_pallas_layer
 
     print("\n### lower: train step lowered for CUDA with the Pallas backends")
     for backend, mm in (("pallas", jnp.float32), ("pallas_bf16", jnp.bfloat16)):
@@ -232,7 +232,7 @@ def part_lower(configs, rec, clock, args):
                 batch = la.Batch(jax.ShapeDtypeStruct((cfg.batch, cfg.steps, cfg.features), jnp.float32),
                                  jax.ShapeDtypeStruct((cfg.batch,), jnp.int32))
                 try:
-                    text = jax.jit(la.train_step_fn(model, opt)).trace(state, batch).lower(
+                    text = jax.jit(la.train.train_step_fn(model, opt)).trace(state, batch).lower(
                         lowering_platforms=("cuda",)).as_text()
                     n = text.count("xla.gpu.triton")
                     print(f"  {cfg.name} {backend}: {n} Triton kernels")
@@ -250,7 +250,7 @@ def part_lower(configs, rec, clock, args):
 
 def _layer_fn(backend: str, **pallas_opts):
     """backend -> f(params, xs[B,T,F], lengths) -> hs[B,T,H] (with h and c folded in)."""
-    from jax_lstm_ae import _layer
+    from jax_lstm_ae.nn import layer as _layer
 
     if backend == "reference":
         def run(p, xs, lengths):
@@ -258,14 +258,14 @@ def _layer_fn(backend: str, **pallas_opts):
             return hs
         return run
     if backend == "cudnn":
-        from jax_lstm_ae._cudnn import cudnn_layer_xs
+        from jax_lstm_ae.backends.cudnn import cudnn_layer_xs
 
         def run(p, xs, lengths):
             z = jnp.zeros((xs.shape[0], p.w_h.shape[0]), jnp.float32)
             return cudnn_layer_xs(p, xs, lengths, z, z)[0]
         return run
     if backend.startswith("pallas") and pallas_opts:
-        from jax_lstm_ae._pallas import make_pallas_layer
+        from jax_lstm_ae.backends.pallas import make_pallas_layer
 
         fn = make_pallas_layer(matmul_dtype=jnp.bfloat16 if backend == "pallas_bf16" else jnp.float32, **pallas_opts)
     else:
@@ -609,8 +609,8 @@ def main(argv=None):
     print("# jax_lstm_ae GPU benchmark")
     for k, v in rec.meta.items():
         print(f"- {k}: {v}")
-    import jax_lstm_ae._cudnn  # noqa: F401 - register the GPU backends
-    import jax_lstm_ae._pallas  # noqa: F401
+    import jax_lstm_ae.backends.cudnn  # noqa: F401 - register the GPU backends
+    import jax_lstm_ae.backends.pallas  # noqa: F401
 
     broken: set = set()
     if "floor" in parts:

@@ -45,15 +45,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score_errors, window_overlaps  # noqa: E402
-from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
-from jax_lstm_ae._data import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
-from jax_lstm_ae._encoder import POOLINGS, lstm_encoder  # noqa: E402
-from jax_lstm_ae._fit import fit  # noqa: E402
-from jax_lstm_ae._noise import gaussian_noise, step_dropout  # noqa: E402
-from jax_lstm_ae._metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
-from jax_lstm_ae._probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
-from jax_lstm_ae._probe import fit_pca, fit_probe, pca_transform  # noqa: E402
+from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors, window_overlaps  # noqa: E402
+from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
+from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder  # noqa: E402
+from jax_lstm_ae.train.fit import fit  # noqa: E402
+from jax_lstm_ae.train.noise import gaussian_noise, step_dropout  # noqa: E402
+from jax_lstm_ae.apps.metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
+from jax_lstm_ae.apps.probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
+from jax_lstm_ae.apps.probe import fit_pca, fit_probe, pca_transform  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
@@ -292,7 +292,7 @@ def scoring_speed(args) -> dict:
     import jax
     from scipy.stats import multivariate_normal
 
-    from jax_lstm_ae._anomaly import fit_gaussian, mahalanobis
+    from jax_lstm_ae.apps.anomaly import fit_gaussian, mahalanobis
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(args.seed)

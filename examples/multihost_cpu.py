@@ -62,8 +62,9 @@ def _flat(tree):
 
 
 def worker(out: Path, timeout_s: int) -> None:
-    from jax_lstm_ae import _parallel
-    from jax_lstm_ae._distributed import initialize_distributed, process_rows
+    from jax_lstm_ae.cli import devices as _flags
+    from jax_lstm_ae.train import parallel as _parallel
+    from jax_lstm_ae.train.distributed import initialize_distributed, process_rows
 
     if not initialize_distributed(timeout_s=timeout_s):  # reads JAX_COORDINATOR_ADDRESS, ...
         raise SystemExit("worker: no multi-process settings (JAX_COORDINATOR_ADDRESS, ...) were given")
@@ -71,14 +72,14 @@ def worker(out: Path, timeout_s: int) -> None:
     import numpy as np
 
     import jax_lstm_ae as ae
-    from jax_lstm_ae._parallel import encode_dataset, shard_batch
+    from jax_lstm_ae.train.parallel import encode_dataset, shard_batch
 
     pid = jax.process_index()
     # As the command line does it: --devices all -> every device of every process.
     flags = argparse.ArgumentParser()
-    _parallel.add_parallel_args(flags)
+    _flags.add_parallel_args(flags)
     args = flags.parse_args(["--devices", "all"])
-    _parallel.setup(args)
+    _flags.setup(args)
     mesh = args.mesh
     model, opt = _model()
     state = ae.create_train_state(model, opt, jax.random.key(0))  # same seed: same start everywhere
@@ -98,7 +99,7 @@ def worker(out: Path, timeout_s: int) -> None:
     # A plain jitted eval on replicated params and a host batch that every process holds.
     eval_loss = float(ae.make_eval_step(model)(state.params, ae.Batch(x_all, lengths_all))["loss"])
     # The same through the sharded eval step the command line's fit() uses.
-    sharded_eval = ae.make_eval_step(model, mesh=mesh, **_parallel.fit_kwargs(args)["step_kwargs"])
+    sharded_eval = ae.make_eval_step(model, mesh=mesh, **_flags.fit_kwargs(args)["step_kwargs"])
     eval_loss_sharded = float(sharded_eval(state.params, ae.Batch(x_all, lengths_all))["loss"])
     # Replicated params: each process reads its own copy (no cross-process gather).
     params = _parallel.to_host(state.params)
@@ -127,7 +128,7 @@ def reference(out: Path) -> None:
     import numpy as np
 
     import jax_lstm_ae as ae
-    from jax_lstm_ae._distributed import process_rows
+    from jax_lstm_ae.train.distributed import process_rows
 
     model, opt = _model()
     state = ae.create_train_state(model, opt, jax.random.key(0))

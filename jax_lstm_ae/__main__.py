@@ -2,6 +2,6 @@
 
 import sys
 
-from jax_lstm_ae._cli import entry_point
+from jax_lstm_ae.cli.main import entry_point
 
 sys.exit(entry_point())

@@ -16,7 +16,7 @@ import pytest
 _SCRIPT = r"""
 import json, resource, sys
 import jax_lstm_ae as la
-applied = la.tune_cpu_allocator() if sys.argv[1] == "tuned" else False
+applied = la.train.tune_cpu_allocator() if sys.argv[1] == "tuned" else False
 import jax, jax.numpy as jnp, optax
 model = la.make_autoencoder(la.lstm_encoder((64,)), la.repeat((64,)), features=1)
 opt = optax.adam(1e-3)
@@ -24,7 +24,7 @@ state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
 step = la.make_train_step(model, opt)
 x = jax.random.normal(jax.random.PRNGKey(1), (64, 140, 1))
 batch = la.Batch(x, jnp.full((64,), 140, jnp.int32))
-temp = jax.jit(la.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis().temp_size_in_bytes
+temp = jax.jit(la.train.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis().temp_size_in_bytes
 for _ in range(5):  # the heap settles over the first steps
     state, m = step(state, batch); jax.block_until_ready(m)
 per_step = []
@@ -34,7 +34,7 @@ for _ in range(7):
     per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 faults = sorted(per_step)[len(per_step) // 2]  # the median step
 print(json.dumps({"applied": applied, "faults": faults, "per_step": per_step, "pages": temp / 4096,
-                  "again": la.tune_cpu_allocator()}))
+                  "again": la.train.tune_cpu_allocator()}))
 """
 
 

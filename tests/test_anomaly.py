@@ -9,8 +9,8 @@ import pytest
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 
 from jax_lstm_ae import lstm_encoder, make_autoencoder, repeat
-from jax_lstm_ae import _anomaly as A
-from jax_lstm_ae import _metrics as M
+from jax_lstm_ae.apps import anomaly as A
+from jax_lstm_ae.apps import metrics as M
 
 
 # ----------------------------------------------------------------- references

@@ -6,11 +6,11 @@ import re
 import numpy as np
 import pytest
 
-from jax_lstm_ae import _anomaly_cli as cli
-from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, optimizer_config, save_run
-from jax_lstm_ae._data import Normalizer, synthetic
-from jax_lstm_ae._fit import fit
-from jax_lstm_ae._metrics import roc_auc
+from jax_lstm_ae.cli import anomaly as cli
+from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config, save_run
+from jax_lstm_ae.data.datasets import Normalizer, synthetic
+from jax_lstm_ae.train.fit import fit
+from jax_lstm_ae.apps.metrics import roc_auc
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_threshold_errors_are_clear(run_dir, capsys):
                    "--threshold", "fbeta", "--out", str(run_dir / "y.csv")])
     assert rc == 2 and "needs labels" in capsys.readouterr().err
     # the same through the full `jax-lstm-ae` entry point, where detect is registered
-    from jax_lstm_ae._cli import main as full_main
+    from jax_lstm_ae.cli.main import main as full_main
 
     rc = full_main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "small.npz"),
                     "--threshold", "sometimes", "--out", str(run_dir / "y.csv")])

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lstm_ae._checkpoint import (
+from jax_lstm_ae.train.checkpoint import (
     CHECKPOINT_FILE,
     RunError,
     atomic_write,
@@ -21,9 +21,9 @@ from jax_lstm_ae._checkpoint import (
     optimizer_config,
     save_run,
 )
-from jax_lstm_ae._data import Normalizer, synthetic
-from jax_lstm_ae._fit import fit, fit_progress_from_extra
-from jax_lstm_ae._train import create_train_state
+from jax_lstm_ae.data.datasets import Normalizer, synthetic
+from jax_lstm_ae.train.fit import fit, fit_progress_from_extra
+from jax_lstm_ae.train.step import create_train_state
 
 
 def _tiny(decoder="repeat", features=3, steps=None):

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from jax_lstm_ae._checkpoint import load_run
-from jax_lstm_ae._cli import _save_arrays, main
+from jax_lstm_ae.train.checkpoint import load_run
+from jax_lstm_ae.cli.main import _save_arrays, main
 
 TINY = ["--embedding-dim", "4", "--batch-size", "8", "--quiet"]  # one LSTM layer each way
 

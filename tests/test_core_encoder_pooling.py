@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
-from jax_lstm_ae._encoder import POOLINGS
+from jax_lstm_ae.nn.encoder import POOLINGS
 from reference import np_stack
 
 B, T, F = 3, 7, 2

@@ -261,7 +261,7 @@ def test_masked_losses_and_outputs(name, head):
     np.testing.assert_allclose(err[mask], per_step[mask], rtol=2e-4, atol=1e-6)
     assert np.all(err[~mask] == 0)
     per_sequence = np.where(mask, per_step, 0.0).sum(-1) / LENGTHS
-    np.testing.assert_allclose(la.masked_mean(jnp.asarray(err), jnp.asarray(mask)), per_sequence, rtol=2e-4)
+    np.testing.assert_allclose(la.nn.masked_mean(jnp.asarray(err), jnp.asarray(mask)), per_sequence, rtol=2e-4)
     np.testing.assert_allclose(model.decode(params, z, lengths, steps=T), y, rtol=1e-5, atol=1e-6)
 
 
@@ -276,7 +276,7 @@ def test_jitted_functions_do_not_retrace():
         z = model.encode(state.params, x + i, lengths)
         model.reconstruct(state.params, x * i, lengths)
     assert step._cache_size() == 1
-    from jax_lstm_ae import _model as model_mod
+    from jax_lstm_ae.nn import model as model_mod
 
     assert model_mod._encode._cache_size() >= 1
     before = (model_mod._encode._cache_size(), model_mod._reconstruct._cache_size())
@@ -345,4 +345,4 @@ def test_bad_input_raises_clear_errors():
 def test_public_names_import():
     for name in la.__all__:
         assert getattr(la, name) is not None, name
-    assert set(la.DECODERS) == {"repeat", "latent_as_sequence", "teacher_forced", "conditional", "unconditioned"}
+    assert set(la.nn.DECODERS) == {"repeat", "latent_as_sequence", "teacher_forced", "conditional", "unconditioned"}

@@ -82,7 +82,7 @@ def test_stacked_bidirectional_lstm_import():
             sd[f"lstm.weight_hh_l{k}{sfx}"] = rng.normal(size=(4 * hid, hid)).astype(np.float32)
             sd[f"lstm.bias_ih_l{k}{sfx}"] = rng.normal(size=4 * hid).astype(np.float32)
             sd[f"lstm.bias_hh_l{k}{sfx}"] = rng.normal(size=4 * hid).astype(np.float32)
-    stack = la.lstm_from_torch(sd, "lstm")
+    stack = la.apps.lstm_from_torch(sd, "lstm")
     assert len(stack) == 2 and all(len(layer) == 2 for layer in stack)
     x = rng.normal(size=(1, T, F))
     sd64 = {k: v.astype(np.float64) for k, v in sd.items()}
@@ -93,14 +93,14 @@ def test_stacked_bidirectional_lstm_import():
         fwd, _ = _torch_lstm_np(one, pre, inp)
         bwd, _ = _torch_lstm_np(one, pre, inp, reverse=True, suffix="_reverse")
         inp = np.concatenate([fwd, bwd], axis=-1)
-    hs, _ = la.lstm_stack(stack, jnp.asarray(x[0], jnp.float32), jnp.int32(T))
+    hs, _ = la.nn.lstm_stack(stack, jnp.asarray(x[0], jnp.float32), jnp.int32(T))
     np.testing.assert_allclose(hs, inp[0], rtol=1e-4, atol=1e-5)
 
 
 def test_import_errors_name_the_problem():
     sd = _random_state_dict()
     with pytest.raises(KeyError, match="no nn.LSTM weights under prefix 'encoder.rnn3.'"):
-        la.lstm_from_torch(sd, "encoder.rnn3")
+        la.apps.lstm_from_torch(sd, "encoder.rnn3")
     bad = dict(sd)
     bad["decoder.output_layer.weight"] = np.zeros((F, 3 * E), np.float32)
     with pytest.raises(ValueError, match="not a RecurrentAutoencoder"):

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
-from jax_lstm_ae import _fast, _layer
-from jax_lstm_ae._cell import LSTMState, init_lstm
-from jax_lstm_ae._fast import lstm_fast
-from jax_lstm_ae._layer import lstm_layer, lstm_stack, scan_gates
+from jax_lstm_ae.backends import fast as _fast
+from jax_lstm_ae.nn import layer as _layer
+from jax_lstm_ae.nn.cell import LSTMState, init_lstm
+from jax_lstm_ae.backends.fast import lstm_fast
+from jax_lstm_ae.nn.layer import lstm_layer, lstm_stack, scan_gates
 
 from reference import np_layer
 
@@ -116,7 +117,7 @@ def test_stack_with_initial_states_and_bidirectional_layers():
     k = jax.random.split(jax.random.PRNGKey(4), 4)
     xs = jax.random.normal(k[0], (B, T, F))
     for bidirectional in (True,):  # forward and reverse layers, an initial state
-        layers = la.init_stack(k[1], F, (5,), bidirectional=bidirectional)
+        layers = la.nn.init_stack(k[1], F, (5,), bidirectional=bidirectional)
         states = [LSTMState(jax.random.normal(k[2], (B, 5)), jax.random.normal(k[3], (B, 5)))]
 
         def loss(layers, backend):
@@ -142,7 +143,7 @@ def test_stack_every_first_input_and_projection_matches_reference(first, feature
     initial state on every layer and padded lengths."""
     k = jax.random.split(jax.random.PRNGKey(11), 6)
     sizes = (features + 1, 3)  # layer 1 sees features + 1 inputs: the other projection path
-    layers = la.init_stack(k[0], features, sizes)
+    layers = la.nn.init_stack(k[0], features, sizes)
     g = 4 * sizes[0]
     inp = {"xs": jax.random.normal(k[1], (B, T, features)), "gates": jax.random.normal(k[2], (B, T, g)),
            "const": jax.random.normal(k[3], (B, g))}[first]
@@ -164,19 +165,19 @@ def test_stack_every_first_input_and_projection_matches_reference(first, feature
 
 
 def test_stack_input_errors():
-    layers = la.init_stack(jax.random.PRNGKey(0), F, (4,))
+    layers = la.nn.init_stack(jax.random.PRNGKey(0), F, (4,))
     with pytest.raises(ValueError, match="steps=T"):
         lstm_stack(layers, None, 3, first_gates=jnp.zeros(16))
     with pytest.raises(ValueError, match="not both"):
         lstm_stack(layers, jnp.zeros((T, F)), 3, first_gates=jnp.zeros((T, 16)))
     with pytest.raises(ValueError, match="xs of shape"):
         lstm_stack(layers, None, 3)
-    bi = la.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
+    bi = la.nn.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional first layer"):
         lstm_stack(bi, None, 3, first_gates=jnp.zeros((T, 16)))
 
 
-@pytest.mark.parametrize("name", sorted(la.DECODERS))
+@pytest.mark.parametrize("name", sorted(la.nn.DECODERS))
 def test_every_decoder_model_matches_reference(name):
     e = 7  # divides T for latent_as_sequence
     x = jax.random.normal(jax.random.PRNGKey(5), (B, T, F))
@@ -217,7 +218,7 @@ def test_remat_matches_the_plain_stack(chunk):
     _close(out[1], out[0])
 
 
-@pytest.mark.parametrize("name", sorted(la.DECODERS))
+@pytest.mark.parametrize("name", sorted(la.nn.DECODERS))
 def test_remat_with_the_head_inside_the_chunks_matches_the_plain_model(name):
     """Every decoder under remat (the model's head passed into the decoder,
     applied per chunk) against the plain reference model: loss and gradients,
@@ -244,7 +245,7 @@ def test_remat_with_the_head_inside_the_chunks_matches_the_plain_model(name):
 
 
 def test_stack_out_is_applied_to_the_top_outputs_with_and_without_remat():
-    layers = la.init_stack(jax.random.PRNGKey(0), F, (6, 4))
+    layers = la.nn.init_stack(jax.random.PRNGKey(0), F, (6, 4))
     w = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
 
     def loss(layers, w, backend, remat, fused):
@@ -274,18 +275,18 @@ def test_remat_training_memory_does_not_keep_the_top_decoder_outputs():
     temp = {}
     for t in (400, 800):
         batch = la.Batch(jnp.zeros((b, t, f)), jnp.full((b,), t, jnp.int32))
-        stats = jax.jit(la.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis()
+        stats = jax.jit(la.train.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis()
         temp[t] = stats.temp_size_in_bytes
     per_step = (temp[800] - temp[400]) / 400
     assert per_step < b * h * 4 / 4, (temp, per_step)  # hs alone would be b * h * 4 bytes per step
 
 
 def test_remat_rejects_bidirectional_and_bad_chunks():
-    layers = la.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
+    layers = la.nn.init_stack(jax.random.PRNGKey(0), F, (4,), bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional"):
         lstm_stack(layers, jnp.zeros((T, F)), 3, remat=2)
     with pytest.raises(ValueError, match=">= 1"):
-        lstm_stack(la.init_stack(jax.random.PRNGKey(0), F, (4,)), jnp.zeros((T, F)), 3, remat=0)
+        lstm_stack(la.nn.init_stack(jax.random.PRNGKey(0), F, (4,)), jnp.zeros((T, F)), 3, remat=0)
 
 
 def test_registry_names_errors_and_a_plugged_in_backend(monkeypatch):
@@ -303,7 +304,7 @@ def test_registry_names_errors_and_a_plugged_in_backend(monkeypatch):
 
         return jax.vmap(one)(gates_x, lengths, h0, c0)
 
-    monkeypatch.setitem(_layer._BACKEND_MODULES, "toy", "jax_lstm_ae._fast")
+    monkeypatch.setitem(_layer._BACKEND_MODULES, "toy", "jax_lstm_ae.backends.fast")
     monkeypatch.setattr(_layer, "BACKENDS", (*_layer.BACKENDS, "toy"))
     _layer.register_backend("toy", via_reference)
     try:

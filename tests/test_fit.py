@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from jax_lstm_ae._checkpoint import build_model, build_optimizer, model_config, optimizer_config
-from jax_lstm_ae._data import synthetic
-from jax_lstm_ae._fit import NonFiniteError, fit
+from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
+from jax_lstm_ae.data.datasets import synthetic
+from jax_lstm_ae.train.fit import NonFiniteError, fit
 
 # Moving one: every valid step is one-hot over 10 features, so the best
 # prediction that ignores the input (p = 0.1 everywhere) scores binary CE

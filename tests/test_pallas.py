@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lstm_ae._cell import LSTMParams, LSTMState
-from jax_lstm_ae._layer import project_inputs, scan_gates
-from jax_lstm_ae._pallas import make_pallas_layer, padded_hidden, pallas_layer
+from jax_lstm_ae.nn.cell import LSTMParams, LSTMState
+from jax_lstm_ae.nn.layer import project_inputs, scan_gates
+from jax_lstm_ae.backends.pallas import make_pallas_layer, padded_hidden, pallas_layer
 
 gpu_only = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs an NVIDIA GPU (Triton)")
 

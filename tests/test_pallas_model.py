@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lstm_ae import _layer, recurrent_autoencoder
+from jax_lstm_ae.nn import layer as _layer
+from jax_lstm_ae import recurrent_autoencoder
 
 pytestmark = pytest.mark.skipif(
     not hasattr(_layer, "register_backend"), reason="this checkout's _layer has no backend registry"

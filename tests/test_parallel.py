@@ -23,14 +23,9 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as ae
-from jax_lstm_ae._distributed import distributed_config, initialize_distributed, process_rows
-from jax_lstm_ae._parallel import (
-    add_parallel_args,
-    make_data_mesh,
-    pad_batch,
-    setup_parallel,
-    state_shardings,
-)
+from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
+from jax_lstm_ae.cli.devices import add_parallel_args, setup_parallel
+from jax_lstm_ae.train.parallel import make_data_mesh, pad_batch, state_shardings
 
 ROOT = Path(__file__).resolve().parents[1]
 F, T = 2, 5
@@ -40,7 +35,7 @@ F, T = 2, 5
 def _worker() -> dict:
     # Run as a script: XLA_FLAGS came with the environment, before jax was imported.
     jax.config.update("jax_numpy_rank_promotion", "raise")
-    from jax_lstm_ae._parallel import encode_dataset, make_data_mesh, reconstruct_dataset
+    from jax_lstm_ae.train.parallel import encode_dataset, make_data_mesh, reconstruct_dataset
 
     assert jax.device_count() == 8, jax.devices()
     rng = np.random.default_rng(0)
@@ -318,7 +313,8 @@ def test_cli_flags():
 
 
 def test_cli_subcommands_take_the_flags():
-    from jax_lstm_ae import _cli, _parallel
+    from jax_lstm_ae.cli import devices as _parallel
+    from jax_lstm_ae.cli import main as _cli
 
     parser = _cli.build_parser()
     for cmd in (["train", "--out", "r"], ["encode", "--run", "r", "--out", "z.npy"],

@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import minimize
 
 from jax_lstm_ae import lstm_encoder, make_autoencoder, repeat
-from jax_lstm_ae import _probe as P
+from jax_lstm_ae.apps import probe as P
 
 
 def make_data(rng, n=240, d=12, noise=1.0):

@@ -22,7 +22,7 @@ def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | Non
     optimizer = optax.adam(1e-3)
     state = la.create_train_state(model, optimizer, jax.random.PRNGKey(0))
     versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
-                "backend": la.resolve_backend(backend) if hasattr(la, "resolve_backend") else backend}
+                "backend": la.nn.resolve_backend(backend) if hasattr(la, "resolve_backend") else backend}
 
     mesh = la.make_data_mesh(devices) if devices else None
     if mesh is not None:  # the global batch split over the mesh, params replicated
@@ -42,7 +42,7 @@ def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | Non
             jax.block_until_ready(metrics)
 
         def memory():
-            return _temp_bytes(la.train_step_fn(model, optimizer), box[0], data)
+            return _temp_bytes(la.train.train_step_fn(model, optimizer), box[0], data)
 
         return Runner(step, versions, memory)
 

@@ -30,7 +30,7 @@ def main(lengths: list[int]) -> None:
             opt = optax.adam(1e-3)
             state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
             batch = la.Batch(jnp.zeros((B, t, F)), jnp.full((B,), t, jnp.int32))
-            stats = jax.jit(la.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis()
+            stats = jax.jit(la.train.train_step_fn(model, opt)).lower(state, batch).compile().memory_analysis()
             print(json.dumps({"T": t, "remat": remat, "temp_MiB": round(stats.temp_size_in_bytes / 2**20, 1),
                               "args_MiB": round(stats.argument_size_in_bytes / 2**20, 1)}), flush=True)
 

@@ -73,8 +73,8 @@ def gates() -> None:
 
 
 def layer() -> None:
-    from jax_lstm_ae._cell import init_lstm
-    from jax_lstm_ae._layer import lstm_layer
+    from jax_lstm_ae.nn.cell import init_lstm
+    from jax_lstm_ae.nn.layer import lstm_layer
 
     p = init_lstm(jax.random.PRNGKey(0), F, H)
     xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, F))
@@ -104,8 +104,8 @@ def inloop() -> None:
     """A layer's input gates x_t @ w_i + b inside the time loop vs one
     [T*B, F] x [F, G] GEMM before it (``_fast.IN_LOOP_MAX_FEATURES``), per F,
     train (value and gradient) of a one-layer stack, H=128."""
-    from jax_lstm_ae import _fast
-    from jax_lstm_ae._layer import init_stack, lstm_stack
+    from jax_lstm_ae.backends import fast as _fast
+    from jax_lstm_ae.nn.layer import init_stack, lstm_stack
 
     library_limit = _fast.IN_LOOP_MAX_FEATURES
     for f in (1, 16, 64, 128, 256):

@@ -43,8 +43,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae._cell import LSTMParams, LSTMState, dense
-from jax_lstm_ae._layer import LayerParams, register_backend
+from jax_lstm_ae.nn.cell import LSTMParams, LSTMState, dense
+from jax_lstm_ae.nn.layer import LayerParams, register_backend
 from jax_lstm_ae._typing import Array
 
 Mode = Literal["gates", "xs", "const"]

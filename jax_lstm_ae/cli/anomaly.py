@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_lstm_ae._anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
-from jax_lstm_ae._cli import (
+from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+from jax_lstm_ae.cli.main import (
     PROG,
     add_common_args,
     add_data_args,
@@ -32,7 +32,7 @@ from jax_lstm_ae._cli import (
     run_guarded,
     setup_common,
 )
-from jax_lstm_ae._metrics import (
+from jax_lstm_ae.apps.metrics import (
     as_binary_labels,
     best_fbeta_threshold,
     contamination_threshold,
@@ -132,7 +132,7 @@ def _is_number(s: str) -> bool:
 
 
 def _load_run(path):
-    from jax_lstm_ae._checkpoint import load_run
+    from jax_lstm_ae.train.checkpoint import load_run
 
     return load_run(path)
 
@@ -306,7 +306,7 @@ def _shade(ax, labels) -> None:
 
 # ----------------------------------------------------------------- probe
 def run_probe(args) -> int:
-    from jax_lstm_ae._probe import _split_stratified, compare_representations, encode_all
+    from jax_lstm_ae.apps.probe import _split_stratified, compare_representations, encode_all
 
     setup_common(args)
     mesh = getattr(args, "mesh", None)
@@ -338,7 +338,7 @@ def run_probe(args) -> int:
 
 # ----------------------------------------------------------------- standalone
 def main(argv=None) -> int:
-    """Only these two commands (the full CLI is ``jax_lstm_ae._cli.main``)."""
+    """Only these two commands (the full CLI is ``jax_lstm_ae.cli.main.main``)."""
     parser = argparse.ArgumentParser(prog=PROG, description="anomaly detection and linear probe")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae._cell import Init, LSTMParams, LSTMState, dense, init_lstm, lstm_step, zero_state
+from jax_lstm_ae.nn.cell import Init, LSTMParams, LSTMState, dense, init_lstm, lstm_step, zero_state
 from jax_lstm_ae._typing import Array, Gates, Length, PRNGKey, Seq
 
 # One layer of a stack: a single direction, or (forward, backward).
@@ -76,10 +76,10 @@ LayerParams = LSTMParams | tuple[LSTMParams, LSTMParams]
 # The one place that names backends. A module listed here registers its
 # function(s) with register_backend when imported.
 _BACKEND_MODULES = {
-    "fast": "jax_lstm_ae._fast",
-    "pallas": "jax_lstm_ae._pallas",
-    "pallas_bf16": "jax_lstm_ae._pallas",  # bf16 recurrent matmuls, float32 state
-    "cudnn": "jax_lstm_ae._cudnn",
+    "fast": "jax_lstm_ae.backends.fast",
+    "pallas": "jax_lstm_ae.backends.pallas",
+    "pallas_bf16": "jax_lstm_ae.backends.pallas",  # bf16 recurrent matmuls, float32 state
+    "cudnn": "jax_lstm_ae.backends.cudnn",
 }
 BACKENDS = ("auto", "reference", *_BACKEND_MODULES)
 # The fastest correct backend per platform (``jax.default_backend()``),

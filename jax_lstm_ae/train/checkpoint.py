@@ -30,12 +30,12 @@ import numpy as np
 import optax
 from flax import serialization
 
-from jax_lstm_ae._data import Normalizer
-from jax_lstm_ae._decoders import DECODERS
-from jax_lstm_ae._encoder import POOLINGS, lstm_encoder
-from jax_lstm_ae._heads import linear, sigmoid
-from jax_lstm_ae._model import Autoencoder, make_autoencoder
-from jax_lstm_ae._train import TrainState, create_train_state, make_optimizer
+from jax_lstm_ae.data.datasets import Normalizer
+from jax_lstm_ae.nn.decoders import DECODERS
+from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder
+from jax_lstm_ae.nn.heads import linear, sigmoid
+from jax_lstm_ae.nn.model import Autoencoder, make_autoencoder
+from jax_lstm_ae.train.step import TrainState, create_train_state, make_optimizer
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.msgpack"

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_lstm_ae._anomaly import map_batches
-from jax_lstm_ae._model import Autoencoder
+from jax_lstm_ae.apps.anomaly import map_batches
+from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae._typing import PyTree
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -46,7 +46,7 @@ def encode_all(model: Autoencoder, params: PyTree, x, lengths=None, *, batch_siz
     """Latents of any number of sequences, [B, E], in fixed-size jitted batches
     (with ``mesh``, each batch split over its devices: ``encode_dataset``)."""
     if mesh is not None:
-        from jax_lstm_ae._parallel import encode_dataset
+        from jax_lstm_ae.train.parallel import encode_dataset
 
         return encode_dataset(model, params, np.asarray(x), None if lengths is None else np.asarray(lengths),
                               mesh=mesh, batch_size=batch_size, global_rows=True)

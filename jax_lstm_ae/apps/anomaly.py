@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae._model import Autoencoder
+from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae._typing import Array, PyTree
 
 Method = Literal["mahalanobis", "mae", "mse"]
@@ -85,7 +85,7 @@ def error_vectors(
     if mesh is None:
         diff = map_batches(lambda xb, lb: _diff_jit(model, params, xb, lb), x, lengths, batch_size=batch_size)
     else:
-        from jax_lstm_ae._parallel import map_dataset
+        from jax_lstm_ae.train.parallel import map_dataset
 
         diff = map_dataset(partial(_diff, model), params, np.asarray(x), np.asarray(lengths), mesh=mesh,
                            batch_size=batch_size, global_rows=True)

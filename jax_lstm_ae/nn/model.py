@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae._decoders import Decoder, repeat
-from jax_lstm_ae._encoder import Encoder, lstm_encoder
-from jax_lstm_ae._heads import Head, linear, softmax
+from jax_lstm_ae.nn.decoders import Decoder, repeat
+from jax_lstm_ae.nn.encoder import Encoder, lstm_encoder
+from jax_lstm_ae.nn.heads import Head, linear, softmax
 from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Length, Lengths, PRNGKey, PyTree
 
 
@@ -190,7 +190,7 @@ class Autoencoder(NamedTuple):
         ``train=True`` feeds targets to decoders that use them (teacher
         forcing, scheduled sampling); ``train=False`` decodes free-running.
         ``inputs`` (same shape as x): what the encoder reads instead of x,
-        e.g. a corrupted x (``jax_lstm_ae._noise``); x stays the target."""
+        e.g. a corrupted x (``jax_lstm_ae.train.noise``); x stays the target."""
         x, lengths = self.check_batch(x, lengths)
         if inputs is not None:
             inputs = jnp.asarray(inputs)

@@ -14,8 +14,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jax_lstm_ae._cell import INITS, Init
-from jax_lstm_ae._layer import init_stack, lstm_stack, resolve_backend, stack_output_size
+from jax_lstm_ae.nn.cell import INITS, Init
+from jax_lstm_ae.nn.layer import init_stack, lstm_stack, resolve_backend, stack_output_size
 from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
 
 

@@ -22,9 +22,9 @@ import jax
 import numpy as np
 import optax
 
-from jax_lstm_ae._data import Dataset, batches
-from jax_lstm_ae._model import Autoencoder
-from jax_lstm_ae._train import Batch, TrainState, create_train_state, make_eval_step, make_train_step
+from jax_lstm_ae.data.datasets import Dataset, batches
+from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.train.step import Batch, TrainState, create_train_state, make_eval_step, make_train_step
 
 
 class NonFiniteError(RuntimeError):

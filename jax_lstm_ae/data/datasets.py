@@ -34,6 +34,13 @@ class DataError(ValueError):
     """The user's data is unusable; the message says where and what to do."""
 
 
+class Batch(NamedTuple):
+    """One batch as the train and eval steps take it."""
+
+    x: Any  # [B, T, F] reals or [B, T] tokens (NumPy or jax arrays)
+    lengths: Any  # [B] int32 in [0, T]
+
+
 class Dataset(NamedTuple):
     """Post-padded sequences.
 
@@ -588,8 +595,6 @@ def batches(
     key), so a resumed run sees the same batches. ``drop_last`` keeps every
     batch the same shape (one compilation); otherwise the last may be smaller.
     """
-    from jax_lstm_ae._train import Batch
-
     n = dataset.n
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

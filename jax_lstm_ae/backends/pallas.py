@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from jax_lstm_ae._cell import LSTMParams
+from jax_lstm_ae.nn.cell import LSTMParams
 from jax_lstm_ae._typing import Array
 
 __all__ = ["make_pallas_layer", "pallas_layer", "pallas_supported", "padded_hidden"]
@@ -433,7 +433,7 @@ def make_pallas_layer(
 def _register() -> None:
     """Plug into the layer's backend registry (``_layer.register_backend``)."""
     try:
-        from jax_lstm_ae._layer import register_backend
+        from jax_lstm_ae.nn.layer import register_backend
     except ImportError:  # a checkout whose _layer predates the registry
         return
     register_backend("pallas", make_pallas_layer())

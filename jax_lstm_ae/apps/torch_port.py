@@ -17,9 +17,9 @@ from typing import Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae._cell import LSTMParams
-from jax_lstm_ae._layer import LayerParams
-from jax_lstm_ae._model import Autoencoder, recurrent_autoencoder
+from jax_lstm_ae.nn.cell import LSTMParams
+from jax_lstm_ae.nn.layer import LayerParams
+from jax_lstm_ae.nn.model import Autoencoder, recurrent_autoencoder
 from jax_lstm_ae._typing import PyTree
 
 

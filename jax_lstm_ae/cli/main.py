@@ -27,11 +27,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from jax_lstm_ae._allocator import tune_cpu_allocator
+from jax_lstm_ae.train.allocator import tune_cpu_allocator
 
 PROG = "jax-lstm-ae"
-SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae._cli", "jax_lstm_ae._anomaly_cli")
-COMMON_ARG_MODULES: tuple[str, ...] = ("jax_lstm_ae._parallel",)  # --devices and multi-host flags
+SUBCOMMAND_MODULES: tuple[str, ...] = ("jax_lstm_ae.cli.main", "jax_lstm_ae.cli.anomaly")
+COMMON_ARG_MODULES: tuple[str, ...] = ("jax_lstm_ae.cli.devices",)  # --devices and multi-host flags
 EXIT_USER_ERROR = 2
 
 
@@ -46,8 +46,8 @@ def fail(message: str):
 
 # ------------------------------------------------------------------ error handling
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from jax_lstm_ae._checkpoint import RunError
-    from jax_lstm_ae._data import DataError
+    from jax_lstm_ae.train.checkpoint import RunError
+    from jax_lstm_ae.data.datasets import DataError
 
     return (CliError, DataError, RunError, ValueError, TypeError, OSError)
 
@@ -64,7 +64,7 @@ def run_guarded(func: Callable[..., Any], *args, **kwargs) -> int:
     """Call ``func``; turn user errors into ``PROG: error: ...`` and exit code 2,
     anything unexpected into one line and exit code 1 (the traceback only with
     JAX_LSTM_AE_TRACEBACK=1), Ctrl-C into exit code 130."""
-    from jax_lstm_ae._fit import NonFiniteError
+    from jax_lstm_ae.train.fit import NonFiniteError
 
     try:
         rc = func(*args, **kwargs)
@@ -181,7 +181,7 @@ def data_spec(args: argparse.Namespace, defaults: dict | None = None) -> dict:
 def load_data(spec: dict):
     """``data_spec`` -> Dataset. ``synthetic:NAME`` (or NAME when no such file)
     picks a built-in set."""
-    from jax_lstm_ae._data import load_sequences, synthetic
+    from jax_lstm_ae.data.datasets import load_sequences, synthetic
 
     src = spec.get("source")
     if src is None:
@@ -234,7 +234,7 @@ def _prepare_out(out: Path, force: bool) -> Path:
         fail(f"--out {out} already exists; pass --force to replace it, or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    from jax_lstm_ae._checkpoint import _umask
+    from jax_lstm_ae.train.checkpoint import _umask
 
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     return tmp
@@ -252,7 +252,7 @@ def _commit_out(tmp: Path, out: Path) -> None:
 
 
 def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary: bool, quiet: bool) -> list[str]:
-    from jax_lstm_ae._plots import have_matplotlib, plot_losses, plot_reconstructions
+    from jax_lstm_ae.cli.plots import have_matplotlib, plot_losses, plot_reconstructions
 
     if not have_matplotlib():
         if not quiet:
@@ -283,7 +283,7 @@ def _read_metrics(path: Path) -> list[dict]:
 def _corruption(tr: dict):
     """The run's denoising corruption (train config ``input_noise`` /
     ``step_dropout``; runs saved before these existed have neither), or None."""
-    from jax_lstm_ae._noise import gaussian_noise, step_dropout
+    from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
 
     noise, drop = float(tr.get("input_noise") or 0.0), float(tr.get("step_dropout") or 0.0)
     if not noise >= 0.0:
@@ -298,7 +298,7 @@ def _corruption(tr: dict):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from jax_lstm_ae._checkpoint import (
+    from jax_lstm_ae.train.checkpoint import (
         build_model,
         build_optimizer,
         load_run,
@@ -306,8 +306,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer_config,
         save_run,
     )
-    from jax_lstm_ae._data import Normalizer, train_val_split
-    from jax_lstm_ae._fit import NonFiniteError, fit, fit_progress_from_extra, steps_per_epoch
+    from jax_lstm_ae.data.datasets import Normalizer, train_val_split
+    from jax_lstm_ae.train.fit import NonFiniteError, fit, fit_progress_from_extra, steps_per_epoch
 
     out = Path(args.out)
     fit_extra = setup_common(args)
@@ -459,7 +459,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ encode / reconstruct
 def _run_and_data(args):
-    from jax_lstm_ae._checkpoint import load_run
+    from jax_lstm_ae.train.checkpoint import load_run
 
     run = load_run(args.run)
     spec = data_spec(args, run.config.get("data"))
@@ -499,7 +499,7 @@ def _save_arrays(out: Path, arrays: dict[str, np.ndarray], main_key: str) -> lis
     other as ``<stem>.<key>.npy``. Written atomically."""
     import io
 
-    from jax_lstm_ae._checkpoint import atomic_write
+    from jax_lstm_ae.train.checkpoint import atomic_write
 
     written = []
     if out.suffix == ".npz":
@@ -524,7 +524,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     setup_common(args)
     run, data, normed = _run_and_data(args)
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
-        from jax_lstm_ae._parallel import encode_dataset
+        from jax_lstm_ae.train.parallel import encode_dataset
 
         z = encode_dataset(run.model, run.params, normed.x, normed.lengths, mesh=args.mesh,
                            batch_size=args.batch_size, global_rows=True)
@@ -543,7 +543,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     run, data, normed = _run_and_data(args)
     model, params = run.model, run.params
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
-        from jax_lstm_ae._parallel import reconstruct_dataset, step_errors_dataset
+        from jax_lstm_ae.train.parallel import reconstruct_dataset, step_errors_dataset
 
         kw = dict(mesh=args.mesh, batch_size=args.batch_size, global_rows=True)
         recon = reconstruct_dataset(model, params, normed.x, normed.lengths, **kw)
@@ -605,7 +605,7 @@ def run_summary(run, run_dir=None) -> dict:
 
 
 def _lstm_layers(tree) -> list:
-    from jax_lstm_ae._cell import LSTMParams
+    from jax_lstm_ae.nn.cell import LSTMParams
 
     out = []
     for p in tree.get("lstm", []):
@@ -614,7 +614,7 @@ def _lstm_layers(tree) -> list:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from jax_lstm_ae._checkpoint import load_run
+    from jax_lstm_ae.train.checkpoint import load_run
 
     run = load_run(args.run)
     s = run_summary(run, args.run)
@@ -653,8 +653,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 def register(subparsers) -> None:
     """The built-in subcommands: train, encode, reconstruct, info."""
-    from jax_lstm_ae._decoders import DECODERS
-    from jax_lstm_ae._encoder import POOLINGS
+    from jax_lstm_ae.nn.decoders import DECODERS
+    from jax_lstm_ae.nn.encoder import POOLINGS
 
     p = subparsers.add_parser(
         "train",

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import rnn
 
-from jax_lstm_ae._cell import LSTMParams
+from jax_lstm_ae.nn.cell import LSTMParams
 from jax_lstm_ae._typing import Array
 
 __all__ = [
@@ -297,7 +297,7 @@ def _register() -> None:
     inputs itself); layers with precomputed gates fall back to the registry's
     gate backend."""
     try:
-        from jax_lstm_ae._layer import register_backend
+        from jax_lstm_ae.nn.layer import register_backend
     except ImportError:  # a checkout whose _layer predates the registry
         return
     register_backend("cudnn", make_cudnn_layer(takes="xs"), inputs="xs")

@@ -10,7 +10,7 @@ big_vision habit), so a run is reproducible and resumable from any state.
 A non-finite loss or gradient leaves params and optimizer state untouched and
 reports ``metrics["finite"] = False``; the caller decides to stop.
 ``corrupt=`` (``gaussian_noise(0.1)``, ``step_dropout(0.2)``, see
-``jax_lstm_ae._noise``) trains a denoising autoencoder.
+``jax_lstm_ae.train.noise``) trains a denoising autoencoder.
 """
 
 from __future__ import annotations
@@ -22,14 +22,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jax_lstm_ae._model import Autoencoder
-from jax_lstm_ae._noise import Corruption
+from jax_lstm_ae.data.datasets import Batch
+from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.train.noise import Corruption
 from jax_lstm_ae._typing import Array, PRNGKey, PyTree
-
-
-class Batch(NamedTuple):
-    x: Array  # [B, T, F] reals or [B, T] tokens
-    lengths: Array  # [B] int32 in [1, T]
 
 
 @struct.dataclass
@@ -113,7 +109,7 @@ def make_train_step(
     data shards is *padded* with length-0 rows, which the loss ignores, so the
     result equals the unpadded step. On several processes each passes its own
     rows, or with ``global_batch=True`` all pass the same global batch and each
-    places only its share. See ``jax_lstm_ae._parallel``.
+    places only its share. See ``jax_lstm_ae.train.parallel``.
 
     ``corrupt`` ``(key, x, lengths) -> x'``: the encoder reads x' while the
     loss reconstructs x (a denoising autoencoder; ``gaussian_noise``,
@@ -125,7 +121,7 @@ def make_train_step(
         if fsdp_min_size is not None or global_batch:
             raise ValueError("fsdp_min_size and global_batch are about a mesh; pass mesh=make_data_mesh() too")
         return jax.jit(step, donate_argnums=(0,) if donate else ())
-    from jax_lstm_ae._parallel import data_parallel  # wraps this step; imported here to keep arrows one-way
+    from jax_lstm_ae.train.parallel import data_parallel  # wraps this step; imported here to keep arrows one-way
 
     return data_parallel(step, mesh, donate=donate, fsdp_min_size=fsdp_min_size, global_batch=global_batch)
 
@@ -145,6 +141,6 @@ def make_eval_step(
 
     if mesh is None:
         return jax.jit(eval_step)
-    from jax_lstm_ae._parallel import data_parallel
+    from jax_lstm_ae.train.parallel import data_parallel
 
     return data_parallel(eval_step, mesh, returns_state=False, donate=False, global_batch=global_batch)

@@ -40,9 +40,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae._cell import Init, LSTMState, lstm_step
-from jax_lstm_ae._encoder import _check_init, _check_sizes, _dense_init
-from jax_lstm_ae._layer import init_stack, lstm_stack, resolve_backend
+from jax_lstm_ae.nn.cell import Init, LSTMState, lstm_step
+from jax_lstm_ae.nn.encoder import _check_init, _check_sizes, _dense_init
+from jax_lstm_ae.nn.layer import init_stack, lstm_stack, resolve_backend
 from jax_lstm_ae._typing import Array, Latent, PRNGKey, PyTree
 
 Readout = Callable[[Array], Array]

@@ -1,0 +1,20 @@
+"""Host-side data: loaders, padding, normalisation, windows, batches, synthetic sets (NumPy only)."""
+
+from jax_lstm_ae.data.datasets import Batch, DataError, Dataset, FORMATS, Normalizer, batches, from_arrays, load_sequences, load_series, pad_sequences, sliding_windows, synthetic, train_val_split, windows_to_points
+
+__all__ = [
+    "Batch",
+    "DataError",
+    "Dataset",
+    "FORMATS",
+    "Normalizer",
+    "batches",
+    "from_arrays",
+    "load_sequences",
+    "load_series",
+    "pad_sequences",
+    "sliding_windows",
+    "synthetic",
+    "train_val_split",
+    "windows_to_points",
+]

@@ -1,0 +1,50 @@
+"""Training: state and step, denoising corruptions, fit, checkpoints and runs, data parallelism, several hosts."""
+
+from jax_lstm_ae.train.step import TrainState, create_train_state, make_eval_step, make_optimizer, make_train_step, train_step_fn
+from jax_lstm_ae.train.noise import Corruption, gaussian_noise, step_dropout
+from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
+from jax_lstm_ae.train.checkpoint import Run, RunError, build_model, build_optimizer, load_run, model_config, optimizer_config, save_run
+from jax_lstm_ae.train.parallel import ShardedStep, ask_for_cpu_devices, data_parallel, encode_dataset, make_data_mesh, map_dataset, pad_batch, reconstruct_dataset, shard_batch, shard_state, state_shardings, step_errors_dataset, to_host
+from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
+from jax_lstm_ae.train.allocator import tune_cpu_allocator
+
+__all__ = [
+    "Corruption",
+    "FitProgress",
+    "NonFiniteError",
+    "Run",
+    "RunError",
+    "ShardedStep",
+    "TrainState",
+    "ask_for_cpu_devices",
+    "build_model",
+    "build_optimizer",
+    "create_train_state",
+    "data_parallel",
+    "distributed_config",
+    "encode_dataset",
+    "fit",
+    "fit_progress_from_extra",
+    "gaussian_noise",
+    "initialize_distributed",
+    "load_run",
+    "make_data_mesh",
+    "make_eval_step",
+    "make_optimizer",
+    "make_train_step",
+    "map_dataset",
+    "model_config",
+    "optimizer_config",
+    "pad_batch",
+    "process_rows",
+    "reconstruct_dataset",
+    "save_run",
+    "shard_batch",
+    "shard_state",
+    "state_shardings",
+    "step_dropout",
+    "step_errors_dataset",
+    "to_host",
+    "train_step_fn",
+    "tune_cpu_allocator",
+]
