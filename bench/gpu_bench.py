@@ -215,34 +215,28 @@ def part_lower(configs, rec, clock, args):
     import optax
 
     import jax_lstm_ae as la
-    from jax_lstm_ae.nn import layer as _layer
-    from jax_lstm_ae.backends.pallas import make_pallas_layer
 
+    # On the GPU the Pallas backends compile their kernels (interpret mode is
+    # only chosen where no accelerator is present).
     print("\n### lower: train step lowered for CUDA with the Pallas backends")
-    for backend, mm in (("pallas", jnp.float32), ("pallas_bf16", jnp.bfloat16)):
-        _layer.register_backend(backend, make_pallas_layer(matmul_dtype=mm, interpret=False))
-    try:
-        for cfg in configs:
-            for backend in ("pallas", "pallas_bf16"):
-                kw = dict(backend=backend)
-                model = la.make_autoencoder(la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw),
-                                            la.linear(), features=cfg.features)
-                opt = optax.adam(1e-3)
-                state = jax.eval_shape(lambda k: la.create_train_state(model, opt, k), jax.random.key(0))
-                batch = la.Batch(jax.ShapeDtypeStruct((cfg.batch, cfg.steps, cfg.features), jnp.float32),
-                                 jax.ShapeDtypeStruct((cfg.batch,), jnp.int32))
-                try:
-                    text = jax.jit(la.train.train_step_fn(model, opt)).trace(state, batch).lower(
-                        lowering_platforms=("cuda",)).as_text()
-                    n = text.count("xla.gpu.triton")
-                    print(f"  {cfg.name} {backend}: {n} Triton kernels")
-                    rec.add(part="lower", config=cfg.name, backend=backend, triton_kernels=n)
-                except Exception as err:  # noqa: BLE001
-                    print(f"  {cfg.name} {backend}: FAILED {type(err).__name__}: {str(err)[:300]}")
-                    rec.add(part="lower", config=cfg.name, backend=backend, error=str(err)[:300])
-    finally:  # back to the registered defaults (interpret chosen by platform)
-        for backend, mm in (("pallas", jnp.float32), ("pallas_bf16", jnp.bfloat16)):
-            _layer.register_backend(backend, make_pallas_layer(matmul_dtype=mm))
+    for cfg in configs:
+        for backend in ("pallas", "pallas_bf16"):
+            kw = dict(backend=backend)
+            model = la.make_autoencoder(la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw),
+                                        la.linear(), features=cfg.features)
+            opt = optax.adam(1e-3)
+            state = jax.eval_shape(lambda k: la.create_train_state(model, opt, k), jax.random.key(0))
+            batch = la.Batch(jax.ShapeDtypeStruct((cfg.batch, cfg.steps, cfg.features), jnp.float32),
+                             jax.ShapeDtypeStruct((cfg.batch,), jnp.int32))
+            try:
+                text = jax.jit(la.train.train_step_fn(model, opt)).trace(state, batch).lower(
+                    lowering_platforms=("cuda",)).as_text()
+                n = text.count("xla.gpu.triton")
+                print(f"  {cfg.name} {backend}: {n} Triton kernels")
+                rec.add(part="lower", config=cfg.name, backend=backend, triton_kernels=n)
+            except Exception as err:  # noqa: BLE001
+                print(f"  {cfg.name} {backend}: FAILED {type(err).__name__}: {str(err)[:300]}")
+                rec.add(part="lower", config=cfg.name, backend=backend, error=str(err)[:300])
 
 
 # ---------------------------------------------------------------- layer functions
@@ -264,12 +258,12 @@ def _layer_fn(backend: str, **pallas_opts):
             z = jnp.zeros((xs.shape[0], p.w_h.shape[0]), jnp.float32)
             return cudnn_layer_xs(p, xs, lengths, z, z)[0]
         return run
-    if backend.startswith("pallas") and pallas_opts:
+    if backend.startswith("pallas"):
         from jax_lstm_ae.backends.pallas import make_pallas_layer
 
         fn = make_pallas_layer(matmul_dtype=jnp.bfloat16 if backend == "pallas_bf16" else jnp.float32, **pallas_opts)
     else:
-        fn = _layer.get_backend(backend).fn
+        from jax_lstm_ae.backends.fast import lstm_fast as fn
 
     def run(p, xs, lengths):
         z = jnp.zeros((xs.shape[0], p.w_h.shape[0]), jnp.float32)
@@ -310,7 +304,7 @@ def _torch_layer_step(f_in, hidden, batch, steps):
 
 
 def _params(f_in, hidden, seed=0):
-    from jax_lstm_ae import init_lstm
+    from jax_lstm_ae.nn import init_lstm
 
     return init_lstm(jax.random.key(seed), f_in, hidden)
 

@@ -27,6 +27,10 @@ before jax is imported): that shows the overhead of sharding, not a speed-up. A 
 package is missing is reported as unavailable, not a crash. Peers: ``pip
 install -e .[bench]`` (torch==2.13.0, keras>=3; flax is a core dependency).
 
+``--baseline PATH`` adds ``baseline``: this library as the checkout at PATH
+has it (e.g. ``git worktree add ../old HEAD~5``), built in the same process,
+so a change is measured before/after in one run.
+
 ``--allocator tuned`` (the default) calls ``jax_lstm_ae.tune_cpu_allocator()``
 first: glibc then keeps freed heap memory mapped, so XLA's per-step
 temporaries stop page-faulting. It is process-wide, so every implementation
@@ -126,7 +130,8 @@ def _measure_memory(args, spec, config, mode) -> dict:
 
 
 def _impl_options(args) -> dict:
-    return {"backend": args.backend, "unroll": args.unroll, "remat": args.remat}
+    opts = {"backend": args.backend, "unroll": args.unroll, "remat": args.remat}
+    return opts | ({"path": args.baseline} if args.baseline else {})
 
 
 def _option_argv(args) -> list[str]:
@@ -246,6 +251,8 @@ def main(argv=None) -> None:
     p.add_argument("--seq-len", type=int, default=None, help="override the config's T")
     p.add_argument("--devices", type=int, default=None, metavar="N",
                    help="also run jax_lstm_ae with each batch split over N devices (spec jax_lstm_ae:N)")
+    p.add_argument("--baseline", default=None, metavar="PATH",
+                   help="also run this library as the checkout at PATH has it (impl 'baseline')")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-impl memory subprocesses")
     p.add_argument("--memory-timeout", type=float, default=900)
     p.add_argument("--json", default=None, help="write one record per (impl, config, mode) here")
@@ -255,7 +262,7 @@ def main(argv=None) -> None:
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.allocator == "tuned":  # before any framework starts its threads
-        from jax_lstm_ae import tune_cpu_allocator
+        from jax_lstm_ae.train import tune_cpu_allocator
 
         tune_cpu_allocator()
     if args._child:
@@ -263,6 +270,8 @@ def main(argv=None) -> None:
         return _child(args)
 
     specs = [s for s in args.impl.split(",") if s]
+    if args.baseline and "baseline" not in specs:
+        specs.append("baseline")
     if args.devices and args.devices > 1:
         specs = [t for s in specs for t in ([s, f"{s}:{args.devices}"] if _split_impl(s)[0] == OURS else [s])]
     _force_host_devices(specs)

@@ -10,7 +10,7 @@ params = model.init(jax.random.PRNGKey(1))
 z = model.encode(params, x, lengths)                                # (B, E): one vector per sequence
 print("latent", z.shape, "loss", float(model.loss(params, x, lengths)))
 
-model = model._replace(decoder=la.teacher_forced((E,)))             # swap the decoder: a new value
+model = model.replace(decoder=la.teacher_forced((E,)))              # swap the decoder: a new, checked value
 params = model.init(jax.random.PRNGKey(1))
 y = model.reconstruct(params, x, lengths)                           # (B, T, F), zeros on padding
 print("reconstruction", y.shape, "loss", float(model.loss(params, x, lengths, jax.random.PRNGKey(2))))

@@ -237,7 +237,7 @@ def test_remat_with_the_head_inside_the_chunks_matches_the_plain_model(name):
             "unconditioned": la.unconditioned((5, 4), **kw),
         }[name]
         model = la.make_autoencoder(la.lstm_encoder((e,), **kw), dec, features=F)
-        assert model.decoder.applies_head
+        assert model.decoder.apply_batch is not None
         params = model.init(jax.random.PRNGKey(0))
         out[backend] = [jax.value_and_grad(model.loss)(params, x, LENGTHS, key, train=train) for train in (True, False)]
         out[backend].append(model.reconstruct(params, x, LENGTHS))
@@ -289,34 +289,30 @@ def test_remat_rejects_bidirectional_and_bad_chunks():
         lstm_stack(la.nn.init_stack(jax.random.PRNGKey(0), F, (4,)), jnp.zeros((T, F)), 3, remat=0)
 
 
-def test_registry_names_errors_and_a_plugged_in_backend(monkeypatch):
+def test_backends_are_a_closed_set_resolved_when_traced(monkeypatch):
     with pytest.raises(ValueError, match="unknown LSTM backend 'nope'"):
         la.lstm_encoder((4,), backend="nope")
-    assert _layer.resolve_backend("auto") in _layer.BACKENDS
+    assert [_layer.resolve_backend("auto", p) for p in ("cpu", "gpu", "tpu")] == ["fast", "cudnn", "fast"]
+    assert _layer.resolve_backend("pallas", "cpu") == "pallas"  # a concrete name is kept
     calls = []
+    real = _layer.stack_function
 
-    def via_reference(params, gates_x, lengths, h0, c0, *, reverse):
-        calls.append(gates_x.shape)
+    def spy(backend, *, unroll=1):
+        fn = real(backend, unroll=unroll)
 
-        def one(g, n, h, c):
-            hs, fin = scan_gates(params, g, n, LSTMState(h, c), reverse=reverse)
-            return hs, fin.h, fin.c
+        def stack(layers, inp, lengths, states, *, first, steps):
+            calls.append((backend, first, inp.shape))
+            return fn(layers, inp, lengths, states, first=first, steps=steps)
 
-        return jax.vmap(one)(gates_x, lengths, h0, c0)
+        return stack
 
-    monkeypatch.setitem(_layer._BACKEND_MODULES, "toy", "jax_lstm_ae.backends.fast")
-    monkeypatch.setattr(_layer, "BACKENDS", (*_layer.BACKENDS, "toy"))
-    _layer.register_backend("toy", via_reference)
-    try:
-        params, xs, h0, c0 = _data(8)
-        _close(
-            jax.value_and_grad(lambda p: _layer_loss("toy", False)(p, xs, h0, c0)[0])(params),
-            jax.value_and_grad(lambda p: _layer_loss("reference", False)(p, xs, h0, c0)[0])(params),
-        )
-        assert (B, T, 4 * H) in calls  # one batched call, not B per-example calls
-    finally:
-        _layer._REGISTRY.pop("toy", None)
-        _layer._per_example.cache_clear()
+    monkeypatch.setattr(_layer, "stack_function", spy)
+    model = la.make_autoencoder(la.lstm_encoder((H,), backend="fast"), la.repeat((H,), backend="fast"), features=F)
+    params = model.init(jax.random.PRNGKey(0))
+    _, xs, _, _ = _data(8)
+    jax.grad(model.loss)(params, xs, LENGTHS)
+    # one batched call per stack, on the whole batch (no per-example calls)
+    assert calls == [("fast", "xs", (B, T, F)), ("fast", "const", (B, 4 * H))]
 
 
 def test_new_lengths_do_not_recompile():

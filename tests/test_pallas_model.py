@@ -1,4 +1,4 @@
-"""The GPU backends inside a whole model, through the layer's backend registry:
+"""The GPU backends inside a whole model, as ``backend=`` names:
 the seed autoencoder's loss and gradients with ``backend="pallas"`` and
 ``backend="cudnn"`` equal the plain scan's (on CPU: Pallas interpret mode and
 cuDNN's JAX reference; tiny sizes)."""
@@ -6,14 +6,8 @@ cuDNN's JAX reference; tiny sizes)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from jax_lstm_ae.nn import layer as _layer
 from jax_lstm_ae import recurrent_autoencoder
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(_layer, "register_backend"), reason="this checkout's _layer has no backend registry"
-)
 
 B, T, F, E = 3, 5, 2, 4
 

@@ -92,6 +92,8 @@ def _worker() -> dict:
             ev_ref = ae.make_eval_step(model)(ref6.params, b6)
             rec["eval_loss"] = abs(float(ev["loss"]) - float(ev_ref["loss"]))
             rec["eval_n_steps"] = [int(ev["n_steps"]), int(ev_ref["n_steps"])]
+        hlo = step.lower(fresh(), b1).compile().as_text()
+        rec["collectives"] = {op: hlo.count(f" {op}(") for op in ("all-gather", "all-to-all", "all-reduce")}
         rec["cache_size"] = step.cache_size()  # after 2 steps (+1 padded step for conditional)
         out[f"{name}/{n_dev}" + ("/fsdp" if fsdp else "")] = rec
         if name == "repeat" and fsdp is None:
@@ -147,6 +149,16 @@ def test_sharded_step_equals_single_device(forced8, case):
     assert rec["step"] == 2
     assert rec["params"] < TOL and rec["opt_state"] < TOL and rec["loss"] < TOL, rec
     assert rec["n_split"] == 0, "the state is replicated by default"
+
+
+@pytest.mark.parametrize("case", ["repeat/8", "conditional/4"])
+def test_each_device_runs_its_own_rows(forced8, case):
+    """Under shard_map the recurrent loop runs on each device's rows: no
+    activation is gathered, only the gradients (and the step's scalars) are
+    summed over the devices."""
+    ops = forced8[case]["collectives"]
+    assert ops["all-gather"] == 0 and ops["all-to-all"] == 0, ops
+    assert ops["all-reduce"] >= 1, ops
 
 
 def test_denoising_step_on_a_mesh_equals_single_device(forced8):

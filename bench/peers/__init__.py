@@ -53,6 +53,7 @@ class Runner(NamedTuple):
 # so a missing peer package is reported, not a crash.
 IMPLS = {
     "jax_lstm_ae": ("peers.jax_lstm_ae_peer", "build"),
+    "baseline": ("peers.baseline_peer", "build"),  # this library from another checkout (--baseline PATH)
     "torch": ("peers.torch_peer", "build"),
     "torch_compile": ("peers.torch_peer", "build_compiled"),
     "flax": ("peers.flax_peer", "build"),

@@ -1,6 +1,12 @@
-"""This library, through its public API (make_train_step, encode, reconstruct)."""
+"""This library, through its public API (make_train_step, encode, reconstruct).
+
+``build_with(la, ...)`` takes the imported package, so ``baseline_peer`` can
+run another checkout of the library (an older commit) in the same process.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +17,9 @@ from peers import Runner
 from peers._data import batch
 
 
-def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None,
-          devices: int | None = None, **_) -> Runner:
+def build_with(la, cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None,
+               devices: int | None = None, **_) -> Runner:
+    """The benchmark model on the package ``la`` (only names every version has)."""
     kw = dict(backend=backend, unroll=unroll, remat=remat)
     model = la.make_autoencoder(
         la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw), la.linear(), features=cfg.features
@@ -22,7 +29,7 @@ def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | Non
     optimizer = optax.adam(1e-3)
     state = la.create_train_state(model, optimizer, jax.random.PRNGKey(0))
     versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
-                "backend": la.nn.resolve_backend(backend) if hasattr(la, "resolve_backend") else backend}
+                "backend": backend}
 
     mesh = la.make_data_mesh(devices) if devices else None
     if mesh is not None:  # the global batch split over the mesh, params replicated
@@ -42,7 +49,8 @@ def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | Non
             jax.block_until_ready(metrics)
 
         def memory():
-            return _temp_bytes(la.train.train_step_fn(model, optimizer), box[0], data)
+            step_fn = la.train.train_step_fn if hasattr(la, "train") else la.train_step_fn
+            return _temp_bytes(step_fn(model, optimizer), box[0], data)
 
         return Runner(step, versions, memory)
 
@@ -53,6 +61,9 @@ def build(cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | Non
         jax.block_until_ready(fn(params, x, lengths))
 
     return Runner(step, versions)
+
+
+build = functools.partial(build_with, la)
 
 
 def _temp_bytes(fn, *args) -> int | None:

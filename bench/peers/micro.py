@@ -126,7 +126,7 @@ def inloop() -> None:
 
 if __name__ == "__main__":
     if "--allocator=default" not in sys.argv:  # as throughput.py: glibc keeps XLA's temporaries mapped
-        from jax_lstm_ae import tune_cpu_allocator
+        from jax_lstm_ae.train import tune_cpu_allocator
 
         tune_cpu_allocator()
     {"gates": gates, "layer": layer, "wgrad": wgrad, "inloop": inloop}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()

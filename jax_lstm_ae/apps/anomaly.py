@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.train.parallel import map_dataset
 from jax_lstm_ae._typing import Array, PyTree
 
 Method = Literal["mahalanobis", "mae", "mse"]
@@ -85,8 +86,6 @@ def error_vectors(
     if mesh is None:
         diff = map_batches(lambda xb, lb: _diff_jit(model, params, xb, lb), x, lengths, batch_size=batch_size)
     else:
-        from jax_lstm_ae.train.parallel import map_dataset
-
         diff = map_dataset(partial(_diff, model), params, np.asarray(x), np.asarray(lengths), mesh=mesh,
                            batch_size=batch_size, global_rows=True)
     return np.square(diff) if squared else np.abs(diff)

@@ -25,6 +25,7 @@ import optax
 
 from jax_lstm_ae.apps.anomaly import map_batches
 from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.train.parallel import encode_dataset
 from jax_lstm_ae._typing import PyTree
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -46,8 +47,6 @@ def encode_all(model: Autoencoder, params: PyTree, x, lengths=None, *, batch_siz
     """Latents of any number of sequences, [B, E], in fixed-size jitted batches
     (with ``mesh``, each batch split over its devices: ``encode_dataset``)."""
     if mesh is not None:
-        from jax_lstm_ae.train.parallel import encode_dataset
-
         return encode_dataset(model, params, np.asarray(x), None if lengths is None else np.asarray(lengths),
                               mesh=mesh, batch_size=batch_size, global_rows=True)
     return map_batches(lambda xb, lb: model.encode(params, xb, lb), x, lengths, batch_size=batch_size)

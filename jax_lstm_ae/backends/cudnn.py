@@ -40,12 +40,15 @@ reference elsewhere.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import rnn
 
+from jax_lstm_ae.backends.common import layerwise_stack
+from jax_lstm_ae.backends.fast import lstm_fast
 from jax_lstm_ae.nn.cell import LSTMParams
 from jax_lstm_ae._typing import Array
 
@@ -67,10 +70,9 @@ def cudnn_available() -> bool:
     """True when the default backend is a CUDA GPU with JAX's cuDNN RNN linked."""
     if jax.default_backend() != "gpu":
         return False
-    try:
-        from jax._src.lib import gpu_rnn
-    except ImportError:
-        return False
+    # jax.experimental.rnn binds its GPU kernels as ``rnn.gpu_rnn`` (None when
+    # this jaxlib has no cuDNN RNN); read from the public module.
+    gpu_rnn = getattr(rnn, "gpu_rnn", None)
     return gpu_rnn is not None and hasattr(gpu_rnn, "compute_rnn_workspace_reserve_space_sizes")
 
 
@@ -292,15 +294,9 @@ def make_cudnn_layer(*, precision: Any = None, impl: str | None = None, takes: s
     return fn
 
 
-def _register() -> None:
-    """Plug into the layer's backend registry: cuDNN takes xs (it projects the
-    inputs itself); layers with precomputed gates fall back to the registry's
-    gate backend."""
-    try:
-        from jax_lstm_ae.nn.layer import register_backend
-    except ImportError:  # a checkout whose _layer predates the registry
-        return
-    register_backend("cudnn", make_cudnn_layer(takes="xs"), inputs="xs")
-
-
-_register()
+@functools.lru_cache(maxsize=None)
+def stack_function() -> Callable:
+    """The backend's batched stack (``nn.layer`` contract): cuDNN per layer on
+    raw inputs; a layer fed precomputed gates (layer 0 of the repeat and
+    unconditioned decoders) runs on the "fast" backend's layer."""
+    return layerwise_stack(make_cudnn_layer(takes="xs"), takes="xs", gates_fn=lstm_fast)

@@ -1,6 +1,6 @@
 """The "fast" LSTM backend: batched, time-major scans with a hand-written VJP.
 
-Registered as backend ``"fast"`` (contract in the ``_layer`` module doc) with
+The backend ``"fast"`` (stack contract in the ``nn.layer`` module doc), with
 two faces:
 
     lstm_fast(params, gates_x[B, T, G], lengths[B], h0[B, H], c0[B, H],
@@ -43,8 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae.nn.cell import LSTMParams, LSTMState, dense
-from jax_lstm_ae.nn.layer import LayerParams, register_backend
+from jax_lstm_ae.nn.cell import LayerParams, LSTMParams, LSTMState, dense
 from jax_lstm_ae._typing import Array
 
 Mode = Literal["gates", "xs", "const"]
@@ -235,5 +234,3 @@ def stack_fast(
         mode = "xs"
     return jnp.swapaxes(x, 0, 1), finals
 
-
-register_backend("fast", lstm_fast, stack=stack_fast)

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from jax_lstm_ae.backends.common import layerwise_stack
 from jax_lstm_ae.nn.cell import LSTMParams
 from jax_lstm_ae._typing import Array
 
@@ -430,14 +431,8 @@ def make_pallas_layer(
     return fn
 
 
-def _register() -> None:
-    """Plug into the layer's backend registry (``_layer.register_backend``)."""
-    try:
-        from jax_lstm_ae.nn.layer import register_backend
-    except ImportError:  # a checkout whose _layer predates the registry
-        return
-    register_backend("pallas", make_pallas_layer())
-    register_backend("pallas_bf16", make_pallas_layer(matmul_dtype=jnp.bfloat16))
-
-
-_register()
+@functools.lru_cache(maxsize=None)
+def stack_function(*, bf16: bool = False) -> Callable:
+    """The backend's batched stack (``nn.layer`` contract): this kernel per
+    layer, with bf16 recurrent matmuls when ``bf16`` ("pallas_bf16")."""
+    return layerwise_stack(make_pallas_layer(matmul_dtype=jnp.bfloat16 if bf16 else jnp.float32))

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Literal, NamedTuple, Sequence
 
+import jax
 import numpy as np
 
 Padding = Literal["post", "pre"]
@@ -578,8 +579,6 @@ def _rng(key_or_seed) -> np.random.Generator:
         return np.random.default_rng(int(key_or_seed))
     if isinstance(key_or_seed, (tuple, list)):  # e.g. (seed, epoch)
         return np.random.default_rng([int(k) for k in key_or_seed])
-    import jax
-
     key = key_or_seed
     if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
         key = jax.random.key_data(key)

@@ -1,15 +1,28 @@
 """The model layers: cell -> layer -> encoder / decoders / heads -> model (pure functions on pytrees)."""
 
-from jax_lstm_ae.nn.cell import INITS, LSTMParams, LSTMState, init_lstm, lstm_cell, lstm_step, zero_state
-from jax_lstm_ae.nn.layer import BACKENDS, init_stack, lstm_layer, lstm_stack, register_backend, resolve_backend, scan_gates
-from jax_lstm_ae.nn.encoder import Encoder, POOLINGS, lstm_encoder
-from jax_lstm_ae.nn.decoders import DECODERS, Decoder, conditional, latent_as_sequence, repeat, teacher_forced, unconditioned
+from jax_lstm_ae.nn.cell import INITS, LayerParams, LSTMParams, LSTMState, init_lstm, lstm_cell, lstm_step, zero_state
+from jax_lstm_ae.nn.layer import (
+    BACKENDS,
+    Backend,
+    StackFn,
+    check_backend,
+    init_stack,
+    lstm_layer,
+    lstm_stack,
+    lstm_stack_batched,
+    resolve_backend,
+    reverse_valid,
+    scan_gates,
+)
+from jax_lstm_ae.nn.encoder import Encoder, POOLINGS, batched_encoder, lstm_encoder
+from jax_lstm_ae.nn.decoders import DECODERS, Decoder, batched_decoder, conditional, latent_as_sequence, repeat, teacher_forced, unconditioned
 from jax_lstm_ae.nn.heads import HEADS, Head, linear, masked_mean, sigmoid, softmax
-from jax_lstm_ae.nn.model import Autoencoder, make_autoencoder, recurrent_autoencoder, reverse_valid, step_mask
+from jax_lstm_ae.nn.model import Autoencoder, error_terms, forward_batch, make_autoencoder, recurrent_autoencoder, step_mask
 
 __all__ = [
     "Autoencoder",
     "BACKENDS",
+    "Backend",
     "DECODERS",
     "Decoder",
     "Encoder",
@@ -18,8 +31,15 @@ __all__ = [
     "INITS",
     "LSTMParams",
     "LSTMState",
+    "LayerParams",
     "POOLINGS",
+    "StackFn",
+    "batched_decoder",
+    "batched_encoder",
+    "check_backend",
     "conditional",
+    "error_terms",
+    "forward_batch",
     "init_lstm",
     "init_stack",
     "latent_as_sequence",
@@ -28,11 +48,11 @@ __all__ = [
     "lstm_encoder",
     "lstm_layer",
     "lstm_stack",
+    "lstm_stack_batched",
     "lstm_step",
     "make_autoencoder",
     "masked_mean",
     "recurrent_autoencoder",
-    "register_backend",
     "repeat",
     "resolve_backend",
     "reverse_valid",

@@ -13,7 +13,7 @@ map one to one to ``torch.nn.LSTM``.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,9 @@ class LSTMState(NamedTuple):
     h: Hidden  # [H]
     c: Hidden  # [H]
 
+
+# One layer of a stack: a single direction, or (forward, backward).
+LayerParams = LSTMParams | tuple[LSTMParams, LSTMParams]
 
 Init = Literal["uniform", "orthogonal"]
 INITS = ("uniform", "orthogonal")
@@ -78,11 +81,42 @@ def init_lstm(
     raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
 
 
-def gate_math(gates: Gates, c: Hidden) -> LSTMState:
-    """Gate non-linearities and the state update from pre-activations [G]."""
+def _hard_sigmoid(x: Array) -> Array:
+    """Keras 3's ``hard_sigmoid``: relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1)."""
+    return jnp.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+# Keras's names and semantics. ``activation`` is applied to the candidate g and
+# to the cell state in h = o * activation(c); ``recurrent_activation`` to the
+# gates i, f and o.
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid": _hard_sigmoid,
+    "relu": jax.nn.relu,
+    "linear": lambda x: x,
+    "softsign": jax.nn.soft_sign,
+    "elu": jax.nn.elu,
+}
+DEFAULT_ACTIVATIONS = ("tanh", "sigmoid")  # (activation, recurrent_activation), as Keras and PyTorch
+
+
+def check_activations(activation: str, recurrent_activation: str) -> tuple[str, str]:
+    """Check the names (factories call this); returns the pair."""
+    for what, name in (("activation", activation), ("recurrent_activation", recurrent_activation)):
+        if name not in ACTIVATIONS:
+            raise ValueError(f"unknown {what} {name!r}; choose one of {tuple(ACTIVATIONS)}")
+    return activation, recurrent_activation
+
+
+def gate_math(gates: Gates, c: Hidden, acts: tuple[str, str] = DEFAULT_ACTIVATIONS) -> LSTMState:
+    """Gate non-linearities and the state update from pre-activations [G]:
+    c' = r(f) c + r(i) a(g), h' = r(o) a(c'), with a = ``acts[0]`` (tanh)
+    and r = ``acts[1]`` (sigmoid)."""
+    act, rec = ACTIVATIONS[acts[0]], ACTIVATIONS[acts[1]]
     i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+    c_new = rec(f) * c + rec(i) * act(g)
+    h_new = rec(o) * act(c_new)
     return LSTMState(h_new, c_new)
 
 
@@ -93,7 +127,8 @@ def dense(x: Array, w: Array, b: Array) -> Array:
     return y + b.reshape((1,) * (y.ndim - 1) + b.shape)
 
 
-def lstm_step(params: LSTMParams, state: LSTMState, gates_x: Gates) -> tuple[LSTMState, Hidden]:
+def lstm_step(params: LSTMParams, state: LSTMState, gates_x: Gates,
+              acts: tuple[str, str] = DEFAULT_ACTIVATIONS) -> tuple[LSTMState, Hidden]:
     """One time step on one example.
 
     Args:
@@ -101,13 +136,16 @@ def lstm_step(params: LSTMParams, state: LSTMState, gates_x: Gates) -> tuple[LST
       state: ``(h[H], c[H])``.
       gates_x: ``x @ w_i + b`` for this step, [G] (computed outside the time
         loop, for all steps at once).
+      acts: ``(activation, recurrent_activation)`` names (:data:`ACTIVATIONS`).
     Returns:
       ``((h', c'), h')``.
     """
-    new = gate_math(gates_x + state.h @ params.w_h, state.c)
-    return new, new.h
+    with jax.named_scope("lstm_cell"):
+        new = gate_math(gates_x + state.h @ params.w_h, state.c, acts)
+        return new, new.h
 
 
-def lstm_cell(params: LSTMParams, state: LSTMState, x: Array) -> tuple[LSTMState, Hidden]:
+def lstm_cell(params: LSTMParams, state: LSTMState, x: Array,
+              acts: tuple[str, str] = DEFAULT_ACTIVATIONS) -> tuple[LSTMState, Hidden]:
     """One step from the raw input x[F] (projection included); for tests and users."""
-    return lstm_step(params, state, x @ params.w_i + params.b)
+    return lstm_step(params, state, x @ params.w_i + params.b, acts)

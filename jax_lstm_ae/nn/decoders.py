@@ -4,18 +4,22 @@ Every decoder is a :class:`Decoder` NamedTuple with the same signature, so
 swapping one for another is replacing one value:
 
     apply(params, z[E], length, targets[T, K] | None, key | None, *,
-          steps, readout, head=None) -> hs[T, H]   (head(hs) [T, K] with head)
+          steps, readout, head) -> logits[T, K]                 (one example)
+    apply_batch(params, z[B, E], lengths[B], targets[B, T, K] | None,
+                keys[B] | None, *, steps, readout, head) -> logits[B, T, K]
 
-``steps`` is T (static). ``readout(h[H]) -> [K]`` maps a hidden state to the
-model's prediction in *feedback space* (the head and its activation: values,
-probabilities, or a softmax over V); only the autoregressive strategies call
-it. ``targets`` are the true values in the same space (K = F, or V for
-tokens); teacher forcing and scheduled sampling read them. The model's head
-turns hs into outputs, so the head is shared, not owned, by the decoder: the
-model passes it as ``head`` to decoders marked ``applies_head=True`` (all
-built-in ones), which apply it inside each checkpointed chunk under ``remat``
-(``lstm_stack(out=)``), so training with remat never keeps the top layer's
-outputs hs.
+``apply`` is the specification (plain scans); ``apply_batch`` is what the
+model runs, on the decoder's backend, and equals ``jax.vmap(apply)`` (tested
+for every decoder and backend; None means exactly that vmap). ``steps`` is T
+(static). ``head(h[..., H]) -> logits[..., K]`` is the model's output layer,
+shared, not owned, by the decoder: it is applied inside each checkpointed
+chunk under ``remat`` (``lstm_stack(out=)``), so training with remat never
+keeps the top layer's outputs hs. ``readout(h[H]) -> [K]`` maps a hidden
+state to the model's prediction in *feedback space* (the head and its
+activation: values, probabilities, or a softmax over V); only the
+autoregressive strategies call it. ``targets`` are the true values in the
+same space (K = F, or V for tokens); teacher forcing and scheduled sampling
+read them. ``keys`` are one PRNG key per example (scheduled sampling).
 
 | strategy            | input at step t                        | initial state |
 | ------------------- | -------------------------------------- | ------------- |
@@ -25,9 +29,10 @@ outputs hs.
 | conditional         | prediction[t-1] (scheduled sampling: target with prob p) | from z |
 | unconditioned       | nothing (zero-width input)             | from z        |
 
-Steps at or past ``length`` keep the carry and emit zeros (see ``_layer``).
-Every factory takes ``backend=`` (how its LSTM layers run: ``"auto"``,
-``"reference"``, ``"fast"``, ...; ``_layer`` module doc) and ``remat=`` (chunked
+Steps at or past ``length`` keep the carry and emit zeros (see ``nn.layer``).
+Every factory takes ``activation=`` and ``recurrent_activation=`` (the
+cell's non-linearities, Keras's names; default tanh and sigmoid), ``backend=`` (how ``apply_batch`` runs its LSTM layers:
+``"auto"``, ``"reference"``, ``"fast"``, ...; ``nn.layer`` module doc) and ``remat=`` (chunked
 checkpointing of the stack for long sequences); the free-running loop of the
 conditional and teacher-forced decoders at inference steps cells directly.
 """
@@ -40,9 +45,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae.nn.cell import Init, LSTMState, lstm_step
+from jax_lstm_ae.nn.cell import DEFAULT_ACTIVATIONS, Init, LSTMState, check_activations, dense, lstm_step
 from jax_lstm_ae.nn.encoder import _check_init, _check_sizes, _dense_init
-from jax_lstm_ae.nn.layer import init_stack, lstm_stack, resolve_backend
+from jax_lstm_ae.nn.layer import check_backend, init_stack, lstm_stack, lstm_stack_batched
 from jax_lstm_ae._typing import Array, Latent, PRNGKey, PyTree
 
 Readout = Callable[[Array], Array]
@@ -50,16 +55,36 @@ StateInit = Literal["project", "copy"]
 
 
 class Decoder(NamedTuple):
-    """``init(key, latent_dim, feedback_dim) -> params`` and ``apply`` (module doc)."""
+    """``init(key, latent_dim, feedback_dim) -> params``, ``apply`` and
+    ``apply_batch`` (module doc)."""
 
     init: Callable[[PRNGKey, int, int], PyTree]
     apply: Callable[..., Array]
     name: str
     sizes: tuple[int, ...]
     reverse_target: bool  # the model reverses the valid part of the target
-    # apply takes ``head`` (h[..., H] -> logits[..., K]) and then returns
-    # head(hs)[T, K]: under remat the head runs inside each chunk
-    applies_head: bool = False
+    apply_batch: Callable[..., Array] | None = None  # None: jax.vmap(apply)
+
+
+def batched_decoder(decoder: Decoder) -> Callable[..., Array]:
+    """The decoder's ``apply_batch``, or ``jax.vmap`` of its per-example apply."""
+    if decoder.apply_batch is not None:
+        return decoder.apply_batch
+
+    def vmapped(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+        def one(zz, ll, tt, kk):
+            return decoder.apply(params, zz, ll, tt, kk, steps=steps, readout=readout, head=head)
+
+        return jax.vmap(one, in_axes=(0, 0, None if targets is None else 0, None if keys is None else 0))(
+            z, lengths, targets, keys)
+
+    return vmapped
+
+
+def _cell(activation: str, recurrent_activation: str) -> dict[str, str]:
+    """The cell's non-linearities as stack keywords (checked here, at build time)."""
+    check_activations(activation, recurrent_activation)
+    return {"activation": activation, "recurrent_activation": recurrent_activation}
 
 
 # ----------------------------------------------------------------- state from z
@@ -77,22 +102,26 @@ def _state_init_params(key: PRNGKey, e: int, sizes: tuple[int, ...], mode: State
 
 
 def _initial_states(params: PyTree, z: Latent, sizes: tuple[int, ...], mode: StateInit) -> list[LSTMState]:
-    """``project``: (h, c) = (tanh(z W_h + b_h), z W_c + b_c) per layer.
+    """z[..., E] -> one state of [..., H] per layer (one example, or a batch).
+    ``project``: (h, c) = (tanh(z W_h + b_h), z W_c + b_c) per layer.
     ``copy``: h = z in layer 0 (EncDec-AD: decoder starts from the encoder's
     final state), every other h and c zero."""
+    lead = z.shape[:-1]
     if mode == "copy":
         states = [LSTMState(z, jnp.zeros_like(z))]
-        return states + [LSTMState(jnp.zeros((h,), z.dtype), jnp.zeros((h,), z.dtype)) for h in sizes[1:]]
+        return states + [LSTMState(jnp.zeros((*lead, h), z.dtype), jnp.zeros((*lead, h), z.dtype))
+                         for h in sizes[1:]]
     out = []
     for p, h in zip(params["proj"], sizes):
-        hc = z @ p["w"] + p["b"]
-        out.append(LSTMState(jnp.tanh(hc[:h]), hc[h:]))
+        hc = dense(z, p["w"], p["b"])
+        out.append(LSTMState(jnp.tanh(hc[..., :h]), hc[..., h:]))
     return out
 
 
 # --------------------------------------------------------------- decoders
 def repeat(
-    sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1, backend: str = "auto", remat: int | None = None
+    sizes: Sequence[int], *, init: Init = "uniform", unroll: int = 1, backend: str = "auto", remat: int | None = None,
+    activation: str = "tanh", recurrent_activation: str = "sigmoid",
 ) -> Decoder:
     """RepeatVector decoder (Keras example, the seed's RecurrentAutoencoder).
 
@@ -101,32 +130,43 @@ def repeat(
     """
     sizes = _check_sizes(sizes, "repeat")
     _check_init(init)
-    backend = resolve_backend(backend)
+    check_backend(backend)
+    cell = _cell(activation, recurrent_activation)
 
     def init_fn(key, latent_dim, feedback_dim):
         del feedback_dim
         return {"lstm": init_stack(key, latent_dim, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head=None):
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
         del targets, key, readout
-        l0 = params["lstm"][0]
-        hs, _ = lstm_stack(params["lstm"], None, length, first_gates=z @ l0.w_i + l0.b, steps=steps,
-                           unroll=unroll, backend=backend, remat=remat, out=head)
-        return hs
+        with jax.named_scope("decoder_repeat"):
+            l0 = params["lstm"][0]
+            hs, _ = lstm_stack(params["lstm"], None, length, first_gates=dense(z, l0.w_i, l0.b), steps=steps,
+                               unroll=unroll, remat=remat, out=head, **cell)
+            return hs
 
-    return Decoder(init_fn, apply_fn, "repeat", sizes, False, applies_head=True)
+    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+        del targets, keys, readout
+        with jax.named_scope("decoder_repeat"):
+            l0 = params["lstm"][0]
+            hs, _ = lstm_stack_batched(params["lstm"], None, lengths, first_gates=dense(z, l0.w_i, l0.b), steps=steps,
+                                       unroll=unroll, backend=backend, remat=remat, out=head, **cell)
+            return hs
+
+    return Decoder(init_fn, apply_fn, "repeat", sizes, False, apply_batch)
 
 
 def latent_as_sequence(
     sizes: Sequence[int], *, steps: int, init: Init = "uniform", unroll: int = 1,
-    backend: str = "auto", remat: int | None = None,
+    backend: str = "auto", remat: int | None = None, activation: str = "tanh", recurrent_activation: str = "sigmoid",
 ) -> Decoder:
     """z[E] reshaped into ``steps`` rows of E // steps features and fed as the
     input sequence (the Keras answer's ``Reshape((10, 2))``). T must equal
     ``steps`` and E must be divisible by it."""
     sizes = _check_sizes(sizes, "latent_as_sequence")
     _check_init(init)
-    backend = resolve_backend(backend)
+    check_backend(backend)
+    cell = _cell(activation, recurrent_activation)
     n_steps = int(steps)
     if n_steps < 1:
         raise ValueError(f"latent_as_sequence needs steps >= 1, got {steps}")
@@ -140,29 +180,41 @@ def latent_as_sequence(
             )
         return {"lstm": init_stack(key, latent_dim // n_steps, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head=None):
-        del targets, key, readout
+    def check(steps):
         if steps != n_steps:
             raise ValueError(
                 f"latent_as_sequence was built for T={n_steps} steps but the data has T={steps}; "
                 f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
             )
-        hs, _ = lstm_stack(
-            params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, backend=backend, remat=remat, out=head
-        )
-        return hs
 
-    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False, applies_head=True)
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
+        del targets, key, readout
+        check(steps)
+        with jax.named_scope("decoder_latent_as_sequence"):
+            hs, _ = lstm_stack(params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, remat=remat, out=head,
+                               **cell)
+            return hs
+
+    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+        del targets, keys, readout
+        check(steps)
+        with jax.named_scope("decoder_latent_as_sequence"):
+            hs, _ = lstm_stack_batched(params["lstm"], z.reshape(z.shape[0], n_steps, -1), lengths, unroll=unroll,
+                                       backend=backend, remat=remat, out=head, **cell)
+            return hs
+
+    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False, apply_batch)
 
 
 def unconditioned(
     sizes: Sequence[int], *, state_init: StateInit = "project", init: Init = "uniform", unroll: int = 1,
-    backend: str = "auto", remat: int | None = None,
+    backend: str = "auto", remat: int | None = None, activation: str = "tanh", recurrent_activation: str = "sigmoid",
 ) -> Decoder:
     """Srivastava et al. 2015's unconditioned decoder: no input, state from z."""
     sizes = _check_sizes(sizes, "unconditioned")
     _check_init(init)
-    backend = resolve_backend(backend)
+    check_backend(backend)
+    cell = _cell(activation, recurrent_activation)
 
     def init_fn(key, latent_dim, feedback_dim):
         del feedback_dim
@@ -170,25 +222,34 @@ def unconditioned(
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
                 "lstm": init_stack(k_l, 0, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head=None):
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
         del targets, key, readout
-        states = _initial_states(params["state"], z, sizes, state_init)
-        l0 = params["lstm"][0]
-        hs, _ = lstm_stack(
-            params["lstm"], None, length, states, first_gates=l0.b, steps=steps, unroll=unroll, backend=backend,
-            remat=remat, out=head,
-        )
-        return hs
+        with jax.named_scope("decoder_unconditioned"):
+            states = _initial_states(params["state"], z, sizes, state_init)
+            hs, _ = lstm_stack(params["lstm"], None, length, states, first_gates=params["lstm"][0].b, steps=steps,
+                               unroll=unroll, remat=remat, out=head, **cell)
+            return hs
 
-    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False, applies_head=True)
+    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+        del targets, keys, readout
+        with jax.named_scope("decoder_unconditioned"):
+            states = _initial_states(params["state"], z, sizes, state_init)
+            b = params["lstm"][0].b
+            hs, _ = lstm_stack_batched(params["lstm"], None, lengths, states,
+                                       first_gates=jnp.broadcast_to(b, (z.shape[0], b.shape[0])), steps=steps,
+                                       unroll=unroll, backend=backend, remat=remat, out=head, **cell)
+            return hs
+
+    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False, apply_batch)
 
 
 def _shift_right(seq: Array) -> Array:
-    """[T, K] -> [T, K]: row t holds seq[t-1], row 0 zeros."""
-    return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
+    """[..., T, K] -> [..., T, K]: row t holds seq[t-1], row 0 zeros."""
+    return jnp.concatenate([jnp.zeros_like(seq[..., :1, :]), seq[..., :-1, :]], axis=-2)
 
 
-def _free_running(params, states, length, steps, readout, feedback_dim, teacher=None, use_teacher=None, unroll=1):
+def _free_running(params, states, length, steps, readout, feedback_dim, teacher=None, use_teacher=None, unroll=1,
+                  acts=DEFAULT_ACTIVATIONS):
     """Step all layers together, feeding back readout(h_top) (or the teacher's
     value where ``use_teacher[t]``). Input projections cannot be hoisted here:
     each step's input depends on the previous step's output."""
@@ -203,7 +264,7 @@ def _free_running(params, states, length, steps, readout, feedback_dim, teacher=
             x = jnp.where(inp["use"], inp["teacher"], prev)
         new_states = []
         for layer, st in zip(layers, layer_states):
-            st, x = lstm_step(layer, st, x @ layer.w_i + layer.b)
+            st, x = lstm_step(layer, st, dense(x, layer.w_i, layer.b), acts)
             new_states.append(st)
         valid = t < length
         new_states = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_states, list(layer_states))
@@ -220,37 +281,52 @@ def _free_running(params, states, length, steps, readout, feedback_dim, teacher=
 
 
 def _autoregressive(
-    name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher, backend, remat
+    name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher, backend, remat, cell
 ):
     sizes = _check_sizes(sizes, name)
     _check_init(init)
-    backend = resolve_backend(backend)
+    check_backend(backend)
+    acts = (cell["activation"], cell["recurrent_activation"])
 
     def init_fn(key, latent_dim, feedback_dim):
         k_s, k_l = jax.random.split(key)
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
                 "lstm": init_stack(k_l, feedback_dim, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head=None):
+    def free_running(params, z, length, targets, key, steps, readout):
+        """One example, stepping cells: inference, or scheduled sampling."""
         states = _initial_states(params["state"], z, sizes, state_init)
         feedback_dim = params["lstm"][0].w_i.shape[0]
-        if targets is not None and always_teacher:
-            # Every input is known: one hoisted projection and plain scans.
-            hs, _ = lstm_stack(
-                params["lstm"], _shift_right(targets), length, states, unroll=unroll, backend=backend, remat=remat,
-                out=head,
-            )
-            return hs
         if targets is not None and teacher_prob > 0.0:
             if key is None:
                 raise ValueError(f"{name} with teacher_prob > 0 needs a PRNG key when targets are given")
             use = jax.random.bernoulli(key, teacher_prob, (steps,))
-            hs = _free_running(params, states, length, steps, readout, feedback_dim, targets, use, unroll)
-        else:
-            hs = _free_running(params, states, length, steps, readout, feedback_dim, unroll=unroll)
-        return hs if head is None else head(hs)
+            return _free_running(params, states, length, steps, readout, feedback_dim, targets, use, unroll, acts)
+        return _free_running(params, states, length, steps, readout, feedback_dim, unroll=unroll, acts=acts)
 
-    return Decoder(init_fn, apply_fn, name, sizes, reverse_target, applies_head=True)
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
+        with jax.named_scope(f"decoder_{name}"):
+            if targets is not None and always_teacher:
+                # Every input is known: one hoisted projection and plain scans.
+                states = _initial_states(params["state"], z, sizes, state_init)
+                hs, _ = lstm_stack(params["lstm"], _shift_right(targets), length, states, unroll=unroll,
+                                   remat=remat, out=head, **cell)
+                return hs
+            return head(free_running(params, z, length, targets, key, steps, readout))
+
+    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+        with jax.named_scope(f"decoder_{name}"):
+            if targets is not None and always_teacher:
+                states = _initial_states(params["state"], z, sizes, state_init)
+                hs, _ = lstm_stack_batched(params["lstm"], _shift_right(targets), lengths, states, unroll=unroll,
+                                           backend=backend, remat=remat, out=head, **cell)
+                return hs
+            # Each step's input is the previous output: a loop over cells, vmapped.
+            run = jax.vmap(lambda zz, ll, tt, kk: free_running(params, zz, ll, tt, kk, steps, readout),
+                           in_axes=(0, 0, None if targets is None else 0, None if keys is None else 0))
+            return head(run(z, lengths, targets, keys))
+
+    return Decoder(init_fn, apply_fn, name, sizes, reverse_target, apply_batch)
 
 
 def teacher_forced(
@@ -262,6 +338,8 @@ def teacher_forced(
     unroll: int = 1,
     backend: str = "auto",
     remat: int | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> Decoder:
     """EncDec-AD (Malhotra et al. 2016, arXiv 1607.00148).
 
@@ -272,7 +350,8 @@ def teacher_forced(
     ``reconstruct`` is always in the input's order. ``state_init='copy'``
     reproduces the paper's h_D = h_E exactly (needs sizes[0] == E).
     """
-    return _autoregressive("teacher_forced", sizes, state_init, init, unroll, reverse_target, 1.0, True, backend, remat)
+    return _autoregressive("teacher_forced", sizes, state_init, init, unroll, reverse_target, 1.0, True, backend, remat,
+                           _cell(activation, recurrent_activation))
 
 
 def conditional(
@@ -285,6 +364,8 @@ def conditional(
     unroll: int = 1,
     backend: str = "auto",
     remat: int | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> Decoder:
     """Srivastava et al. 2015's conditional decoder: free-running, each step
     fed the previous prediction. ``teacher_prob`` > 0 turns on scheduled
@@ -293,7 +374,8 @@ def conditional(
     if not 0.0 <= teacher_prob <= 1.0:
         raise ValueError(f"teacher_prob must lie in [0, 1], got {teacher_prob}")
     return _autoregressive(
-        "conditional", sizes, state_init, init, unroll, reverse_target, float(teacher_prob), False, backend, remat
+        "conditional", sizes, state_init, init, unroll, reverse_target, float(teacher_prob), False, backend, remat,
+        _cell(activation, recurrent_activation),
     )
 
 

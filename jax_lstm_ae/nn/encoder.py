@@ -14,13 +14,19 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jax_lstm_ae.nn.cell import INITS, Init
-from jax_lstm_ae.nn.layer import init_stack, lstm_stack, resolve_backend, stack_output_size
+from jax_lstm_ae.nn.cell import INITS, Init, LSTMState, check_activations, dense
+from jax_lstm_ae.nn.layer import check_backend, init_stack, lstm_stack, lstm_stack_batched, stack_output_size
 from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
 
 
 class Encoder(NamedTuple):
-    """``init(key, in_features) -> params``; ``apply(params, x, length) -> z[E]``.
+    """``init(key, in_features) -> params``; ``apply(params, x, length) -> z[E]``
+    on one example (the specification, plain scans); ``apply_batch(params,
+    x[B, ...], lengths[B]) -> z[B, E]`` on a batch (the model's path, on the
+    encoder's backend; ``jax.vmap(apply)`` when None). Both take an optional
+    ``initial``: one ``LSTMState`` ([H] per example, [B, H] batched) per
+    layer, the forward direction's starting state (PyTorch's
+    ``forward(inputs, hidden)``); zeros when None.
 
     ``x`` is one example: [T, F] reals, or [T] integer tokens when the encoder
     embeds tokens (``vocab_size`` set; then ``in_features`` is ignored).
@@ -33,6 +39,15 @@ class Encoder(NamedTuple):
     sizes: tuple[int, ...]
     bidirectional: bool
     pooling: str = "last"  # one of POOLINGS
+    apply_batch: Callable[[PyTree, Array, Array], Array] | None = None
+
+
+def batched_encoder(encoder: Encoder) -> Callable[[PyTree, Array, Array], Array]:
+    """``(params, x[B, ...], lengths[B]) -> z[B, E]``: the encoder's batched
+    apply, or ``jax.vmap`` of its per-example apply."""
+    if encoder.apply_batch is not None:
+        return encoder.apply_batch
+    return jax.vmap(encoder.apply, in_axes=(None, 0, 0))
 
 
 def _dense_init(key: PRNGKey, n_in: int, n_out: int) -> dict[str, Array]:
@@ -94,6 +109,8 @@ def lstm_encoder(
     backend: str = "auto",
     remat: int | None = None,
     pooling: str = "last",
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> Encoder:
     """A stacked LSTM whose top layer, read out by ``pooling``, is the latent.
 
@@ -109,10 +126,17 @@ def lstm_encoder(
         embedded by a learned [V, token_dim] table before the LSTM.
       init: ``"uniform"`` (PyTorch) or ``"orthogonal"`` (Keras) weights.
       unroll: ``lax.scan`` unroll factor.
-      backend: how the LSTM layers run (``_layer`` module doc): ``"auto"``
-        (fastest for the platform), ``"reference"`` (plain scan), ``"fast"``, ...
+      backend: how ``apply_batch`` runs the LSTM layers (``nn.layer`` module
+        doc): ``"auto"`` (fastest for the platform, picked when traced),
+        ``"reference"`` (plain scans), ``"fast"``, ... The per-example
+        ``apply`` always runs the plain scans: it is the specification.
       remat: checkpoint the stack in chunks of this many steps (long
         sequences: training memory; see ``lstm_stack``).
+      activation, recurrent_activation: the cell's non-linearities, Keras's
+        names and semantics (``nn.cell.ACTIVATIONS``): ``activation`` on the
+        candidate and the cell output (tanh), ``recurrent_activation`` on the
+        gates (sigmoid; Keras 3's ``"hard_sigmoid"`` is relu6(x + 3) / 6).
+        Other than the defaults, the fused backends fall back to plain scans.
       pooling: how the top layer becomes one vector. ``"last"``: its hidden
         state after the last valid step (the seeds' and EncDec-AD's choice),
         [H_top]. ``"mean"``: the mean of its outputs hs[t] over the valid
@@ -127,7 +151,9 @@ def lstm_encoder(
     sizes = _check_sizes(sizes, "lstm_encoder")
     _check_init(init)
     _check_pooling(pooling)
-    backend = resolve_backend(backend)
+    check_backend(backend)  # resolved when traced, so building a model starts no JAX runtime
+    check_activations(activation, recurrent_activation)
+    cell = {"activation": activation, "recurrent_activation": recurrent_activation}
     if vocab_size is not None and vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
     readout = _READOUTS[pooling]  # picked once, here, not at every call
@@ -146,14 +172,25 @@ def lstm_encoder(
             params["proj"] = _dense_init(k_proj, state_dim, e)
         return params
 
-    def apply_fn(params: PyTree, x: Array, length: Length) -> Latent:
-        xs = params["embedding"][x] if vocab_size is not None else x
-        hs, finals = lstm_stack(params["lstm"], xs, length, unroll=unroll, backend=backend, remat=remat)
+    def finish(params, hs, finals, lengths, read):
         top = finals[-1]
-        last = jnp.concatenate([top[0].h, top[1].h]) if bidirectional else top.h
-        z = readout(last, hs, length)
+        last = jnp.concatenate([top[0].h, top[1].h], axis=-1) if bidirectional else top.h
+        z = read(last, hs, lengths)
         if latent_dim is not None:
-            z = z @ params["proj"]["w"] + params["proj"]["b"]
+            z = dense(z, params["proj"]["w"], params["proj"]["b"])
         return z
 
-    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling)
+    def apply_fn(params: PyTree, x: Array, length: Length, initial: Sequence[LSTMState] | None = None) -> Latent:
+        with jax.named_scope("encoder"):
+            xs = params["embedding"][x] if vocab_size is not None else x
+            hs, finals = lstm_stack(params["lstm"], xs, length, initial, unroll=unroll, remat=remat, **cell)
+            return finish(params, hs, finals, length, readout)
+
+    def apply_batch(params: PyTree, x: Array, lengths: Array, initial: Sequence[LSTMState] | None = None) -> Array:
+        with jax.named_scope("encoder"):
+            xs = params["embedding"][x] if vocab_size is not None else x
+            hs, finals = lstm_stack_batched(params["lstm"], xs, lengths, initial, unroll=unroll, backend=backend,
+                                            remat=remat, **cell)
+            return finish(params, hs, finals, lengths, jax.vmap(readout))
+
+    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling, apply_batch)

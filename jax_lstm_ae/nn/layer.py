@@ -1,156 +1,189 @@
-"""LSTM layers over time, on one example: single layer, stack, bidirectional.
+"""LSTM layers over time: per example (the specification) and batched (the fast path).
 
 The input projection ``xs @ w_i + b`` is one [T, F] x [F, G] matmul done
 before ``lax.scan``; the scan body only does ``h @ w_h`` and the gate maths.
 
-Lengths: an example holds ``length`` valid steps (1 <= length <= T), the rest
+Lengths: an example holds ``length`` valid steps (0 <= length <= T), the rest
 is padding. A step at or past ``length`` keeps the carry unchanged and emits
 zeros, so whatever the padding holds never reaches the state or the outputs.
 With ``reverse=True`` the scan runs from T-1 down to 0; the padded steps come
 first and are skipped, so the backward direction starts at step length-1.
 
-Backends: how a layer runs its recurrence is a named *backend*, picked once
-by the factories (``backend=`` on :func:`lstm_layer`, :func:`lstm_stack`,
-``lstm_encoder`` and every decoder), never switched inside traced code.
+Two faces, the same semantics:
 
-| name        | what runs                                                      |
-| ----------- | -------------------------------------------------------------- |
-| "reference" | the plain per-example ``lax.scan`` below, differentiated by JAX |
-| "fast"      | ``_fast``: batched, time-major stacks with a custom VJP        |
-|             | (weight gradients as one GEMM after the backward scan); the    |
-|             | CPU default                                                    |
-| "pallas"    | ``_pallas`` (GPU), registered by that module on import         |
-| "pallas_bf16" | ``_pallas`` with bf16 recurrent matmuls, float32 state       |
-| "cudnn"     | ``_cudnn`` (GPU), registered by that module on import          |
-| "auto"      | the fastest correct one for ``jax.default_backend()``          |
+- per example: :func:`lstm_layer`, :func:`scan_gates`, :func:`lstm_stack`
+  (xs[T, F], length[]) -- plain ``lax.scan`` code, differentiated by JAX: the
+  specification every backend is tested against. With ``backend=`` other than
+  "reference" they run that backend on a batch of one.
+- batched: :func:`lstm_stack_batched` (xs[B, T, F], lengths[B]) -- what the
+  encoder and decoders call. It hands the whole batch to the backend's stack
+  function (one GEMM per step for all B rows, the backend's own VJP); for the
+  "reference" backend it is ``jax.vmap`` of the per-example stack.
 
-Every non-reference backend is a *batched* function with this contract:
+Backends: a closed set of names (:data:`Backend`), checked when a model is
+built and resolved by :func:`resolve_backend` when the model is traced (so
+building a model never starts a JAX runtime):
 
-    fn(params: LSTMParams, gates_x[B, T, G], lengths[B], h0[B, H], c0[B, H],
-       *, reverse: bool) -> (hs[B, T, H], h_final[B, H], c_final[B, H])
+| name          | what runs                                                    |
+| ------------- | ------------------------------------------------------------ |
+| "reference"   | ``jax.vmap`` of the per-example scan                         |
+| "fast"        | ``backends.fast``: batched, time-major stacks with a custom  |
+|               | VJP (weight gradients as one GEMM after the backward scan)   |
+| "pallas"      | ``backends.pallas``: a fused Triton kernel per layer (GPU;   |
+|               | Pallas interpret mode elsewhere)                              |
+| "pallas_bf16" | the same with bf16 recurrent matmuls, float32 state          |
+| "cudnn"       | ``backends.cudnn``: cuDNN's fused LSTM (GPU)                 |
+| "auto"        | "fast" on CPU, "cudnn" on GPU, "fast" elsewhere              |
 
-with exactly the per-example semantics above, for lengths in [0, T] (0 occurs
-under ``remat``, for a chunk wholly past an example's end: every step is
-padding and the carry passes through): ``hs`` is zero on padded steps,
-the finals are the carry after the last valid step (the first valid one when
-``reverse``). It must be differentiable in ``params``, ``gates_x``, ``h0``
-and ``c0`` (``lengths`` is integer). An ``inputs="xs"`` backend (cuDNN) takes
-``xs[B, T, F]`` instead of ``gates_x`` and applies ``w_i`` and ``b`` itself;
-a layer whose input gates are precomputed (layer 0 of the repeat and
-unconditioned decoders) then runs on the "fast" backend. A backend may
-accept extra keyword options of the layer (today ``unroll``); the ones its
-signature names are passed, the rest are not.
+Options per backend: ``unroll`` (the ``lax.scan`` unroll factor) is used by
+"reference" and "fast"; the fused kernels ignore it. A backend module loads
+only when its backend is first traced.
 
-A backend may also register a *stack* function (``register_backend(...,
-stack=)``, contract in ``_fast.stack_fast``) that runs a whole stack in one
-batched call; :func:`lstm_stack` then uses it instead of ``fn`` layer by
-layer (the "fast" backend does, to stay time-major between layers).
+The batched stack contract (:class:`StackFn`), met by every backend:
 
-The model stays per example and batched with ``jax.vmap``: the layer (or
-stack) wraps the batched function in ``jax.custom_batching.custom_vmap``, so a vmapped
-call runs ``fn`` once on the whole batch (one GEMM per step, and the
-backend's own VJP), and an un-batched call runs it with B = 1. When the
-*weights* are batched too (vmap over an ensemble of models), the reference
-scan runs instead. A backend module calls :func:`register_backend` at import
-time; :func:`get_backend` imports it lazily on first use of its name.
+    stack(layers, inp, lengths[B], states, *, first, steps)
+        -> (hs[B, T, H_out], finals)
+
+``inp`` is xs[B, T, F] (``first="xs"``), layer 0's input gates gx[B, T, G]
+("gates") or gx[B, G], the same at every one of the T = ``steps`` steps
+("const": the repeat decoder's ``z @ w_i + b``, never broadcast over T);
+``states`` one initial ``LSTMState`` of [B, H] arrays or None per layer
+(forward direction). ``finals`` hold one ``LSTMState`` per layer, a
+``(fwd, bwd)`` pair for a bidirectional layer: the carry after the last valid
+step (the first valid one for the backward direction). Lengths lie in [0, T]
+(0 occurs under ``remat`` for a chunk wholly past an example's end, and for
+empty sequences: the carry passes through). It is differentiable in the
+layers, ``inp`` and ``states``.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from functools import lru_cache, partial
-from typing import Callable, Literal, NamedTuple, Sequence
+from functools import partial
+from typing import Callable, Literal, Protocol, Sequence, get_args
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae.nn.cell import Init, LSTMParams, LSTMState, dense, init_lstm, lstm_step, zero_state
+from jax_lstm_ae.nn.cell import (
+    DEFAULT_ACTIVATIONS,
+    Init,
+    LayerParams,
+    LSTMParams,
+    LSTMState,
+    check_activations,
+    dense,
+    init_lstm,
+    lstm_step,
+    zero_state,
+)
 from jax_lstm_ae._typing import Array, Gates, Length, PRNGKey, Seq
 
-# One layer of a stack: a single direction, or (forward, backward).
-LayerParams = LSTMParams | tuple[LSTMParams, LSTMParams]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "LayerParams",
+    "StackFn",
+    "check_backend",
+    "init_stack",
+    "lstm_layer",
+    "lstm_stack",
+    "lstm_stack_batched",
+    "project_inputs",
+    "resolve_backend",
+    "reverse_valid",
+    "scan_gates",
+    "stack_function",
+    "stack_output_size",
+]
 
 # ------------------------------------------------------------------ backends
-# The one place that names backends. A module listed here registers its
-# function(s) with register_backend when imported.
-_BACKEND_MODULES = {
-    "fast": "jax_lstm_ae.backends.fast",
-    "pallas": "jax_lstm_ae.backends.pallas",
-    "pallas_bf16": "jax_lstm_ae.backends.pallas",  # bf16 recurrent matmuls, float32 state
-    "cudnn": "jax_lstm_ae.backends.cudnn",
-}
-BACKENDS = ("auto", "reference", *_BACKEND_MODULES)
-# The fastest correct backend per platform (``jax.default_backend()``),
-# measured in bench/throughput.py; platforms not listed get "fast".
-# GPU: cuDNN (jax.experimental.rnn), the path that brought JAX LSTMs to
-# PyTorch's speed in MLCommons; not yet measured here (notes/gpu.md).
+Backend = Literal["auto", "reference", "fast", "pallas", "pallas_bf16", "cudnn"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+FirstInput = Literal["xs", "gates", "const"]
+# The fastest correct backend per platform, measured in bench/throughput.py
+# (CPU) and planned in notes/gpu.md (GPU); other platforms get "fast".
 _AUTO = {"cpu": "fast", "gpu": "cudnn"}
-BackendInputs = Literal["gates", "xs"]
 
 
-class Backend(NamedTuple):
-    """A registered batched layer function (contract in the module doc)."""
+class StackFn(Protocol):
+    """A backend's batched stack (contract in the module doc)."""
 
-    name: str
-    fn: Callable[..., tuple[Array, Array, Array]]
-    inputs: BackendInputs  # "gates": fn takes gates_x[B,T,G]; "xs": xs[B,T,F]
-    options: frozenset[str]  # extra keyword options fn accepts (e.g. "unroll")
-    stack: Callable[..., tuple[Array, list]] | None = None  # optional batched whole-stack function
-
-
-_REGISTRY: dict[str, Backend] = {}
-_LAYER_OPTIONS = ("unroll",)
+    def __call__(
+        self, layers: Sequence[LayerParams], inp: Array, lengths: Array, states: Sequence[LSTMState | None],
+        *, first: FirstInput, steps: int,
+    ) -> tuple[Array, list]: ...
 
 
-def register_backend(name: str, fn: Callable, *, inputs: BackendInputs = "gates", stack: Callable | None = None) -> None:
-    """Register ``fn`` as backend ``name`` (called by the backend's module on import).
-
-    ``stack``, optional, runs a whole unidirectional-or-bidirectional stack at
-    once (contract: ``_fast.stack_fast``); ``lstm_stack`` then calls it instead
-    of ``fn`` layer by layer."""
-    if inputs not in ("gates", "xs"):
-        raise ValueError(f"register_backend: inputs must be 'gates' or 'xs', got {inputs!r}")
-    if name in ("auto", "reference"):
-        raise ValueError(f"backend name {name!r} is reserved; pick another name")
-    params = inspect.signature(fn).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    options = frozenset(o for o in _LAYER_OPTIONS if takes_all or o in params)
-    _REGISTRY[name] = Backend(name, fn, inputs, options, stack)
-    _per_example.cache_clear()
-    _stack_per_example.cache_clear()
-
-
-def resolve_backend(name: str) -> str:
-    """Check a backend name and turn ``"auto"`` into a concrete one."""
-    if name == "auto":
-        name = _AUTO.get(jax.default_backend(), "fast")
+def check_backend(name: str) -> str:
+    """Check a backend name without touching any device (factories call this)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown LSTM backend {name!r}; choose one of {BACKENDS}")
     return name
 
 
-def get_backend(name: str) -> Backend:
-    """The registered :class:`Backend` for ``name`` (imports its module once)."""
-    name = resolve_backend(name)
-    if name == "reference":
-        raise ValueError("the 'reference' backend is the plain per-example scan and has no batched function")
-    if name not in _REGISTRY:
-        try:
-            importlib.import_module(_BACKEND_MODULES[name])
-        except ImportError as err:
-            raise ValueError(
-                f"LSTM backend {name!r} is not available here ({err}); use backend='auto' or 'reference'"
-            ) from err
-        if name not in _REGISTRY:
-            raise ValueError(f"module {_BACKEND_MODULES[name]} did not register backend {name!r}")
-    return _REGISTRY[name]
+def resolve_backend(name: str, platform: str | None = None) -> str:
+    """A concrete backend for ``name``: "auto" becomes the best one for
+    ``platform`` (default: JAX's default backend, looked up only for "auto",
+    at trace time)."""
+    check_backend(name)
+    if name != "auto":
+        return name
+    return _AUTO.get(platform if platform is not None else jax.default_backend(), "fast")
 
 
+def stack_function(backend: str, *, unroll: int = 1) -> StackFn:
+    """The batched stack function of a concrete backend (loads its module)."""
+    match resolve_backend(backend):
+        case "reference":
+            return partial(_reference_stack, unroll=int(unroll))
+        case "fast":
+            from jax_lstm_ae.backends import fast  # loaded when first chosen
+
+            return partial(fast.stack_fast, unroll=int(unroll))
+        case "pallas" | "pallas_bf16" as name:
+            from jax_lstm_ae.backends import pallas  # Triton lowering: loaded only when chosen
+
+            return pallas.stack_function(bf16=name == "pallas_bf16")
+        case "cudnn":
+            from jax_lstm_ae.backends import cudnn  # jax.experimental.rnn: loaded only when chosen
+
+            return cudnn.stack_function()
+    raise AssertionError("unreachable: resolve_backend returns a concrete name")
+
+
+# ------------------------------------------------------------------ per example
 def project_inputs(params: LSTMParams, xs: Seq) -> Gates:
     """[T, F] -> [T, G]: the part of the gates that does not depend on h."""
     return dense(xs, params.w_i, params.b)
+
+
+def _reference_scan(params, gates_x, length, state, reverse, unroll, acts=DEFAULT_ACTIVATIONS):
+    t_steps = gates_x.shape[0]
+
+    def body(carry: LSTMState, inp):
+        gx, t = inp
+        new, h = lstm_step(params, carry, gx, acts)
+        valid = t < length
+        carry = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, carry)
+        return carry, jnp.where(valid, h, jnp.zeros_like(h))
+
+    final, hs = lax.scan(body, state, (gates_x, jnp.arange(t_steps)), reverse=reverse, unroll=unroll)
+    return hs, final
+
+
+def _one(x):
+    return None if x is None else jnp.asarray(x)[None]
+
+
+def _unbatch(tree):
+    return jax.tree.map(lambda a: a[0], tree)
+
+
+def reverse_valid(seq: Array, length: Length) -> Array:
+    """Reverse the first ``length`` rows of seq[T, ...]; padding stays put."""
+    t = jnp.arange(seq.shape[0])
+    return seq[jnp.where(t < length, length - 1 - t, t)]
 
 
 def scan_gates(
@@ -162,15 +195,19 @@ def scan_gates(
     reverse: bool = False,
     unroll: int = 1,
     backend: str = "reference",
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[Array, LSTMState]:
-    """Run the recurrence over precomputed input gates.
+    """Run the recurrence over precomputed input gates, on one example.
 
     Args:
       gates_x: [T, G] input projections.
       length: [] number of valid steps.
       state: initial ``(h[H], c[H])``; zeros when None.
-      backend: a name from :data:`BACKENDS` (module doc); the default is the
-        plain scan, which the other backends are tested against.
+      backend: a name from :data:`BACKENDS`; the default is the plain scan,
+        which the other backends are tested against (they run on a batch of one).
+      activation, recurrent_activation: Keras's names (``nn.cell.ACTIVATIONS``);
+        other than tanh / sigmoid the plain scan runs whatever the backend.
     Returns:
       ``hs[T, H]`` (zeros at padded steps) and the state after the last valid
       step (the first valid one when ``reverse``).
@@ -178,136 +215,24 @@ def scan_gates(
     hidden = params.w_h.shape[0]
     if state is None:
         state = zero_state(hidden, gates_x.dtype)
-    backend = resolve_backend(backend)
-    if backend != "reference":
-        be = get_backend(backend)
-        if be.inputs == "xs":
-            be = get_backend("fast")
-        hs, h, c = _per_example(be.name, reverse, unroll)(params, gates_x, length, state.h, state.c)
-        return hs, LSTMState(h, c)
-    return _reference_scan(params, gates_x, length, state, reverse, unroll)
+    acts = check_activations(activation, recurrent_activation)
+    with jax.named_scope("lstm_layer"):
+        if acts != DEFAULT_ACTIVATIONS or resolve_backend(backend) == "reference":
+            return _reference_scan(params, gates_x, length, state, reverse, unroll, acts)
+        # On a batch of one, as a stack of one layer fed precomputed gates.
+        if not reverse:
+            hs, (fin,) = stack_function(backend, unroll=unroll)(
+                [params], gates_x[None], _one(length), [LSTMState(_one(state.h), _one(state.c))],
+                first="gates", steps=gates_x.shape[0])
+            return hs[0], _unbatch(fin)
+        return _reverse_via_backend(params, gates_x, length, state, unroll, backend)
 
 
-@lru_cache(maxsize=None)
-def _per_example(name: str, reverse: bool, unroll: int) -> Callable:
-    """The per-example face of a batched backend: ``(params, inp[T, .],
-    length, h0[H], c0[H]) -> (hs[T, H], h[H], c[H])``, where ``inp`` is
-    gates_x or xs as the backend takes; under ``jax.vmap`` it runs the backend
-    once on the whole batch."""
-    be = _REGISTRY[name]
-    opts = {"unroll": unroll} if "unroll" in be.options else {}
-
-    def batched(params, inp, lengths, h0, c0):
-        return be.fn(params, inp, lengths, h0, c0, reverse=reverse, **opts)
-
-    def reference(params, inp, length, h0, c0):
-        gx = project_inputs(params, inp) if be.inputs == "xs" else inp
-        hs, fin = _reference_scan(params, gx, length, LSTMState(h0, c0), reverse, unroll)
-        return hs, fin.h, fin.c
-
-    return _batch_dispatch(batched, reference)
-
-
-@lru_cache(maxsize=None)
-def _stack_per_example(name: str, first: str, steps: int, unroll: int) -> Callable:
-    """The per-example face of a backend's whole-stack function:
-    ``(layers, inp, length, states) -> (hs[T, H_out], finals)`` with ``inp``
-    xs[T, F], gates[T, G] or constant gates[G] as ``first`` says."""
-    stack_fn = _REGISTRY[name].stack
-
-    def batched(layers, inp, lengths, states):
-        return stack_fn(layers, inp, lengths, states, first=first, steps=steps, unroll=unroll)
-
-    def reference(layers, inp, length, states):
-        xs, gates = (inp, None) if first == "xs" else (None, inp)
-        return lstm_stack(layers, xs, length, states, first_gates=gates, steps=steps, unroll=unroll,
-                          backend="reference")
-
-    return _batch_dispatch(batched, reference)
-
-
-def _batch_dispatch(batched: Callable, reference: Callable) -> Callable:
-    """A per-example function ``f(params, *per_example)`` that runs
-    ``batched(params, *batch)`` once on the whole batch under ``jax.vmap``,
-    and with B = 1 otherwise (see :func:`_vmapped_here`). ``reference(params,
-    *per_example)`` serves a vmap over the weights too (an ensemble), where
-    there is no shared GEMM to gain."""
-
-    def alone(params, *rest):
-        out = batched(params, *jax.tree.map(lambda x: jnp.asarray(x)[None], rest))
-        return jax.tree.map(lambda x: x[0], out)
-
-    one = jax.custom_batching.custom_vmap(alone)
-
-    @one.def_vmap
-    def _rule(axis_size, in_batched, params, *rest):
-        p_b, *rest_b = in_batched
-        # Broadcast what the vmap left unbatched: one batched call serves all.
-        rest = jax.tree.map(
-            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x))), list(rest), list(rest_b)
-        )
-        if any(jax.tree.leaves(p_b)):
-            p_axes = jax.tree.map(lambda b: 0 if b else None, p_b)
-            out = jax.vmap(reference, in_axes=(p_axes, *[0] * len(rest)))(params, *rest)
-        else:
-            out = batched(params, *rest)
-        return out, jax.tree.map(lambda _: True, out)
-
-    def dispatch(params, *rest):
-        args = (params, *rest)
-        return one(*args) if _vmapped_here(args) else alone(*args)
-
-    return dispatch
-
-
-def _vmapped_here(args) -> bool:
-    """True when the innermost transformation is a ``jax.vmap`` over some of args.
-
-    ``custom_vmap`` supports neither reverse-mode autodiff of an un-batched
-    call nor a vmap applied to the traced jaxpr later, so it is used only when
-    the vmap is known to come first (the model's ``grad(vmap(...))``): its
-    rule then runs the batched backend, whose VJP sums the weight gradients in
-    one GEMM. Everywhere else (a single example, per-example gradients
-    ``vmap(grad(...))``, a vmap applied outside a ``jit`` or ``scan``) the
-    backend runs on B = 1, which is correct under every transformation.
-    Reads JAX's current trace; if that private API moves, the B = 1 path is used.
-    """
-    try:
-        from jax._src import core as jcore
-        from jax._src.interpreters import batching
-
-        trace = jcore.unsafe_get_current_trace()
-        if not isinstance(trace, batching.BatchTrace):
-            return False
-        return any(isinstance(x, batching.BatchTracer) and x._trace is trace for x in jax.tree.leaves(args))
-    except (ImportError, AttributeError):  # pragma: no cover - depends on JAX internals
-        return False
-
-
-def _run_layer(params, xs, gates_x, length, state, *, reverse, unroll, backend) -> tuple[Array, LSTMState]:
-    """One layer from xs[T, F] or precomputed gates_x[T, G] on the given backend."""
-    backend = resolve_backend(backend)
-    if backend != "reference" and xs is not None and get_backend(backend).inputs == "xs":
-        if state is None:
-            state = zero_state(params.w_h.shape[0], xs.dtype)
-        hs, h, c = _per_example(backend, reverse, unroll)(params, xs, length, state.h, state.c)
-        return hs, LSTMState(h, c)
-    gx = gates_x if gates_x is not None else project_inputs(params, xs)
-    return scan_gates(params, gx, length, state, reverse=reverse, unroll=unroll, backend=backend)
-
-
-def _reference_scan(params, gates_x, length, state, reverse, unroll):
-    t_steps = gates_x.shape[0]
-
-    def body(carry: LSTMState, inp):
-        gx, t = inp
-        new, h = lstm_step(params, carry, gx)
-        valid = t < length
-        carry = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, carry)
-        return carry, jnp.where(valid, h, jnp.zeros_like(h))
-
-    final, hs = lax.scan(body, state, (gates_x, jnp.arange(t_steps)), reverse=reverse, unroll=unroll)
-    return hs, final
+def _reverse_via_backend(params, gates_x, length, state, unroll, backend):
+    """A reverse layer on a batched backend, on one example: reverse the valid
+    steps, run forward, reverse the outputs back (the same recurrence)."""
+    hs, fin = scan_gates(params, reverse_valid(gates_x, length), length, state, unroll=unroll, backend=backend)
+    return reverse_valid(hs, length), fin
 
 
 def lstm_layer(
@@ -319,13 +244,16 @@ def lstm_layer(
     reverse: bool = False,
     unroll: int = 1,
     backend: str = "reference",
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[Array, LSTMState]:
     """One LSTM layer on one example: xs[T, F] -> (hs[T, H], (h[H], c[H]))."""
     if xs.ndim != 2:
         raise ValueError(f"lstm_layer expects xs of shape (T, F), got {xs.shape}; use jax.vmap for a batch")
     if xs.shape[1] != params.w_i.shape[0]:
         raise ValueError(f"lstm_layer: xs has {xs.shape[1]} features but the layer expects {params.w_i.shape[0]}")
-    return _run_layer(params, xs, None, length, state, reverse=reverse, unroll=unroll, backend=backend)
+    return scan_gates(params, project_inputs(params, xs), length, state, reverse=reverse, unroll=unroll,
+                      backend=backend, activation=activation, recurrent_activation=recurrent_activation)
 
 
 def init_stack(
@@ -360,6 +288,33 @@ def stack_output_size(sizes: Sequence[int], bidirectional: bool) -> int:
     return sizes[-1] * (2 if bidirectional else 1)
 
 
+def _state(layer: LSTMParams, state, inp) -> LSTMState:
+    return zero_state(layer.w_h.shape[0], inp.dtype) if state is None else state
+
+
+def _stack_reference(layers, first, inp, length, states, steps, unroll, acts=DEFAULT_ACTIVATIONS):
+    """The per-example stack, layer by layer, on plain scans."""
+    if first == "const":
+        inp = jnp.broadcast_to(inp, (steps, inp.shape[0]))
+    finals = []
+    hs = inp
+    for idx, (layer, state) in enumerate(zip(layers, states)):
+        gates0 = idx == 0 and first != "xs"
+        if not isinstance(layer, LSTMParams):
+            fwd, bwd = layer
+            hs_f, fin_f = _reference_scan(fwd, project_inputs(fwd, hs), length, _state(fwd, state, hs), False,
+                                          unroll, acts)
+            hs_b, fin_b = _reference_scan(bwd, project_inputs(bwd, hs), length, _state(bwd, None, hs), True,
+                                          unroll, acts)
+            hs = jnp.concatenate([hs_f, hs_b], axis=-1)
+            finals.append((fin_f, fin_b))
+        else:
+            gx = hs if gates0 else project_inputs(layer, hs)
+            hs, fin = _reference_scan(layer, gx, length, _state(layer, state, gx), False, unroll, acts)
+            finals.append(fin)
+    return hs, finals
+
+
 def lstm_stack(
     layers: Sequence[LayerParams],
     xs: Seq | None,
@@ -372,8 +327,10 @@ def lstm_stack(
     backend: str = "reference",
     remat: int | None = None,
     out: Callable[[Array], Array] | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[Array, list]:
-    """A stack of layers on one example.
+    """A stack of layers on one example (the batched face: :func:`lstm_stack_batched`).
 
     Args:
       layers: from :func:`init_stack`; a tuple entry is a bidirectional layer.
@@ -381,10 +338,11 @@ def lstm_stack(
       states: optional initial state per layer (forward direction only).
       first_gates: layer 0's input gates, used instead of ``xs @ w_i + b``:
         [T, G] per step, or [G] the same at every step, with ``steps=T``
-        (the repeat decoder's ``z @ w_i + b``: a backend with a stack
-        function never broadcasts it over T).
+        (the repeat decoder's ``z @ w_i + b``: a batched backend never
+        broadcasts it over T).
       steps: T, needed only with constant ``first_gates``.
-      backend: how each layer runs (module doc).
+      backend: "reference" (plain scans) or another name from :data:`BACKENDS`,
+        which then runs on a batch of one.
       remat: when set to a chunk length K, run the whole stack K steps at a
         time under ``jax.checkpoint``: training keeps only the layers' carries
         at chunk boundaries (plus inputs and the top layer's outputs, or
@@ -395,63 +353,64 @@ def lstm_stack(
         outputs (a decoder's head). Under ``remat`` it runs inside each
         chunk, so training keeps only ys (K wide) for the backward pass, not
         the top layer's outputs (H_out wide).
+      activation, recurrent_activation: the cell's non-linearities, Keras's
+        names and semantics (``nn.cell.ACTIVATIONS``; default tanh, sigmoid).
+        The fused backends implement only the default pair: with any other,
+        every backend runs the plain scans (correct, not fused).
     Returns:
       ``hs[T, H_out]`` of the top layer (``out(hs)`` [T, K] with ``out``) and
       the list of final states, one per layer (a ``(fwd, bwd)`` pair for a
       bidirectional layer).
     """
     states = list(states) if states is not None else [None] * len(layers)
-    first, inp = _first_input(layers, xs, first_gates)
-    if first == "const":
-        if steps is None:
-            raise ValueError("lstm_stack: constant first_gates of shape (G,) need steps=T")
-    else:
-        steps = inp.shape[0]
-    if remat is not None:
-        return _remat_stack(layers, inp, first, steps, length, states, unroll, backend, int(remat), out)
-    backend = resolve_backend(backend)
-    if backend != "reference" and get_backend(backend).stack is not None:
-        hs, finals = _stack_per_example(backend, first, int(steps), int(unroll))(layers, inp, length, states)
+    first, inp = _first_input(layers, xs, first_gates, batched=False)
+    steps = _steps(first, inp, steps, batched=False)
+    acts = check_activations(activation, recurrent_activation)
+    if acts == DEFAULT_ACTIVATIONS and resolve_backend(backend) != "reference":
+        batch_states = [None if s is None else LSTMState(_one(s.h), _one(s.c)) for s in states]
+        xs_b, gates_b = (inp[None], None) if first == "xs" else (None, inp[None])
+        hs, finals = lstm_stack_batched(layers, xs_b, _one(length), batch_states, first_gates=gates_b, steps=steps,
+                                        unroll=unroll, backend=backend, remat=remat, out=out)
+        return hs[0], _unbatch(finals)
+    with jax.named_scope("lstm_stack"):
+        if remat is not None:
+            return _remat_stack(layers, inp, first, steps, length, states, unroll, int(remat), out, acts)
+        hs, finals = _stack_reference(layers, first, inp, length, states, steps, unroll, acts)
         return (hs if out is None else out(hs)), finals
-    if first == "const":
-        inp = jnp.broadcast_to(inp, (steps, inp.shape[0]))
-    finals = []
-    hs = inp if first == "xs" else None
-    for idx, (layer, state) in enumerate(zip(layers, states)):
-        gates0 = inp if idx == 0 and first != "xs" else None
-        if not isinstance(layer, LSTMParams):
-            fwd, bwd = layer
-            hs_f, fin_f = _run_layer(fwd, hs, gates0, length, state, reverse=False, unroll=unroll, backend=backend)
-            hs_b, fin_b = _run_layer(bwd, hs, None, length, None, reverse=True, unroll=unroll, backend=backend)
-            hs = jnp.concatenate([hs_f, hs_b], axis=-1)
-            finals.append((fin_f, fin_b))
-        else:
-            hs, fin = _run_layer(layer, hs, gates0, length, state, reverse=False, unroll=unroll, backend=backend)
-            finals.append(fin)
-    return (hs if out is None else out(hs)), finals
 
 
-def _first_input(layers, xs, first_gates) -> tuple[str, Array]:
-    """What layer 0 reads: ("xs", xs[T, F]), ("gates", gx[T, G]) or ("const", gx[G])."""
+def _first_input(layers, xs, first_gates, *, batched: bool) -> tuple[FirstInput, Array]:
+    """What layer 0 reads: ("xs", xs[(B,) T, F]), ("gates", gx[(B,) T, G]) or ("const", gx[(B,) G])."""
+    name = "lstm_stack_batched" if batched else "lstm_stack"
+    lead = 1 if batched else 0
     if first_gates is None:
         if xs is None:
-            raise ValueError("lstm_stack needs xs of shape (T, F) or first_gates")
+            raise ValueError(f"{name} needs xs of shape {'(B, T, F)' if batched else '(T, F)'} or first_gates")
+        if xs.ndim != 2 + lead:
+            raise ValueError(f"{name} expects xs of shape {'(B, T, F)' if batched else '(T, F)'}, got {xs.shape}")
         return "xs", xs
     if xs is not None:
-        raise ValueError("lstm_stack takes xs or first_gates, not both")
+        raise ValueError(f"{name} takes xs or first_gates, not both")
     if not isinstance(layers[0], LSTMParams):
         raise ValueError("first_gates replace one direction's input projection; "
                          "a bidirectional first layer needs xs")
-    if first_gates.ndim not in (1, 2):
-        raise ValueError(f"first_gates must be (T, G) or (G,), got shape {first_gates.shape}")
-    return ("gates" if first_gates.ndim == 2 else "const"), first_gates
+    if first_gates.ndim not in (1 + lead, 2 + lead):
+        want = "(B, T, G) or (B, G)" if batched else "(T, G) or (G,)"
+        raise ValueError(f"first_gates must be {want}, got shape {first_gates.shape}")
+    return ("gates" if first_gates.ndim == 2 + lead else "const"), first_gates
 
 
-def _remat_stack(layers, inp, first, t_steps, length, states, unroll, backend, chunk, out=None):
-    if chunk < 1:
-        raise ValueError(f"remat is a chunk length in steps and must be >= 1, got {chunk}")
-    if not all(isinstance(layer, LSTMParams) for layer in layers):
-        raise ValueError("remat runs a stack chunk by chunk forward in time; it does not support bidirectional layers")
+def _steps(first, inp, steps, *, batched: bool) -> int:
+    if first == "const":
+        if steps is None:
+            raise ValueError("constant first_gates (the same gates at every step) need steps=T")
+        return int(steps)
+    return int(inp.shape[1 if batched else 0])
+
+
+def _remat_stack(layers, inp, first, t_steps, length, states, unroll, chunk, out=None, acts=DEFAULT_ACTIVATIONS):
+    """The per-example stack under ``remat`` (see :func:`lstm_stack`)."""
+    _check_remat(layers, chunk)
     n_chunks = -(-t_steps // chunk)
     states = [zero_state(layer.w_h.shape[0], inp.dtype) if s is None else s for layer, s in zip(layers, states)]
     if first == "const":  # the same gates in every chunk: nothing to cut
@@ -465,10 +424,101 @@ def _remat_stack(layers, inp, first, t_steps, length, states, unroll, backend, c
         part, start = step
         # length - start may be <= 0: a chunk wholly past the end only carries.
         sub_len = jnp.clip(length - start, 0, chunk)
-        xs, gates = (part, None) if first == "xs" else (None, inp if first == "const" else part)
-        hs, fins = lstm_stack(layers, xs, sub_len, carry, first_gates=gates, steps=chunk, unroll=unroll,
-                              backend=backend, out=out)
-        return fins, hs
+        hs, fins = _stack_reference(layers, first, inp if first == "const" else part, sub_len, carry, chunk, unroll,
+                                    acts)
+        return fins, (hs if out is None else out(hs))
 
     finals, hs = lax.scan(body, states, (parts, jnp.arange(n_chunks) * chunk))
     return hs.reshape(n_chunks * chunk, -1)[:t_steps], finals
+
+
+def _check_remat(layers, chunk: int) -> None:
+    if chunk < 1:
+        raise ValueError(f"remat is a chunk length in steps and must be >= 1, got {chunk}")
+    if not all(isinstance(layer, LSTMParams) for layer in layers):
+        raise ValueError("remat runs a stack chunk by chunk forward in time; it does not support bidirectional layers")
+
+
+# ------------------------------------------------------------------ batched
+def _reference_stack(layers, inp, lengths, states, *, first, steps, unroll=1, acts=DEFAULT_ACTIVATIONS):
+    """The "reference" backend's batched stack: ``jax.vmap`` of the per-example stack."""
+    states = [_zeros_state(layer, lengths.shape[0], inp.dtype) if s is None else s
+              for layer, s in zip(layers, states)]
+
+    def one(x, n, st):
+        return _stack_reference(layers, first, x, n, st, steps, unroll, acts)
+
+    return jax.vmap(one)(inp, lengths, states)
+
+
+def _zeros_state(layer: LayerParams, batch: int, dtype) -> LSTMState:
+    fwd = layer if isinstance(layer, LSTMParams) else layer[0]
+    z = jnp.zeros((batch, fwd.w_h.shape[0]), dtype)
+    return LSTMState(z, z)
+
+
+def lstm_stack_batched(
+    layers: Sequence[LayerParams],
+    xs: Array | None,
+    lengths: Array,
+    states: Sequence[LSTMState | None] | None = None,
+    *,
+    first_gates: Array | None = None,
+    steps: int | None = None,
+    unroll: int = 1,
+    backend: str = "reference",
+    remat: int | None = None,
+    out: Callable[[Array], Array] | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+) -> tuple[Array, list]:
+    """A stack on a batch: xs[B, T, F] (or first_gates [B, T, G] / [B, G]),
+    lengths[B], states of [B, H] -> (hs[B, T, H_out] or out(hs), finals).
+
+    The same arguments and semantics as :func:`lstm_stack`, with a leading
+    batch axis; equal to ``jax.vmap`` of it (tested for every backend). The
+    backend is resolved here, at trace time, and gets the whole batch."""
+    states = list(states) if states is not None else [None] * len(layers)
+    first, inp = _first_input(layers, xs, first_gates, batched=True)
+    steps = _steps(first, inp, steps, batched=True)
+    lengths = jnp.asarray(lengths, jnp.int32)
+    acts = check_activations(activation, recurrent_activation)
+    # The fused backends hard-code tanh / sigmoid: other cells run the plain scans.
+    backend = resolve_backend(backend) if acts == DEFAULT_ACTIVATIONS else "reference"
+    with jax.named_scope(f"lstm_stack_{backend}"):
+        if remat is not None and backend == "reference":
+            return jax.vmap(lambda x, n, st: _remat_stack(layers, x, first, steps, n, st, unroll, int(remat), out,
+                                                          acts))(
+                inp, lengths, [_zeros_state(layer, lengths.shape[0], inp.dtype) if s is None else s
+                               for layer, s in zip(layers, states)])
+        fn = partial(_reference_stack, unroll=int(unroll), acts=acts) if backend == "reference" else \
+            stack_function(backend, unroll=unroll)
+        if remat is not None:
+            return _remat_batched(fn, layers, inp, first, steps, lengths, states, int(remat), out)
+        hs, finals = fn(layers, inp, lengths, states, first=first, steps=steps)
+        return (hs if out is None else out(hs)), finals
+
+
+def _remat_batched(fn: StackFn, layers, inp, first, t_steps, lengths, states, chunk, out):
+    """``remat`` around a batched stack function: chunks of ``chunk`` steps
+    under ``jax.checkpoint`` (the per-example twin is :func:`_remat_stack`)."""
+    _check_remat(layers, chunk)
+    batch = lengths.shape[0]
+    n_chunks = -(-t_steps // chunk)
+    states = [_zeros_state(layer, batch, inp.dtype) if s is None else s for layer, s in zip(layers, states)]
+    if first == "const":
+        parts = None
+    else:
+        seq = jnp.pad(inp, ((0, 0), (0, n_chunks * chunk - t_steps), (0, 0)))
+        parts = jnp.swapaxes(seq.reshape(batch, n_chunks, chunk, inp.shape[-1]), 0, 1)  # [n, B, chunk, .]
+
+    @partial(jax.checkpoint, prevent_cse=False)
+    def body(carry, step):
+        part, start = step
+        sub_len = jnp.clip(lengths - start, 0, chunk)
+        hs, fins = fn(layers, inp if first == "const" else part, sub_len, carry, first=first, steps=chunk)
+        return fins, (hs if out is None else out(hs))
+
+    finals, hs = lax.scan(body, states, (parts, jnp.arange(n_chunks) * chunk))
+    hs = jnp.swapaxes(hs, 0, 1).reshape(batch, n_chunks * chunk, -1)
+    return hs[:, :t_steps], finals

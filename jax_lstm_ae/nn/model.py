@@ -1,13 +1,17 @@
 """The autoencoder: an encoder, a decoder and a head, on pure functions.
 
-Everything is written for one example and batched with ``jax.vmap``; the
-batched methods check their inputs (shapes always, values when concrete),
-assert ``z`` is exactly (B, E) with chex, and run jitted code.
+Two faces with the same semantics: the ``*_one`` methods take one example
+and run the parts' per-example functions (plain scans: the specification);
+the batched methods (``encode``, ``decode``, ``reconstruct``, ``step_errors``,
+``loss``) take x[B, T, F] and run the parts' batched functions on their
+backends (``Encoder.apply_batch``, ``Decoder.apply_batch``). The batched
+methods check their inputs (shapes always, values when concrete), assert
+``z`` is exactly (B, E) with chex, and run jitted code.
 
     model = make_autoencoder(lstm_encoder((128, 64)), repeat((64, 128)), linear(), features=F)
     params = model.init(key)
-    z = model.encode(params, x, lengths)                  # [B, E]
-    model = model._replace(decoder=teacher_forced((64,)))   # swap a strategy: new value
+    z = model.encode(params, x, lengths)                    # [B, E]
+    model = model.replace(decoder=teacher_forced((64,)))    # swap a strategy: a new, checked value
 """
 
 from __future__ import annotations
@@ -20,16 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae.nn.decoders import Decoder, repeat
-from jax_lstm_ae.nn.encoder import Encoder, lstm_encoder
+from jax_lstm_ae.nn.decoders import Decoder, batched_decoder, repeat
+from jax_lstm_ae.nn.encoder import Encoder, batched_encoder, lstm_encoder
 from jax_lstm_ae.nn.heads import Head, linear, softmax
+from jax_lstm_ae.nn.layer import reverse_valid
 from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Length, Lengths, PRNGKey, PyTree
-
-
-def reverse_valid(seq: Array, length: Length) -> Array:
-    """Reverse the first ``length`` rows of seq[T, ...]; padding stays put."""
-    t = jnp.arange(seq.shape[0])
-    return seq[jnp.where(t < length, length - 1 - t, t)]
 
 
 def step_mask(lengths: Lengths, steps: int) -> Array:
@@ -38,7 +37,7 @@ def step_mask(lengths: Lengths, steps: int) -> Array:
 
 
 class Autoencoder(NamedTuple):
-    """An LSTM autoencoder as a value. Swap a part with ``model._replace(...)``.
+    """An LSTM autoencoder as a value. Swap a part with ``model.replace(...)``.
 
     Params are ``{"encoder": ..., "decoder": ..., "head": ...}``.
     """
@@ -62,6 +61,15 @@ class Autoencoder(NamedTuple):
         """K: F for real/binary data, V for tokens."""
         return self.head.vocab_size if self.tokens else self.features
 
+    def replace(self, **parts) -> "Autoencoder":
+        """A new model with some parts swapped (``encoder``, ``decoder``,
+        ``head``, ``features``), checked as :func:`make_autoencoder` checks."""
+        unknown = set(parts) - set(self._fields)
+        if unknown:
+            raise TypeError(f"Autoencoder.replace takes {self._fields}, got {sorted(unknown)}")
+        new = self._replace(**parts)
+        return make_autoencoder(new.encoder, new.decoder, new.head, features=new.features)
+
     # ------------------------------------------------------------ per example
     def init(self, key: PRNGKey) -> PyTree:
         k_e, k_d, k_h = jax.random.split(key, 3)
@@ -81,19 +89,11 @@ class Autoencoder(NamedTuple):
         """One example: z[E] -> logits[T, K] in the input's time order, zero on padding.
 
         ``targets`` [T, K] (in the input's order) switch teacher forcing on."""
-        head = self.head
-
-        def readout(h):
-            return head.activate(head.apply(params["head"], h))
-
+        readout, head = _head_fns(self.head, params)
         if targets is not None and self.decoder.reverse_target:
             targets = reverse_valid(targets, length)
-        if self.decoder.applies_head:  # under remat the head runs inside the decoder's chunks
-            logits = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout,
-                                        head=lambda h: head.apply(params["head"], h))
-        else:
-            hs = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout)
-            logits = head.apply(params["head"], hs)
+        logits = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout,
+                                    head=head)
         if self.decoder.reverse_target:
             logits = reverse_valid(logits, length)
         return jnp.where((jnp.arange(steps) < length)[:, None], logits, 0.0)
@@ -200,40 +200,77 @@ class Autoencoder(NamedTuple):
 
 
 # Module-level jitted cores; the model is a hashable static argument.
-def _batched_forward(model: Autoencoder, params, x, lengths, key, train, inputs=None):
-    keys = None if key is None else jax.random.split(key, x.shape[0])
-    fwd = jax.vmap(lambda p, xi, li, ki, ii: model.forward_one(p, xi, li, ki, train=train, inputs=ii),
-                   in_axes=(None, 0, 0, 0 if keys is not None else None, 0 if inputs is not None else None))
-    z, logits = fwd(params, x, lengths, keys, inputs)
-    chex.assert_shape(z, (x.shape[0], model.latent_dim))
-    return z, logits
+def _head_fns(head: Head, params: PyTree):
+    """(readout h[H] -> prediction[K], head h[..., H] -> logits[..., K])."""
+
+    def apply(h):
+        with jax.named_scope(f"head_{head.name}"):
+            return head.apply(params["head"], h)
+
+    return (lambda h: head.activate(apply(h))), apply
 
 
-def _errors(model, params, x, lengths, key, train, inputs=None):
-    _, logits = _batched_forward(model, params, x, lengths, key, train, inputs)
-    err = jax.vmap(model.head.error)(logits, x)
-    return jnp.where(step_mask(lengths, x.shape[1]), err, 0.0)
+def _decode_batch(model: Autoencoder, params, z, lengths, steps, targets=None, keys=None):
+    """z[B, E] -> logits[B, T, K] in the input's order, zero on padding."""
+    readout, head = _head_fns(model.head, params)
+    reverse = model.decoder.reverse_target
+    if targets is not None and reverse:
+        targets = jax.vmap(reverse_valid)(targets, lengths)
+    logits = batched_decoder(model.decoder)(params["decoder"], z, lengths, targets, keys, steps=steps,
+                                            readout=readout, head=head)
+    if reverse:
+        logits = jax.vmap(reverse_valid)(logits, lengths)
+    return jnp.where(step_mask(lengths, steps)[..., None], logits, 0.0)
 
 
-@partial(jax.jit, static_argnums=0)
-def _encode(model: Autoencoder, params, x, lengths):
-    z = jax.vmap(model.encode_one, in_axes=(None, 0, 0))(params, x, lengths)
+def _encode_batch(model: Autoencoder, params, x, lengths):
+    z = batched_encoder(model.encoder)(params["encoder"], x, lengths)
     chex.assert_shape(z, (x.shape[0], model.latent_dim))
     return z
 
 
+def forward_batch(model: Autoencoder, params: PyTree, x: Array, lengths: Array, keys: Array | None = None,
+                  *, train: bool = False, inputs: Array | None = None) -> tuple[Array, Array]:
+    """x[B, T, F], lengths[B] -> (z[B, E], logits[B, T, K]), unchecked and un-jitted
+    (a building block for steps that shard the batch themselves).
+
+    ``keys`` [B]: one PRNG key per example (scheduled sampling), or None.
+    ``train``: feed targets to the decoders that use them. ``inputs``: what the
+    encoder reads instead of x (denoising)."""
+    z = _encode_batch(model, params, x if inputs is None else inputs, lengths)
+    targets = jax.vmap(model.head.target)(x) if train else None
+    return z, _decode_batch(model, params, z, lengths, x.shape[1], targets, keys)
+
+
+def error_terms(model: Autoencoder, params: PyTree, x: Array, lengths: Array, keys: Array | None = None,
+                *, train: bool = False, inputs: Array | None = None) -> Array:
+    """Per-step errors [B, T], zero on padding (see :func:`forward_batch`);
+    the loss is their sum over the sum of lengths."""
+    _, logits = forward_batch(model, params, x, lengths, keys, train=train, inputs=inputs)
+    err = jax.vmap(model.head.error)(logits, x)
+    return jnp.where(step_mask(lengths, x.shape[1]), err, 0.0)
+
+
+def _errors(model, params, x, lengths, key, train, inputs=None):
+    keys = None if key is None else jax.random.split(key, x.shape[0])
+    return error_terms(model, params, x, lengths, keys, train=train, inputs=inputs)
+
+
+@partial(jax.jit, static_argnums=0)
+def _encode(model: Autoencoder, params, x, lengths):
+    return _encode_batch(model, params, x, lengths)
+
+
 @partial(jax.jit, static_argnums=(0, 4))
 def _decode(model: Autoencoder, params, z, lengths, steps):
-    logits = jax.vmap(lambda zz, ll: model.decode_one(params, zz, ll, steps))(z, lengths)
-    mask = step_mask(lengths, steps)[..., None]
-    return jnp.where(mask, model.head.activate(logits), 0.0)
+    logits = _decode_batch(model, params, z, lengths, steps)
+    return jnp.where(step_mask(lengths, steps)[..., None], model.head.activate(logits), 0.0)
 
 
 @partial(jax.jit, static_argnums=0)
 def _reconstruct(model: Autoencoder, params, x, lengths):
-    _, logits = _batched_forward(model, params, x, lengths, None, False)
-    mask = step_mask(lengths, x.shape[1])[..., None]
-    return jnp.where(mask, model.head.activate(logits), 0.0)
+    _, logits = forward_batch(model, params, x, lengths)
+    return jnp.where(step_mask(lengths, x.shape[1])[..., None], model.head.activate(logits), 0.0)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -71,6 +71,8 @@ def model_config(
     reverse_target: bool | None = None,
     unroll: int = 1,
     init: str = "uniform",
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> dict:
     """A JSON-able model description that :func:`build_model` turns into a model.
 
@@ -79,6 +81,8 @@ def model_config(
     hidden = (2E,)). ``steps`` (T) is needed by ``latent_as_sequence`` only.
     ``pooling`` is the encoder's readout (``lstm_encoder``); with a
     bidirectional encoder or ``"last_mean"`` a Dense layer maps it to E.
+    ``activation`` / ``recurrent_activation``: every LSTM cell's non-linearities
+    (Keras's names, ``nn.cell.ACTIVATIONS``).
     """
     cfg = {
         "features": int(features),
@@ -93,6 +97,8 @@ def model_config(
         "reverse_target": reverse_target,
         "unroll": int(unroll),
         "init": init,
+        "activation": activation,
+        "recurrent_activation": recurrent_activation,
     }
     build_model(cfg)  # validate now, with the user's words, not at load time
     return cfg
@@ -120,7 +126,9 @@ def _build_model(key: str) -> Autoencoder:
         raise RunError(f"unknown head {cfg['head']!r}; choose one of {', '.join(HEAD_NAMES)}")
     unroll = int(cfg.get("unroll", 1))
     init = cfg.get("init", "uniform")
-    kw = {"unroll": unroll, "init": init}
+    # runs saved before the options existed used tanh / sigmoid cells
+    kw = {"unroll": unroll, "init": init, "activation": cfg.get("activation", "tanh"),
+          "recurrent_activation": cfg.get("recurrent_activation", "sigmoid")}
     bi = bool(cfg.get("bidirectional", False))
     pooling = cfg.get("pooling", "last")  # runs saved before the option read out the last state
     if pooling not in POOLINGS:
@@ -239,7 +247,8 @@ def save_checkpoint(path, state: TrainState, extra: dict | None = None, best_par
 
 
 def load_checkpoint(path, template: TrainState) -> tuple[TrainState, dict]:
-    """Restore a state shaped like ``template``; raises RunError on mismatch.
+    """Restore a state shaped like ``template`` (arrays or ``jax.ShapeDtypeStruct``
+    leaves, e.g. from ``jax.eval_shape``); raises RunError on mismatch.
 
     Returns ``(state, extra)``; saved best params come back as ``extra["best_params"]``."""
     path = Path(path)
@@ -249,7 +258,7 @@ def load_checkpoint(path, template: TrainState) -> tuple[TrainState, dict]:
         extra = json.loads(raw.get("extra", "{}"))
         if "best_params" in raw:
             best = serialization.from_state_dict(template.params, raw["best_params"])
-            extra["best_params"] = jax.tree.map(lambda t, r: np.asarray(r, np.asarray(t).dtype), template.params, best)
+            extra["best_params"] = jax.tree.map(lambda t, r: np.asarray(r, t.dtype), template.params, best)
     except FileNotFoundError:
         raise RunError(f"{path}: no checkpoint here") from None
     except Exception as e:  # msgpack / structure errors carry no user-level meaning
@@ -258,7 +267,7 @@ def load_checkpoint(path, template: TrainState) -> tuple[TrainState, dict]:
     got = jax.tree.map(np.shape, restored)
     if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(want) != jax.tree.leaves(got):
         raise RunError(f"{path}: the checkpoint's arrays do not match the model in config.json")
-    restored = jax.tree.map(lambda t, r: np.asarray(r, dtype=np.asarray(t).dtype), template, restored)
+    restored = jax.tree.map(lambda t, r: np.asarray(r, dtype=t.dtype), template, restored)
     return jax.tree.map(jax.numpy.asarray, restored), extra
 
 
@@ -305,7 +314,8 @@ def load_run(run_dir) -> Run:
         optimizer = build_optimizer(config)
     except (KeyError, TypeError) as e:
         raise RunError(f"{run_dir / CONFIG_FILE}: incomplete or invalid model config ({e})") from None
-    template = create_train_state(model, optimizer, jax.random.PRNGKey(0))
+    # Shapes and dtypes only: no random init is run to restore a run.
+    template = jax.eval_shape(lambda: create_train_state(model, optimizer, jax.random.PRNGKey(0)))
     state, extra = load_checkpoint(run_dir / CHECKPOINT_FILE, template)
     best = extra.pop("best_params", None)
     params = state.params if best is None else jax.tree.map(jax.numpy.asarray, best)

@@ -19,12 +19,14 @@ import time
 from typing import Any, Callable, NamedTuple, TextIO
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jax_lstm_ae.data.datasets import Dataset, batches
 from jax_lstm_ae.nn.model import Autoencoder
-from jax_lstm_ae.train.step import Batch, TrainState, create_train_state, make_eval_step, make_train_step
+from jax_lstm_ae.train.parallel import data_parallel
+from jax_lstm_ae.train.step import Batch, TrainState, create_train_state, make_eval_step, train_step_fn
 
 
 class NonFiniteError(RuntimeError):
@@ -95,11 +97,36 @@ class _Progress:
         self.stream.flush()
 
 
-# One jitted step per (model, optimizer) value and process: a second fit of
-# the same model (a resume, a test) reuses the compiled step.
+def _guarded(step_fn: Callable) -> Callable:
+    """``((state, ok), batch) -> ((state, ok), metrics)``: the step, applied only
+    while ``ok`` (no non-finite step so far). After a non-finite loss or
+    gradient every later call leaves the state as it was, so the host can
+    read the metrics every few steps and still stop with the state of the
+    last good step."""
+
+    def guarded(carry, batch):
+        state, ok = carry
+        new, metrics = step_fn(state, batch)
+        apply = ok & metrics["finite"]
+        state = jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, state)
+        return (state, apply), metrics
+
+    return guarded
+
+
+# One jitted step per (model, optimizer, options) value and process: a second
+# fit of the same model (a resume, a test) reuses the compiled step.
 @functools.lru_cache(maxsize=16)
-def _default_train_step(model: Autoencoder, optimizer: optax.GradientTransformation) -> Callable:
-    return make_train_step(model, optimizer)
+def _guarded_train_step(model: Autoencoder, optimizer: optax.GradientTransformation, mesh=None,
+                        fsdp_min_size: int | None = None, global_batch: bool = False, corrupt=None) -> Callable:
+    step = _guarded(train_step_fn(model, optimizer, corrupt=corrupt, mesh=mesh))
+    if mesh is None:
+        return jax.jit(step, donate_argnums=(0,))
+    return data_parallel(step, mesh, fsdp_min_size=fsdp_min_size, global_batch=global_batch)
+
+
+# How many train steps run between two reads of their losses on the host.
+SYNC_EVERY = 32
 
 
 @functools.lru_cache(maxsize=16)
@@ -147,9 +174,14 @@ def fit(
       max_steps: stop after this many steps in total (state.step), mid-epoch
         if need be (a partial epoch is neither logged nor passed to on_epoch_end).
       train_step, eval_step: prebuilt jitted steps (``make_train_step``,
-        ``make_eval_step``), so several fits share one compilation.
-      mesh, step_kwargs: passed to ``make_train_step`` (``mesh=`` for data
-        parallelism, e.g. ``make_data_mesh()``); default: one device.
+        ``make_eval_step``), so several fits share one compilation. A given
+        ``train_step`` is checked on the host after every step; the steps fit
+        builds itself are read every ``SYNC_EVERY`` steps and at the end of
+        each epoch (no host round trip per step), and stop applying updates
+        after a non-finite one.
+      mesh, step_kwargs: the options of ``make_train_step`` (``mesh=`` for
+        data parallelism, e.g. ``make_data_mesh()``; ``corrupt``,
+        ``fsdp_min_size``, ``global_batch``); default: one device.
 
     Returns ``(state, history)``: history is the list of epoch records.
     Raises :class:`NonFiniteError` naming the step when a loss or gradient is
@@ -160,14 +192,17 @@ def fit(
         raise ValueError("the training set is empty")
     bs = min(int(batch_size), n)
     spe = steps_per_epoch(n, bs)
-    if train_step is None:
-        kw = dict(step_kwargs or {})
-        if mesh is not None:
-            kw["mesh"] = mesh
-        train_step = make_train_step(model, optimizer, **kw) if kw else _default_train_step(model, optimizer)
+    kw = dict(step_kwargs or {})
+    unknown = set(kw) - {"corrupt", "fsdp_min_size", "global_batch"}
+    if unknown:
+        raise TypeError(f"fit: step_kwargs takes corrupt, fsdp_min_size and global_batch, got {sorted(unknown)}")
+    guarded = train_step is None
+    if guarded:
+        train_step = _guarded_train_step(model, optimizer, mesh, kw.get("fsdp_min_size"),
+                                         bool(kw.get("global_batch")), kw.get("corrupt"))
     if eval_step is None:  # with a mesh, validation batches are split over it too
         eval_step = _default_eval_step(model) if mesh is None else make_eval_step(
-            model, mesh=mesh, global_batch=bool((step_kwargs or {}).get("global_batch")))
+            model, mesh=mesh, global_batch=bool(kw.get("global_batch")))
     if state is None:
         state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))
     prog = FitProgress() if resume is None else (resume if isinstance(resume, FitProgress) else FitProgress(**resume))
@@ -178,12 +213,34 @@ def fit(
     step = int(state.step)
     first_epoch, skip = divmod(step, spe)
     first_call = True
+    carry = (state, jnp.asarray(True)) if guarded else state
+
+    def unwrap(carry):
+        return carry[0] if guarded else carry
+
     try:
         for epoch in range(first_epoch, epochs):
             if max_steps is not None and step >= max_steps:
                 break
             t0 = time.perf_counter()
             losses, n_seq, compile_s, stopped_inside = [], 0, 0.0, False
+            pending: list[dict] = []  # this epoch's metrics not yet read on the host
+
+            def read(pending, epoch=epoch):
+                """Read the pending metrics; stop at the first non-finite step."""
+                done = step - len(pending)
+                for j, m in enumerate(jax.device_get(pending)):
+                    if not bool(m["finite"]):
+                        bad = done + j + 1
+                        raise NonFiniteError(
+                            f"training stopped at step {bad} (epoch {epoch + 1}): the loss or a gradient is not "
+                            f"finite (loss={float(m['loss'])}); params are those after step {bad - 1}; lower the "
+                            "learning rate (--lr) or check the data for extreme values",
+                            unwrap(carry), history, bad,
+                        )
+                    losses.append(float(m["loss"]))
+                pending.clear()
+
             for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True)):
                 if epoch == first_epoch and i < skip:
                     continue  # already trained on before the checkpoint
@@ -191,23 +248,20 @@ def fit(
                     stopped_inside = True
                     break
                 ts = time.perf_counter()
-                state, m = train_step(state, Batch(batch.x, batch.lengths))
-                loss = float(m["loss"])  # also syncs, so timings are honest
+                carry, m = train_step(carry, Batch(batch.x, batch.lengths))
+                step += 1
+                n_seq += len(batch.lengths)
+                pending.append(m)
                 if first_call:
+                    jax.block_until_ready(m)
                     compile_s = time.perf_counter() - ts  # first call compiles; keep it out of seq/s
                     first_call = False
-                if not bool(m["finite"]):
-                    raise NonFiniteError(
-                        f"training stopped at step {step + 1} (epoch {epoch + 1}): the loss or a gradient is not "
-                        f"finite (loss={loss}); params are those after step {step}; lower the learning rate "
-                        "(--lr) or check the data for extreme values",
-                        state, history, step + 1,
-                    )
-                step += 1
-                losses.append(loss)
-                n_seq += len(batch.lengths)
-                el = time.perf_counter() - t0 - compile_s
-                bar.step(epoch, i + 1, float(np.mean(losses)), n_seq / max(el, 1e-9))
+                if not guarded or len(pending) >= SYNC_EVERY:
+                    read(pending)
+                    el = time.perf_counter() - t0 - compile_s
+                    bar.step(epoch, i + 1, float(np.mean(losses)), n_seq / max(el, 1e-9))
+            read(pending)
+            state = unwrap(carry)
             if not losses or stopped_inside:
                 break  # a partial epoch is not an epoch: no record, no on_epoch_end
             train_s = time.perf_counter() - t0 - compile_s

@@ -29,6 +29,7 @@ own rows are placed on its devices.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jax_lstm_ae._typing import Array, PyTree
@@ -313,6 +315,28 @@ def data_parallel(
                        axis=axis, global_batch=global_batch)
 
 
+def shard_rows(fn: Callable, mesh: Mesh, *, axis: str = DATA) -> Callable:
+    """``fn(replicated, *rows)`` run per device with ``jax.shard_map``: every
+    ``rows`` argument (a pytree of [B, ...] arrays, or None) is split over
+    ``axis``, so each device runs the model's backend on its own rows (the
+    fused cuDNN and Pallas calls have no partitioning rule of their own);
+    ``replicated`` (the params) is whole on every device. ``fn`` must reduce
+    its results over ``axis`` itself (``lax.psum``): they are returned as
+    replicated values."""
+    mesh = _as_auto(mesh)
+    _data_size(mesh, axis)
+
+    def run(replicated_arg, *rows):
+        specs = (PartitionSpec(),) + tuple(jax.tree.map(lambda _: PartitionSpec(axis), r) for r in rows)
+        # check_vma=False: fn reduces over the axis explicitly; with JAX's
+        # varying-value tracking on, gradients of replicated params would be
+        # summed over the axis a second time.
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(), check_vma=False)(
+            replicated_arg, *rows)
+
+    return run
+
+
 def to_host(tree: PyTree) -> PyTree:
     """Every leaf as a full NumPy array in this process, however it is placed:
     replicated leaves are read from a local copy; leaves split across processes
@@ -323,8 +347,6 @@ def to_host(tree: PyTree) -> PyTree:
             return np.asarray(a)
         if a.is_fully_replicated:
             return np.asarray(a.addressable_data(0))
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(a, tiled=True))
 
     return jax.tree.map(one, tree)
@@ -341,6 +363,15 @@ def _local_rows(out: Array) -> np.ndarray:
             seen.add(start)
             parts.append(np.asarray(s.data))
     return np.concatenate(parts, axis=0)
+
+
+@functools.lru_cache(maxsize=32)
+def _jit_rows(fn: Callable, mesh: Mesh, axis: str) -> Callable:
+    """``fn(params, x, lengths)`` jitted with rows split over ``axis``, once per
+    (fn, mesh): a model's methods are hashable values, so repeated calls of
+    :func:`map_dataset` reuse the compiled function."""
+    rep, dat = replicated(mesh), data_sharding(mesh, axis)
+    return jax.jit(fn, in_shardings=(rep, dat, dat), out_shardings=dat)
 
 
 def map_dataset(
@@ -371,16 +402,14 @@ def map_dataset(
     per = max(d_local, -(-batch_size // procs // d_local) * d_local) if local else -(-batch_size // d_all) * d_all
     n_batches = -(-n // per)
     if local:
-        from jax.experimental import multihost_utils
-
         n_batches = int(np.max(multihost_utils.process_allgather(np.asarray(n_batches))))
     if n_batches == 0:
         raise ValueError("no examples to process (x has 0 rows)")
     if lengths is None:
         lengths = np.full((n,), t, np.int32)
-    rep, dat = replicated(mesh), data_sharding(mesh, axis)
+    rep = replicated(mesh)
     params = shard_state(params, jax.tree.map(lambda _: rep, params))
-    jitted = jax.jit(fn, in_shardings=(rep, dat, dat), out_shardings=dat)
+    jitted = _jit_rows(fn, mesh, axis)
 
     def launch(i):
         lo, hi = min(i * per, n), min((i + 1) * per, n)
@@ -393,8 +422,6 @@ def map_dataset(
             return np.asarray(out)
         if local:
             return _local_rows(out)
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(out, tiled=True))
 
     parts = []

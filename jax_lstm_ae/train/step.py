@@ -20,11 +20,13 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 from flax import struct
 
 from jax_lstm_ae.data.datasets import Batch
-from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.nn.model import Autoencoder, error_terms
 from jax_lstm_ae.train.noise import Corruption
+from jax_lstm_ae.train.parallel import DATA, data_parallel, shard_rows
 from jax_lstm_ae._typing import Array, PRNGKey, PyTree
 
 
@@ -65,10 +67,34 @@ def _all_finite(tree: PyTree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
+def _sharded_loss_and_grad(model: Autoencoder, mesh: jax.sharding.Mesh, axis: str) -> Callable:
+    """``(params, x, lengths, keys, inputs) -> (loss, grads)`` with each
+    device running the model on its own rows (``shard_rows``): the loss is
+    the sum of every device's errors over the global number of valid steps,
+    so it equals the single-device loss on the same batch."""
+
+    def per_device(params, x, lengths, keys, inputs):
+        n = jnp.maximum(lax.psum(jnp.sum(lengths), axis), 1)
+
+        def loss_fn(p):
+            err = error_terms(model, p, x, lengths, keys, train=True, inputs=inputs)
+            return jnp.sum(err) / n
+
+        return lax.psum(jax.value_and_grad(loss_fn)(params), axis)
+
+    return shard_rows(per_device, mesh, axis=axis)
+
+
 def train_step_fn(
-    model: Autoencoder, optimizer: optax.GradientTransformation, *, corrupt: Corruption | None = None
+    model: Autoencoder, optimizer: optax.GradientTransformation, *, corrupt: Corruption | None = None,
+    mesh: jax.sharding.Mesh | None = None, axis: str = DATA,
 ) -> Callable:
-    """The un-jitted step ``(state, batch) -> (state, metrics)``; see :func:`make_train_step`."""
+    """The un-jitted step ``(state, batch) -> (state, metrics)``; see :func:`make_train_step`.
+
+    With ``mesh`` the forward and backward pass run under ``jax.shard_map``
+    over ``axis`` (each device on its rows, gradients summed with one
+    all-reduce); the optimizer update runs on the gradients as given."""
+    sharded = None if mesh is None else _sharded_loss_and_grad(model, mesh, axis)
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
         key = jax.random.fold_in(state.rng, state.step)
@@ -76,8 +102,15 @@ def train_step_fn(
         if corrupt is not None:  # its own key; without corrupt= the decoder's key is what it always was
             key, k_noise = jax.random.split(key)
             inputs = corrupt(k_noise, batch.x, batch.lengths)
-        loss, grads = jax.value_and_grad(model.loss)(state.params, batch.x, batch.lengths, key, train=True,
-                                                     inputs=inputs)
+        if sharded is None:
+            loss, grads = jax.value_and_grad(model.loss)(state.params, batch.x, batch.lengths, key, train=True,
+                                                         inputs=inputs)
+        else:
+            x, lengths = model.check_batch(batch.x, batch.lengths)
+            # One key per global row, as model.loss draws them, so the step
+            # equals the single-device step whatever the number of devices.
+            keys = jax.random.split(key, x.shape[0])
+            loss, grads = sharded(state.params, x, lengths, keys, inputs)
         updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & _all_finite(grads)
@@ -102,27 +135,28 @@ def make_train_step(
     the state you passed in after the call. Metrics: ``loss`` (mean per-step
     error over valid steps), ``grad_norm``, ``finite``.
 
-    ``mesh`` (e.g. ``make_data_mesh()``): the same step jitted with shardings,
-    the batch split over the mesh's ``"data"`` axis and the state replicated;
-    with ``fsdp_min_size`` leaves of at least that many elements are split
-    over that axis too. A batch whose size does not divide by the number of
-    data shards is *padded* with length-0 rows, which the loss ignores, so the
-    result equals the unpadded step. On several processes each passes its own
-    rows, or with ``global_batch=True`` all pass the same global batch and each
-    places only its share. See ``jax_lstm_ae.train.parallel``.
+    ``mesh`` (e.g. ``make_data_mesh()``): the batch is split over the mesh's
+    ``"data"`` axis and each device runs the forward and backward pass on its
+    own rows under ``jax.shard_map`` (any backend, fused kernels included);
+    the gradients are summed over the devices and the state is replicated.
+    With ``fsdp_min_size`` leaves of at least that many elements are split
+    over that axis too (gathered before the pass). A batch whose size does
+    not divide by the number of data shards is *padded* with length-0 rows,
+    which the loss ignores, so the result equals the unpadded step. On
+    several processes each passes its own rows, or with ``global_batch=True``
+    all pass the same global batch and each places only its share. See
+    ``jax_lstm_ae.train.parallel``.
 
     ``corrupt`` ``(key, x, lengths) -> x'``: the encoder reads x' while the
     loss reconstructs x (a denoising autoencoder; ``gaussian_noise``,
     ``step_dropout``). Its key is split from the step's, so runs stay
     reproducible and resumable.
     """
-    step = train_step_fn(model, optimizer, corrupt=corrupt)
     if mesh is None:
         if fsdp_min_size is not None or global_batch:
             raise ValueError("fsdp_min_size and global_batch are about a mesh; pass mesh=make_data_mesh() too")
-        return jax.jit(step, donate_argnums=(0,) if donate else ())
-    from jax_lstm_ae.train.parallel import data_parallel  # wraps this step; imported here to keep arrows one-way
-
+        return jax.jit(train_step_fn(model, optimizer, corrupt=corrupt), donate_argnums=(0,) if donate else ())
+    step = train_step_fn(model, optimizer, corrupt=corrupt, mesh=mesh)
     return data_parallel(step, mesh, donate=donate, fsdp_min_size=fsdp_min_size, global_batch=global_batch)
 
 
@@ -132,8 +166,9 @@ def make_eval_step(
     """A jitted ``(params, batch) -> {"loss", "n_steps"}`` in inference mode
     (free-running decoders); ``loss * n_steps`` sums over batches.
 
-    ``mesh``: the batch is split over its ``"data"`` axis and padded as in
-    :func:`make_train_step` (length-0 rows change neither number)."""
+    ``mesh``: the batch is split over its ``"data"`` axis, each device scores
+    its own rows (``shard_map``), padded as in :func:`make_train_step`
+    (length-0 rows change neither number)."""
 
     def eval_step(params: PyTree, batch: Batch) -> dict[str, Array]:
         loss = model.loss(params, batch.x, batch.lengths, train=False)
@@ -141,6 +176,14 @@ def make_eval_step(
 
     if mesh is None:
         return jax.jit(eval_step)
-    from jax_lstm_ae.train.parallel import data_parallel
 
-    return data_parallel(eval_step, mesh, returns_state=False, donate=False, global_batch=global_batch)
+    def per_device(params, x, lengths):
+        total, n = lax.psum((jnp.sum(error_terms(model, params, x, lengths)), jnp.sum(lengths)), DATA)
+        return {"loss": total / jnp.maximum(n, 1), "n_steps": n}
+
+    sharded = shard_rows(per_device, mesh)
+
+    def sharded_eval(params: PyTree, batch: Batch) -> dict[str, Array]:
+        return sharded(params, *model.check_batch(batch.x, batch.lengths))
+
+    return data_parallel(sharded_eval, mesh, returns_state=False, donate=False, global_batch=global_batch)

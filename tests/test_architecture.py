@@ -1,0 +1,137 @@
+"""The package's shape: no private JAX API, arrows that point one way, a
+curated top level, and model building that never starts a JAX runtime."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax_lstm_ae as la
+
+PKG = Path(la.__file__).resolve().parent
+ROOT = PKG.parent
+
+# Layer -> the layers it may import from (besides itself and the shared typing module).
+ALLOWED = {
+    "nn": {"backends"},  # the layer picks a backend when traced
+    "backends": {"nn"},  # backends use the cell's parameter types only
+    "data": set(),
+    "train": {"nn", "data"},
+    "apps": {"nn", "data", "train"},
+    "cli": {"nn", "data", "train", "apps"},
+}
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        yield path, path.relative_to(PKG).parts
+
+
+def _imports(path: Path) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.append(node.module)
+            out += [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+    return out
+
+
+def test_no_private_jax_api():
+    bad = [(str(p.relative_to(ROOT)), m) for p, _ in _modules() for m in _imports(p)
+           if m.startswith("jax._src") or m == "jax._src"]
+    assert not bad, f"modules import JAX internals: {bad}"
+    for p, _ in _modules():
+        assert "jax._src" not in p.read_text(), f"{p} mentions jax._src"
+
+
+def test_imports_point_one_way():
+    wrong = []
+    for path, parts in _modules():
+        if len(parts) < 2:
+            continue  # the top-level __init__, __main__ and _typing
+        layer = parts[0]
+        for mod in _imports(path):
+            if not mod.startswith("jax_lstm_ae."):
+                continue
+            target = mod.split(".")[1]
+            if target in ALLOWED and target != layer and target not in ALLOWED[layer]:
+                wrong.append(f"{'/'.join(parts)} imports {mod}")
+    assert not wrong, "\n".join(wrong)
+    # nn.layer reaches the backends only when one is chosen (inside stack_function)
+    top_level = [n for n in ast.parse((PKG / "nn" / "layer.py").read_text()).body
+                 if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not any((getattr(n, "module", "") or "").startswith("jax_lstm_ae.backends") for n in top_level)
+
+
+def test_curated_top_level():
+    names = la.__all__
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert 40 <= len(names) <= 60, len(names)
+    for name in names:
+        assert getattr(la, name) is not None, name
+    for sub in (la.nn, la.data, la.train, la.apps):
+        assert sub.__all__ == sorted(sub.__all__)
+        for name in sub.__all__:
+            assert getattr(sub, name) is not None, f"{sub.__name__}.{name}"
+
+
+def test_bench_and_examples_use_public_names():
+    bad = []
+    for folder in ("bench", "examples"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for mod in _imports(path):
+                if mod.startswith("jax_lstm_ae") and any(part.startswith("_") for part in mod.split(".")[1:]):
+                    bad.append(f"{path.relative_to(ROOT)}: {mod}")
+    assert not bad, "\n".join(bad)
+
+
+_FRESH = r"""
+import json, sys
+import jax
+import optax
+import jax_lstm_ae as la
+from jax_lstm_ae import nn
+
+built = []
+for backend in nn.BACKENDS:
+    kw = dict(backend=backend)
+    enc = la.lstm_encoder((8, 4), bidirectional=True, latent_dim=4, **kw)
+    for dec in (la.repeat((4,), **kw), la.latent_as_sequence((4,), steps=2, **kw), la.teacher_forced((4,), **kw),
+                la.conditional((4,), teacher_prob=0.5, **kw), la.unconditioned((4,), **kw)):
+        for head in (la.linear(), la.linear("mae"), la.sigmoid()):
+            built.append(la.make_autoencoder(enc, dec, head, features=3))
+    built.append(la.make_autoencoder(la.lstm_encoder((4,), vocab_size=5, **kw), la.repeat((4,), **kw)))
+    built.append(la.recurrent_autoencoder(3, 4, **kw))
+model = la.recurrent_autoencoder(3, 4)  # "auto": "fast" once traced on the CPU
+opt = la.make_optimizer(1e-3, warmup_steps=2, decay_steps=10)
+step = la.make_train_step(model, opt)
+evals = la.make_eval_step(model)
+cfg = la.build_model({"model": la.model_config(3, decoder="teacher_forced", embedding_dim=4, hidden=(6,))})
+asked = la.ask_for_cpu_devices(3)
+devices = len(jax.devices())
+# an actual step now runs on those devices
+state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
+import numpy as np
+state, m = step(state, la.Batch(np.zeros((2, 5, 3), np.float32), np.array([5, 2], np.int32)))
+print(json.dumps({"asked": asked, "devices": devices, "models": len(built), "finite": bool(m["finite"]),
+                  "gpu_modules": sorted(k for k in sys.modules if k in ("jax_lstm_ae.backends.pallas",
+                                                                        "jax_lstm_ae.backends.cudnn"))}))
+"""
+
+
+def test_building_every_model_starts_no_jax_runtime(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    res = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True, env=env, timeout=600,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["asked"] is True and out["devices"] == 3, out
+    assert out["models"] == 6 * 17 and out["finite"]
+    assert out["gpu_modules"] == [], "building models loaded a GPU backend module"
