@@ -150,9 +150,10 @@ def add_data_args(parser: argparse.ArgumentParser, *, default_help: str = "") ->
     g.add_argument(
         "--data",
         metavar="PATH|synthetic:NAME",
-        help="a .txt/.csv/.npy/.npz file, or synthetic:moving_one / synthetic:sines" + default_help,
+        help="a .txt/.csv/.ts/.npy/.npz file, or synthetic:moving_one / synthetic:sines" + default_help,
     )
-    g.add_argument("--format", choices=("ucr", "wide", "long", "series", "npy"), help="how to read PATH (default: by suffix)")
+    g.add_argument("--format", choices=("ucr", "wide", "long", "series", "npy", "ts"),
+                   help="how to read PATH (default: by suffix; .ts: the sktime/aeon format of the UCR/UEA archives)")
     g.add_argument("--columns", type=_columns, help="feature columns to keep, 0-based numbers or header names: 1,2")
     g.add_argument("--id-column", help="sequence-id column of a one-row-per-step CSV (number or name)")
     g.add_argument("--label-column", help="label column (number or name); UCR files: 0")
