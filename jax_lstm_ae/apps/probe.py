@@ -22,6 +22,7 @@ scikit-learn (``pip install 'jax_lstm_ae[bench]'``), imported only when called.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple, Sequence
 
@@ -229,8 +230,10 @@ def fit_svm(features, labels, *, c: float | Sequence[float] = SVM_C_GRID, folds:
 
     ``c`` a number: use it. A sequence: choose C by ``folds``-fold stratified
     CV accuracy on these rows (ties -> the smaller C), then refit on all rows.
-    With fewer than two rows in some class there is nothing to hold out, so
-    the middle C is used as given."""
+    As in :func:`fit_probe`, the folds are capped by the largest class, not
+    the smallest: a class of one row still lets the others be cross-validated
+    (its row, when held out, counts as an error). With no class of two rows
+    there is nothing to hold out, and the middle C is used."""
     _sklearn()
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -244,12 +247,14 @@ def fit_svm(features, labels, *, c: float | Sequence[float] = SVM_C_GRID, folds:
     y = np.asarray(labels).reshape(-1)
     make = lambda cv: make_pipeline(StandardScaler(), SVC(C=cv, kernel="rbf", gamma="scale"))  # noqa: E731
     grid = [float(c)] if np.ndim(c) == 0 else sorted(float(v) for v in c)
-    k = int(min(folds, np.bincount(idx).min()))
+    k = int(min(folds, np.bincount(idx).max()))
     if len(grid) == 1 or k < 2:
         chosen, cv_acc = grid[len(grid) // 2], float("nan")
     else:
         split = StratifiedKFold(k, shuffle=True, random_state=seed)
-        scores = [float(np.mean(cross_val_score(make(cv), x, y, cv=split))) for cv in grid]
+        with warnings.catch_warnings():  # "the least populated class has only n members": expected, see above
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            scores = [float(np.mean(cross_val_score(make(cv), x, y, cv=split))) for cv in grid]
         best = int(np.argmax(scores))  # first maximum: the smallest such C
         chosen, cv_acc = grid[best], scores[best]
     return SVM(make(chosen).fit(x, y), chosen, cv_acc)
