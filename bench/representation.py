@@ -257,11 +257,12 @@ def markdown(rows: list[dict]) -> str:
 
 
 def markdown_variants(rows: list[dict]) -> str:
-    configs = list(rows[0]["by_variant"]) if rows else []
+    configs = [c for c in CONFIGS if any(c in r["by_variant"] for r in rows)]
     out = ["| set | " + " | ".join(configs) + " |", "| --- " * (len(configs) + 1) + "|"]
     for r in rows:
-        cells = [f"{r['by_variant'][c]['svm']['cv_mean']:.3f} / {r['by_variant'][c]['svm']['test_mean']:.3f} ± "
-                 f"{r['by_variant'][c]['svm']['test_sd']:.3f}" for c in configs]
+        v = r["by_variant"]
+        cells = [f"{v[c]['svm']['cv_mean']:.3f} / {v[c]['svm']['test_mean']:.3f} ± {v[c]['svm']['test_sd']:.3f}"
+                 if c in v else "-" for c in configs]
         out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
