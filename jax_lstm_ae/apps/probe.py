@@ -5,16 +5,24 @@
     acc = probe_accuracy(probe, z_te, y_te)
     table = compare_representations(z_tr, z_te, raw_tr, raw_te, y_tr, y_te)
     # {"latent": .., "pca": .., "raw": ..}: PCA of the raw sequence at the latent's E
+    svm = fit_svm(z_tr, y_tr)                     # RBF SVM, C by CV on the training rows (scikit-learn)
+    acc = float(np.mean(svm_predict(svm, z_te) == y_te))
 
 The probe standardises features (train mean/std), then minimises mean
 cross-entropy + l2 * ||W||^2 by full-batch Adam (optax) in float32, jitted. The l2
 strength is picked by stratified k-fold cross-validation on the TRAINING set
 only; all folds and strengths are fitted at once under ``jax.vmap`` (sample
 weights zero out each fold's held-out rows, so shapes never change).
+
+The SVM (:func:`fit_svm`) is the unsupervised-representation protocol of the
+UCR/UEA literature (T-Loss, TS2Vec): an RBF-kernel SVM on standardised
+features, C picked by stratified k-fold CV on the training rows. It needs
+scikit-learn (``pip install 'jax_lstm_ae[bench]'``), imported only when called.
 """
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple, Sequence
 
@@ -29,6 +37,8 @@ from jax_lstm_ae.train.parallel import encode_dataset
 from jax_lstm_ae._typing import PyTree
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+SVM_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # T-Loss's grid
+CLASSIFIERS = ("linear", "svm")
 
 
 class Probe(NamedTuple):
@@ -197,6 +207,91 @@ def confusion_matrix(labels, predictions, classes=None) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------- RBF SVM
+class SVM(NamedTuple):
+    model: object  # a fitted sklearn Pipeline(StandardScaler, SVC(kernel="rbf", gamma="scale"))
+    c: float
+    cv_accuracy: float  # mean held-out accuracy of the chosen C on the training rows (nan without CV)
+
+
+def _sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "the SVM classifier needs scikit-learn: pip install 'jax_lstm_ae[bench]' (or scikit-learn), "
+            "or use the linear probe"
+        ) from None
+
+
+def fit_svm(features, labels, *, c: float | Sequence[float] = SVM_C_GRID, folds: int = 5, seed: int = 0) -> SVM:
+    """RBF SVM on features[N, D] -> labels[N], features standardised on these rows.
+
+    ``c`` a number: use it. A sequence: choose C by ``folds``-fold stratified
+    CV accuracy on these rows (ties -> the smaller C), then refit on all rows.
+    As in :func:`fit_probe`, the folds are capped by the largest class, not
+    the smallest: a class of one row still lets the others be cross-validated
+    (its row, when held out, counts as an error). With no class of two rows
+    there is nothing to hold out, and the middle C is used."""
+    _sklearn()
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x = np.asarray(features, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be (N, D), got {x.shape}; flatten sequences with x.reshape(N, -1)")
+    _, idx = _encode_labels(labels, x.shape[0])
+    y = np.asarray(labels).reshape(-1)
+    make = lambda cv: make_pipeline(StandardScaler(), SVC(C=cv, kernel="rbf", gamma="scale"))  # noqa: E731
+    grid = [float(c)] if np.ndim(c) == 0 else sorted(float(v) for v in c)
+    k = int(min(folds, np.bincount(idx).max()))
+    if len(grid) == 1 or k < 2:
+        chosen, cv_acc = grid[len(grid) // 2], float("nan")
+    else:
+        split = StratifiedKFold(k, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():  # "the least populated class has only n members": expected, see above
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            scores = [float(np.mean(cross_val_score(make(cv), x, y, cv=split))) for cv in grid]
+        best = int(np.argmax(scores))  # first maximum: the smallest such C
+        chosen, cv_acc = grid[best], scores[best]
+    return SVM(make(chosen).fit(x, y), chosen, cv_acc)
+
+
+def svm_predict(svm: SVM, features) -> np.ndarray:
+    """[N, D] -> [N] predicted labels (original label values)."""
+    return svm.model.predict(np.asarray(features, np.float64))
+
+
+def resample(x, lengths, steps: int) -> np.ndarray:
+    """Each sequence x[i, :lengths[i]] stretched or squeezed to ``steps`` steps by
+    linear interpolation: x[N, T, F] -> [N, steps, F]. Turns unequal-length
+    sets into fixed vectors for the raw and PCA baselines."""
+    x = np.asarray(x, np.float64)
+    lengths = np.asarray(lengths)
+    out = np.empty((x.shape[0], int(steps), x.shape[2]))
+    grid = np.linspace(0.0, 1.0, int(steps))
+    for i, n in enumerate(lengths.tolist()):
+        src = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+        for f in range(x.shape[2]):
+            out[i, :, f] = np.interp(grid, src, x[i, :n, f]) if n > 1 else x[i, 0, f]
+    return out
+
+
+def classify(classifier: str, train, y_train, test, *, seed: int = 0) -> dict:
+    """Fit ``classifier`` ("linear": the probe above; "svm": :func:`fit_svm`) on
+    the training rows, predict the test rows. Returns {"predictions",
+    "cv_accuracy", "param"} (param: the chosen l2 or C)."""
+    if classifier == "linear":
+        p = fit_probe(train, y_train, seed=seed)
+        return {"predictions": probe_predict(p, test), "cv_accuracy": p.cv_accuracy, "param": p.l2}
+    if classifier == "svm":
+        m = fit_svm(train, y_train, seed=seed)
+        return {"predictions": svm_predict(m, test), "cv_accuracy": m.cv_accuracy, "param": m.c}
+    raise ValueError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+
+
 # ----------------------------------------------------------------- baselines
 class PCA(NamedTuple):
     mean: np.ndarray  # [D]
@@ -220,15 +315,31 @@ def pca_transform(pca: PCA, x) -> np.ndarray:
 
 
 def compare_representations(
-    latent_train, latent_test, raw_train, raw_test, y_train, y_test, **probe_kw
+    latent_train, latent_test, raw_train, raw_test, y_train, y_test, *, classifier: str = "linear",
+    lengths_train=None, lengths_test=None, **probe_kw
 ) -> dict[str, dict[str, float]]:
-    """Probe accuracy of the latent vs PCA of the raw sequence at the same
-    dimension E vs the raw sequence itself. Raw inputs [N, T, F] or [N, D]
-    are flattened. Returns {name: {"accuracy", "dim", "l2", "cv_accuracy"}}:
-    ``cv_accuracy`` uses the training rows only, so it may guide choices
-    (e.g. of the autoencoder) that the test accuracy must not."""
-    raw_train = np.asarray(raw_train).reshape(len(raw_train), -1)
-    raw_test = np.asarray(raw_test).reshape(len(raw_test), -1)
+    """Accuracy of ``classifier`` ("linear" probe or "svm") on the latent vs PCA
+    of the raw sequence at the same dimension E vs the raw sequence itself.
+    Raw inputs [N, T, F] or [N, D] are flattened; with ``lengths_*`` of
+    sequences of unequal length (or test T != train T), each raw sequence is
+    first resampled to the training T (:func:`resample`). Returns {name:
+    {"accuracy", "dim", "cv_accuracy", and "l2" (linear) or "C" (svm)}}:
+    ``cv_accuracy`` uses the training rows only, so it may guide choices (e.g.
+    of the autoencoder) that the test accuracy must not."""
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+    raw_train, raw_test = np.asarray(raw_train), np.asarray(raw_test)
+    if lengths_train is not None and raw_train.ndim == 3:
+        t = raw_train.shape[1]
+        lt = np.asarray(lengths_train)
+        lte = np.full(len(raw_test), raw_test.shape[1]) if lengths_test is None else np.asarray(lengths_test)
+        if raw_test.shape[1] != t or np.any(lt != t) or np.any(lte != t):
+            raw_train, raw_test = resample(raw_train, lt, t), resample(raw_test, lte, t)
+    raw_train = raw_train.reshape(len(raw_train), -1)
+    raw_test = raw_test.reshape(len(raw_test), -1)
+    if raw_test.shape[1] != raw_train.shape[1]:
+        raise ValueError(f"raw test rows have {raw_test.shape[1]} values but training rows {raw_train.shape[1]}; "
+                         "pass lengths_train/lengths_test to resample unequal-length sequences")
     e = np.asarray(latent_train).shape[1]
     pca = fit_pca(raw_train, min(e, *raw_train.shape))
     reps = {
@@ -238,7 +349,12 @@ def compare_representations(
     }
     out = {}
     for name, (tr, te) in reps.items():
-        probe = fit_probe(tr, y_train, **probe_kw)
-        out[name] = {"accuracy": probe_accuracy(probe, te, y_test), "dim": int(np.shape(tr)[1]), "l2": probe.l2,
-                     "cv_accuracy": probe.cv_accuracy}
+        if classifier == "linear":
+            probe = fit_probe(tr, y_train, **probe_kw)
+            out[name] = {"accuracy": probe_accuracy(probe, te, y_test), "dim": int(np.shape(tr)[1]), "l2": probe.l2,
+                         "cv_accuracy": probe.cv_accuracy}
+        else:
+            svm = fit_svm(tr, y_train, **{k: v for k, v in probe_kw.items() if k in ("seed", "folds")})
+            acc = float(np.mean(svm_predict(svm, te) == np.asarray(y_test).reshape(-1)))
+            out[name] = {"accuracy": acc, "dim": int(np.shape(tr)[1]), "C": svm.c, "cv_accuracy": svm.cv_accuracy}
     return out

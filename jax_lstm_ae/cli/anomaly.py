@@ -4,6 +4,7 @@ probe from a trained run directory.
     jax-lstm-ae detect --run RUN --data beats.txt --out scores.csv [--labels y.txt]
     jax-lstm-ae detect --run RUN --data series.txt --window 64 --stride 4 --out points.csv
     jax-lstm-ae probe  --run RUN --data labelled.txt [--test-fraction 0.4]
+    jax-lstm-ae probe  --run RUN --data X_TRAIN.ts --test-data X_TEST.ts --classifier svm
 
 ``register(subparsers)`` adds both commands to the main CLI (listed in
 ``_cli.SUBCOMMAND_MODULES``); data options (--format, --columns, --window,
@@ -79,16 +80,23 @@ def _add_detect(sub) -> None:
 def _add_probe(sub) -> None:
     p = sub.add_parser(
         "probe",
-        help="linear-probe accuracy of the latents vs PCA and raw baselines",
+        help="classifier accuracy on the latents vs PCA and raw baselines",
         description=(
-            "Encode labelled sequences, fit a multinomial logistic regression on a stratified training part and "
-            "report its test accuracy next to PCA of the raw sequence (same dimension) and the raw sequence."
+            "Encode labelled sequences, fit a classifier on the training ones (--data; with --test-data the "
+            "test ones come from that file, as the UCR/UEA archives' TRAIN/TEST pairs, else a stratified split "
+            "of --data) and report its test accuracy on the latent next to PCA of the raw sequence (same "
+            "dimension) and the raw sequence (resampled to the training T when lengths differ). Classifiers: "
+            "linear (multinomial logistic regression, l2 by 5-fold CV on the training rows) or svm (RBF kernel, "
+            "C by 5-fold CV on the training rows; needs scikit-learn)."
         ),
     )
     p.add_argument("--run", required=True, metavar="RUN_DIR")
-    add_data_args(p, default_help=" (labelled sequences, e.g. a UCR file: label in column 0)")
-    p.add_argument("--test-data", default=None, help="labelled test file (default: split --data)")
-    p.add_argument("--test-fraction", type=float, default=0.4)
+    add_data_args(p, default_help=" (labelled sequences, e.g. a UCR file: label in column 0, or X_TRAIN.ts)")
+    p.add_argument("--test-data", default=None, metavar="PATH",
+                   help="labelled test file, read with the same options, e.g. X_TEST.ts (default: split --data)")
+    p.add_argument("--test-fraction", type=float, default=0.4, help="without --test-data: share of --data held out")
+    p.add_argument("--classifier", choices=("linear", "svm"), default="linear",
+                   help="linear: logistic-regression probe; svm: RBF SVM as in the archives' protocol (scikit-learn)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the results as JSON here too")
     p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
@@ -306,8 +314,13 @@ def _shade(ax, labels) -> None:
 
 # ----------------------------------------------------------------- probe
 def run_probe(args) -> int:
-    from jax_lstm_ae.apps.probe import _split_stratified, compare_representations, encode_all
+    from jax_lstm_ae.apps.probe import _sklearn, _split_stratified, compare_representations, encode_all
 
+    if args.classifier == "svm":
+        try:
+            _sklearn()
+        except ImportError as e:
+            fail(str(e))
     setup_common(args)
     mesh = getattr(args, "mesh", None)
     run = _load_run(args.run)
@@ -319,18 +332,31 @@ def run_probe(args) -> int:
         test, _ = _prepare(run, args, args.test_data, "--test-data")
         if test.labels is None:
             fail(f"{args.test_data} has no labels")
-        if test.x.shape[1:] != x.shape[1:]:
-            fail(f"--test-data sequences are (T, F)={test.x.shape[1:]} but --data sequences are {x.shape[1:]}")
+        if test.features != data.features:
+            fail(f"--test-data sequences have F={test.features} features but --data sequences have F={data.features}")
+        unseen = sorted(set(np.asarray(test.labels).tolist()) - set(np.asarray(y).tolist()), key=str)
+        if unseen:
+            fail(f"--test-data holds classes {unseen} that --data does not; a classifier cannot predict them")
         x_tr, l_tr, y_tr, x_te, l_te, y_te = x, lengths, y, test.x, test.lengths, test.labels
+        where = f"train {args.data} / test {args.test_data}"
     else:
         tr, te = _split_stratified(y, args.test_fraction, args.seed)
         x_tr, l_tr, y_tr, x_te, l_te, y_te = x[tr], lengths[tr], y[tr], x[te], lengths[te], y[te]
+        where = f"{args.data}, stratified split {1 - args.test_fraction:.0%} / {args.test_fraction:.0%} (seed {args.seed})"
     z_tr = encode_all(run.model, run.params, x_tr, l_tr, batch_size=args.batch_size, mesh=mesh)
     z_te = encode_all(run.model, run.params, x_te, l_te, batch_size=args.batch_size, mesh=mesh)
-    res = compare_representations(z_tr, z_te, x_tr, x_te, y_tr, y_te, seed=args.seed)
-    print(f"linear probe: {len(y_tr)} train / {len(y_te)} test sequences, {len(np.unique(y_tr))} classes")
+    res = compare_representations(z_tr, z_te, x_tr, x_te, y_tr, y_te, classifier=args.classifier, seed=args.seed,
+                                  lengths_train=l_tr, lengths_test=l_te)
+    ragged = x_te.shape[1] != x_tr.shape[1] or np.any(l_tr != x_tr.shape[1]) or np.any(l_te != x_te.shape[1])
+    what = ("linear probe (logistic regression, l2 by 5-fold CV on the training rows)" if args.classifier == "linear"
+            else "RBF SVM (C by 5-fold CV on the training rows)")
+    param = "l2" if args.classifier == "linear" else "C"
+    print(f"{what}: {len(y_tr)} train / {len(y_te)} test sequences, {len(np.unique(y_tr))} classes ({where})")
+    print(f"  {'representation':14s} {'dim':>5s} {param:>7s} {'CV acc (train)':>15s} {'test acc':>9s}")
     for name, r in res.items():
-        print(f"  {name:7s} dim {r['dim']:5d}  accuracy {r['accuracy']:.4f}  (l2 {r['l2']:g})")
+        print(f"  {name:14s} {r['dim']:5d} {r[param]:7g} {r['cv_accuracy']:15.4f} {r['accuracy']:9.4f}")
+    if ragged:
+        print(f"  raw and pca: each sequence resampled to T={x_tr.shape[1]} steps (the lengths differ)")
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     return 0

@@ -150,9 +150,10 @@ def add_data_args(parser: argparse.ArgumentParser, *, default_help: str = "") ->
     g.add_argument(
         "--data",
         metavar="PATH|synthetic:NAME",
-        help="a .txt/.csv/.npy/.npz file, or synthetic:moving_one / synthetic:sines" + default_help,
+        help="a .txt/.csv/.ts/.npy/.npz file, or synthetic:moving_one / synthetic:sines" + default_help,
     )
-    g.add_argument("--format", choices=("ucr", "wide", "long", "series", "npy"), help="how to read PATH (default: by suffix)")
+    g.add_argument("--format", choices=("ucr", "wide", "long", "series", "npy", "ts"),
+                   help="how to read PATH (default: by suffix; .ts: the sktime/aeon format of the UCR/UEA archives)")
     g.add_argument("--columns", type=_columns, help="feature columns to keep, 0-based numbers or header names: 1,2")
     g.add_argument("--id-column", help="sequence-id column of a one-row-per-step CSV (number or name)")
     g.add_argument("--label-column", help="label column (number or name); UCR files: 0")
@@ -307,7 +308,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_run,
     )
     from jax_lstm_ae.data.datasets import Normalizer, train_val_split
-    from jax_lstm_ae.train.fit import NonFiniteError, fit, fit_progress_from_extra, steps_per_epoch
+    from jax_lstm_ae.train.fit import DEFAULT_MIN_STEPS, NonFiniteError, budget_epochs, fit, fit_progress_from_extra, steps_per_epoch
 
     out = Path(args.out)
     fit_extra = setup_common(args)
@@ -340,8 +341,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         norm_mode = args.normalize if args.normalize != "auto" else ("none" if head == "sigmoid" else "zscore")
         if head == "sigmoid" and norm_mode == "zscore":
             fail("--normalize zscore would move binary data out of [0, 1]; use --normalize none with --head sigmoid")
-        epochs = args.epochs if args.epochs is not None else 20
-        total_steps = epochs * steps_per_epoch(max(1, round(data.n * (1 - args.val_fraction))), args.batch_size)
+        # Default budget: 20 epochs but at least DEFAULT_MIN_STEPS steps, so a small set trains long enough to learn.
+        n_train = max(1, round(data.n * (1 - args.val_fraction)))
+        min_steps = args.min_steps if args.min_steps is not None else (DEFAULT_MIN_STEPS if args.epochs is None else 0)
+        epochs = budget_epochs(n_train, args.batch_size, args.epochs if args.epochs is not None else 20, min_steps)
+        total_steps = epochs * steps_per_epoch(n_train, args.batch_size)
         mcfg = model_config(
             data.features,
             decoder=args.decoder,
@@ -363,6 +367,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         tr = {
             "epochs": epochs,
+            "min_steps": min_steps,
             "batch_size": args.batch_size,
             "seed": args.seed,
             "val_fraction": args.val_fraction,
@@ -681,7 +686,11 @@ def register(subparsers) -> None:
                    help="encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both")
     g.add_argument("--teacher-prob", type=float, default=0.0, help="conditional decoder: scheduled-sampling probability")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=_positive, help="epochs (default 20; with --resume: the run's)")
+    g.add_argument("--epochs", type=_positive,
+                   help="epochs (default 20, raised to reach --min-steps; with --resume: the run's)")
+    g.add_argument("--min-steps", type=int, metavar="N",
+                   help="train at least N steps, adding epochs (default 1000 without --epochs, 0 with it), "
+                        "so a small set learns: 100 sequences in batches of 32 are 2 steps an epoch")
     g.add_argument("--batch-size", type=_positive, default=32)
     g.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (Adam; default 0.01)")
     g.add_argument("--schedule", choices=("constant", "cosine"), default="constant", help="learning-rate schedule")

@@ -1,6 +1,7 @@
 """Host-side data: loaders, padding, normalisation, windows, batches, synthetic sets (NumPy only)."""
 
 from jax_lstm_ae.data.datasets import Batch, DataError, Dataset, FORMATS, Normalizer, batches, from_arrays, load_sequences, load_series, pad_sequences, sliding_windows, synthetic, train_val_split, windows_to_points
+from jax_lstm_ae.data.ts import TsFile, TsHeader, load_ts, read_ts
 
 __all__ = [
     "Batch",
@@ -8,11 +9,15 @@ __all__ = [
     "Dataset",
     "FORMATS",
     "Normalizer",
+    "TsFile",
+    "TsHeader",
     "batches",
     "from_arrays",
     "load_sequences",
     "load_series",
+    "load_ts",
     "pad_sequences",
+    "read_ts",
     "sliding_windows",
     "synthetic",
     "train_val_split",

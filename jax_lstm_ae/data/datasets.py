@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 Padding = Literal["post", "pre"]
-FORMATS = ("ucr", "wide", "long", "series", "npy")
+FORMATS = ("ucr", "wide", "long", "series", "npy", "ts")
 _ID_NAMES = ("id", "sequence_id", "seq_id", "series_id")
 
 
@@ -424,6 +424,10 @@ def load_sequences(
         the default for files other than ``.csv``.
       - ``wide``: one sequence per row, no label unless ``label_column``; the
         default for ``.csv``.
+      - ``ts``: the sktime/aeon ``.ts`` format of the UCR/UEA archives
+        (``jax_lstm_ae.data.ts``): uni- or multivariate, equal or unequal
+        length, class labels; the default for ``.ts``. ``columns`` picks
+        dimensions (0-based).
     """
     path = Path(path)
     if format is not None and format not in FORMATS:
@@ -440,6 +444,8 @@ def load_sequences(
             fmt = "series"
         elif path.suffix in (".npy", ".npz"):
             fmt = "npy"
+        elif path.suffix.lower() == ".ts":
+            fmt = "ts"
         elif id_column is not None:
             fmt = "long"
         elif path.suffix == ".csv":
@@ -451,6 +457,13 @@ def load_sequences(
             fmt = "ucr"
     if fmt == "npy":
         return _load_npy(path)
+    if fmt == "ts":
+        from jax_lstm_ae.data.ts import load_ts
+
+        ds = load_ts(path)
+        if columns is not None:
+            ds = ds._replace(x=np.ascontiguousarray(ds.x[:, :, _resolve_columns(columns, None, ds.features, path)]))
+        return ds
     if fmt == "series":
         if window is None:
             raise DataError("format 'series' needs a window length (--window)")

@@ -2,7 +2,7 @@
 
 from jax_lstm_ae.train.step import TrainState, create_train_state, make_eval_step, make_optimizer, make_train_step, train_step_fn
 from jax_lstm_ae.train.noise import Corruption, gaussian_noise, step_dropout
-from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
+from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, budget_epochs, fit, fit_progress_from_extra
 from jax_lstm_ae.train.checkpoint import Run, RunError, build_model, build_optimizer, load_run, model_config, optimizer_config, save_run
 from jax_lstm_ae.train.parallel import ShardedStep, ask_for_cpu_devices, data_parallel, encode_dataset, make_data_mesh, map_dataset, pad_batch, reconstruct_dataset, shard_batch, shard_state, state_shardings, step_errors_dataset, to_host
 from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
@@ -17,6 +17,7 @@ __all__ = [
     "ShardedStep",
     "TrainState",
     "ask_for_cpu_devices",
+    "budget_epochs",
     "build_model",
     "build_optimizer",
     "create_train_state",

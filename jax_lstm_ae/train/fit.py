@@ -67,6 +67,23 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(n_train // min(batch_size, n_train), 1)
 
 
+DEFAULT_EPOCHS = 10
+DEFAULT_MIN_STEPS = 1000  # a 100-sequence set gets 3 steps an epoch: 10 epochs would not move its loss
+
+
+def budget_epochs(n_train: int, batch_size: int, epochs: int | None = None, min_steps: int | None = None) -> int:
+    """Epochs for a training budget: ``max(epochs, ceil(min_steps / steps_per_epoch))``.
+
+    ``epochs=None`` means the default budget, ``DEFAULT_EPOCHS`` epochs but at
+    least ``DEFAULT_MIN_STEPS`` steps (``min_steps`` overrides the latter), so
+    small sets train long enough to learn and large ones keep their epochs.
+    ``epochs`` given without ``min_steps`` is used as is."""
+    if epochs is None:
+        epochs, min_steps = DEFAULT_EPOCHS, DEFAULT_MIN_STEPS if min_steps is None else min_steps
+    spe = steps_per_epoch(max(int(n_train), 1), int(batch_size))
+    return max(int(epochs), -(-int(min_steps or 0) // spe))
+
+
 class _Progress:
     """One status line: rewritten in place on a terminal, one line per epoch otherwise."""
 
@@ -140,7 +157,7 @@ def fit(
     train: Dataset,
     val: Dataset | None = None,
     *,
-    epochs: int = 10,
+    epochs: int | None = None,
     batch_size: int = 32,
     seed: int = 0,
     patience: int | None = None,
@@ -156,10 +173,14 @@ def fit(
     eval_step: Callable | None = None,
     mesh=None,
     step_kwargs: dict | None = None,
+    min_steps: int | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Train ``model`` on ``train`` (normalised already) for ``epochs`` epochs.
 
     Args:
+      epochs, min_steps: the budget, :func:`budget_epochs`: by default 10
+        epochs but at least 1,000 steps; ``epochs`` alone is exact;
+        ``min_steps`` raises ``epochs`` until that many steps are done.
       state: continue from this state (e.g. ``load_run(...).state``); a fresh
         one from ``seed`` otherwise. ``resume``: the :class:`FitProgress` saved
         with it (``run.extra``), so early stopping and epoch count continue.
@@ -192,6 +213,7 @@ def fit(
         raise ValueError("the training set is empty")
     bs = min(int(batch_size), n)
     spe = steps_per_epoch(n, bs)
+    epochs = budget_epochs(n, bs, epochs, min_steps)
     kw = dict(step_kwargs or {})
     unknown = set(kw) - {"corrupt", "fsdp_min_size", "global_batch"}
     if unknown:

@@ -1,0 +1,325 @@
+"""Latents as features for classifiers: the UCR/UEA protocol on any .ts TRAIN/TEST pair.
+
+    python bench/representation.py --train A_TRAIN.ts --test A_TEST.ts        # one pair
+    python bench/representation.py --set GunPoint --seeds 0 1 2               # a set in ../shared/data/ucr_uea
+    python bench/representation.py --set ECG5000                              # ECG5000_TRAIN.txt, split as below
+    python bench/representation.py --all --json rep.jsonl --markdown rep.md   # the six sets of bench/RESULTS.md
+
+Protocol (the one T-Loss and TS2Vec report): per seed, an LSTM autoencoder is
+trained on the TRAIN cases without their labels (library API: model_config,
+fit with the library's default budget: 10 epochs but at least 1,000 steps),
+every TRAIN and TEST case is encoded, and a classifier fitted on the TRAIN
+latents is scored on TEST: an RBF SVM with C from {1e-4 .. 1e4} by 5-fold
+stratified CV on TRAIN (apps.probe.fit_svm, scikit-learn) and the library's
+linear probe (apps.probe.fit_probe, l2 by 5-fold CV on TRAIN).
+
+The autoencoder's variant (readout, bidirectional, denoising: --configs) is
+chosen per seed by the SVM's CV accuracy on the TRAIN latents; the TEST
+labels never choose anything. The TEST accuracy of every variant is printed
+too (marked "not used to choose") to say which helped where.
+
+Baselines with the same classifiers: the raw series (flattened, after the
+TRAIN-fitted per-feature z-score; unequal-length sets are resampled to the
+TRAIN length by linear interpolation) and PCA of it to the latent's size E;
+and 1-NN DTW (apps.dtw: full window, squared-Euclidean local cost over the
+features, i.e. DTW_D) on the values as the file holds them, as the archives
+report it (for F > 1 also after the per-feature z-score). Published anchors
+(PUBLISHED below, each with its source) are printed beside each row.
+
+ECG5000: only the archive's 500-beat TRAIN file is here; it is split 60 / 40
+per class exactly as bench/quality.py's probe row (seed 0: 299 / 201).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict  # noqa: E402
+from jax_lstm_ae.apps.probe import classify, encode_all, fit_pca, pca_transform, resample  # noqa: E402
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences  # noqa: E402
+from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
+from jax_lstm_ae.train.fit import fit  # noqa: E402
+from jax_lstm_ae.train.noise import gaussian_noise  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+ARCHIVE = DATA / "ucr_uea"
+ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
+SETS = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "ECG5000")
+
+# Autoencoder variants: name -> (model_config keywords, input-noise std for denoising).
+CONFIGS = {
+    "last": ({"pooling": "last"}, 0.0),
+    "mean": ({"pooling": "mean"}, 0.0),
+    "last_mean": ({"pooling": "last_mean"}, 0.0),
+    "bi_mean": ({"pooling": "mean", "bidirectional": True}, 0.0),
+    "mean_noise": ({"pooling": "mean"}, 0.3),
+}
+
+# Published TEST accuracies on the same TRAIN/TEST splits (ECG5000: the archive's 500/4500 split, not the
+# 299/201 split of its TRAIN file used here). None: no figure found; left empty rather than guessed.
+# T-Loss: the "Ours (10)" column (one encoder, K = 10 negatives) of results_ucr.csv / results_uea.csv in
+#   github.com/White-Link/UnsupervisedScalableRepresentationLearningTimeSeries (Franceschi et al., NeurIPS 2019).
+# TimeNet and 1-NN DTW: the "TimeNet" and "DTW" columns of the same files (DTW: full-window 1-NN DTW from the
+#   UCR archive; the UEA file's DTW is the multivariate DTW_D of the UEA archive). TimeNet has no figure there
+#   for ArrowHead, GunPoint, ItalyPowerDemand or the UEA sets.
+# TS2Vec: its paper's per-set tables were not reachable from here; the cells stay empty.
+PUBLISHED = {
+    "ArrowHead": {"T-Loss": 0.766, "1-NN DTW": 0.703},
+    "GunPoint": {"T-Loss": 0.980, "1-NN DTW": 0.907},
+    "ItalyPowerDemand": {"T-Loss": 0.954, "1-NN DTW": 0.950},
+    "JapaneseVowels": {"T-Loss": 0.986, "1-NN DTW": 0.949},
+    "BasicMotions": {"T-Loss": 1.000, "1-NN DTW": 0.975},
+    "ECG5000": {"T-Loss": 0.933, "TimeNet": 0.934, "1-NN DTW": 0.924},
+}
+
+
+# ----------------------------------------------------------------- data
+def _split(idx, fractions, rng):
+    """bench/quality.py's split: the same permutation and cuts."""
+    idx = rng.permutation(idx)
+    cuts = np.cumsum([int(round(f * len(idx))) for f in fractions[:-1]])
+    return np.split(idx, cuts)
+
+
+def load_pair(args) -> tuple[str, Dataset, Dataset]:
+    """(name, TRAIN, TEST) from --train/--test or --set."""
+    if args.train:
+        return Path(args.train).stem.removesuffix("_TRAIN"), load_sequences(args.train), load_sequences(args.test)
+    return load_named(args.set)
+
+
+def load_named(name: str) -> tuple[str, Dataset, Dataset]:
+    if name == "ECG5000":
+        ds = load_sequences(ECG)
+        y = ds.labels.astype(int)
+        rng = np.random.default_rng(1)  # quality.py's probe split at its --seed 0
+        tr, te = [], []
+        for c in np.unique(y):
+            a, b = _split(np.flatnonzero(y == c), (0.6, 0.4), rng)
+            tr.append(a)
+            te.append(b)
+        return name, ds.take(np.sort(np.concatenate(tr))), ds.take(np.sort(np.concatenate(te)))
+    folder = ARCHIVE / name
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} not found; the archive sets live in ../shared/data/ucr_uea")
+    return name, load_sequences(folder / f"{name}_TRAIN.ts"), load_sequences(folder / f"{name}_TEST.ts")
+
+
+def common_steps(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset]:
+    """Pad both to one T (post-padding; the encoder reads each case up to its length)."""
+    t = max(train.steps, test.steps)
+    pad = lambda d: d._replace(x=np.pad(d.x, ((0, 0), (0, t - d.steps), (0, 0))))  # noqa: E731
+    return pad(train), pad(test)
+
+
+def raw_features(train: Dataset, test: Dataset) -> tuple[np.ndarray, np.ndarray, str]:
+    """Flattened series; unequal lengths: each resampled to the longest TRAIN case."""
+    equal = np.all(train.lengths == train.lengths[0]) and np.all(test.lengths == train.lengths[0])
+    if equal:
+        t = int(train.lengths[0])
+        return train.x[:, :t].reshape(train.n, -1), test.x[:, :t].reshape(test.n, -1), "as is"
+    t = int(train.lengths.max())
+    return (resample(train.x, train.lengths, t).reshape(train.n, -1),
+            resample(test.x, test.lengths, t).reshape(test.n, -1), f"resampled to T={t}")
+
+
+# ----------------------------------------------------------------- autoencoder
+def train_autoencoder(train: Dataset, config: str, seed: int, args):
+    kw, noise = CONFIGS[config]
+    cfg = model_config(train.features, decoder=args.decoder, embedding_dim=args.embedding, hidden=args.hidden,
+                       init="orthogonal", **kw)
+    model = build_model(cfg)
+    opt = build_optimizer(optimizer_config(args.lr))
+    t0 = time.perf_counter()
+    state, hist = fit(model, opt, train, None, epochs=None, min_steps=args.min_steps, batch_size=args.batch,
+                      seed=seed, progress=False,
+                      step_kwargs={"corrupt": gaussian_noise(noise)} if noise else None)
+    return model, state.params, {"steps": int(state.step), "first_loss": hist[0]["loss"],
+                                 "final_loss": hist[-1]["loss"], "train_s": time.perf_counter() - t0}
+
+
+def dtw_row(train: Dataset, test: Dataset) -> dict:
+    """1-NN DTW on the values as the file holds them (the archives' convention; their univariate series
+    come z-normalised per series) and, for F > 1, after the TRAIN-fitted per-feature z-score too."""
+    t0 = time.perf_counter()
+    out = {"dtw_1nn": accuracy(nn1_predict(dtw_distances(test.x, test.lengths, train.x, train.lengths),
+                                           train.labels), test.labels)}
+    if train.features > 1:
+        norm = Normalizer.fit(train)
+        a, b = norm.apply(train), norm.apply(test)
+        out["dtw_1nn_std"] = accuracy(nn1_predict(dtw_distances(b.x, b.lengths, a.x, a.lengths), a.labels), b.labels)
+    out["dtw_s"] = time.perf_counter() - t0
+    log(f"1-NN DTW {out['dtw_1nn']:.4f}" + (f", on standardised features {out['dtw_1nn_std']:.4f}" if "dtw_1nn_std" in out
+                                           else "") + f" ({out['dtw_s']:.0f} s)")
+    return out
+
+
+def accuracy(pred, y) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(y)))
+
+
+def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
+    t_set = time.perf_counter()
+    train, test = common_steps(train, test)
+    dtw = dtw_row(train, test) if not args.no_dtw else {}
+    if args.dtw_only:
+        return {"set": name, **dtw}
+    norm = Normalizer.fit(train)
+    train, test = norm.apply(train), norm.apply(test)
+    y_tr, y_te = train.labels, test.labels
+    row = {"set": name, "n_train": train.n, "n_test": test.n, "T": f"{int(train.lengths.min())}-{int(train.lengths.max())}"
+           if train.lengths.min() != train.lengths.max() else int(train.lengths[0]), "F": train.features,
+           "classes": int(len(np.unique(y_tr))), "seeds": list(args.seeds), "configs": list(args.configs),
+           "embedding": args.embedding, "hidden": list(args.hidden), "decoder": args.decoder, "lr": args.lr,
+           "min_steps": args.min_steps, "batch": args.batch}
+    raw_tr, raw_te, how = raw_features(train, test)
+    row["raw"] = how
+    pca = fit_pca(raw_tr, min(args.embedding, *raw_tr.shape))
+    pca_tr, pca_te = pca_transform(pca, raw_tr), pca_transform(pca, raw_te)
+    row.update(dtw)
+    per_seed = []
+    for seed in args.seeds:
+        rec = {"seed": seed, "variants": {}}
+        for clf in ("svm", "linear"):
+            for rep, (tr, te) in (("raw", (raw_tr, raw_te)), ("pca", (pca_tr, pca_te))):
+                r = classify(clf, tr, y_tr, te, seed=seed)
+                rec[f"{rep}_{clf}"] = accuracy(r["predictions"], y_te)
+        for config in args.configs:
+            model, params, info = train_autoencoder(train, config, seed, args)
+            z_tr = encode_all(model, params, train.x, train.lengths)
+            z_te = encode_all(model, params, test.x, test.lengths)
+            v = dict(info)
+            for clf in ("svm", "linear"):
+                r = classify(clf, z_tr, y_tr, z_te, seed=seed)
+                v[f"{clf}_cv"], v[f"{clf}_test"], v[f"{clf}_param"] = r["cv_accuracy"], accuracy(r["predictions"], y_te), r["param"]
+            rec["variants"][config] = v
+            log(f"{name} seed {seed} {config}: {info['steps']} steps, loss {info['first_loss']:.3f} -> "
+                f"{info['final_loss']:.3f} ({info['train_s']:.0f} s); SVM CV {v['svm_cv']:.3f} test {v['svm_test']:.3f}; "
+                f"linear CV {v['linear_cv']:.3f} test {v['linear_test']:.3f}")
+        # The variant with the best SVM CV accuracy on TRAIN (ties: the earlier, simpler one in --configs).
+        chosen = max(args.configs, key=lambda c: (rec["variants"][c]["svm_cv"], -args.configs.index(c)))
+        rec["chosen"] = chosen
+        rec["latent_svm"] = rec["variants"][chosen]["svm_test"]
+        rec["latent_linear"] = rec["variants"][chosen]["linear_test"]
+        per_seed.append(rec)
+        log(f"{name} seed {seed}: chose {chosen}: latent SVM {rec['latent_svm']:.4f}, linear {rec['latent_linear']:.4f}; "
+            f"raw SVM {rec['raw_svm']:.4f}, PCA SVM {rec['pca_svm']:.4f}")
+    row["per_seed"] = per_seed
+    for key in ("latent_svm", "latent_linear", "raw_svm", "raw_linear", "pca_svm", "pca_linear"):
+        vals = np.array([r[key] for r in per_seed])
+        row[key] = {"mean": float(vals.mean()), "sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                    "min": float(vals.min()), "max": float(vals.max())}
+    for config in args.configs:
+        for clf in ("svm", "linear"):
+            vals = np.array([r["variants"][config][f"{clf}_test"] for r in per_seed])
+            cvs = np.array([r["variants"][config][f"{clf}_cv"] for r in per_seed])
+            row.setdefault("by_variant", {}).setdefault(config, {})[clf] = {
+                "test_mean": float(vals.mean()), "test_sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                "cv_mean": float(cvs.mean())}
+    row["published"] = PUBLISHED.get(name, {})
+    row["wall_s"] = time.perf_counter() - t_set
+    return row
+
+
+# ----------------------------------------------------------------- output
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _ms(s: dict) -> str:
+    return f"{s['mean']:.3f} ± {s['sd']:.3f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    anchors = ("T-Loss", "TS2Vec", "TimeNet", "1-NN DTW")
+    out = ["| set (train / test, T, F, classes) | latent + SVM | latent + linear | raw + SVM | PCA-E + SVM | "
+           "raw + linear | 1-NN DTW (here) | " + " | ".join(f"{a} (published)" for a in anchors) + " | chosen variants | wall |",
+           "| --- " * (9 + len(anchors)) + "|"]
+    for r in rows:
+        pub = r.get("published", {})
+        cells = [f"{r['set']} ({r['n_train']} / {r['n_test']}, {r['T']}, {r['F']}, {r['classes']})",
+                 _ms(r["latent_svm"]), _ms(r["latent_linear"]), _ms(r["raw_svm"]), _ms(r["pca_svm"]),
+                 _ms(r["raw_linear"]), (f"{r['dtw_1nn']:.3f}" + (f" ({r['dtw_1nn_std']:.3f} standardised)" if "dtw_1nn_std" in r
+                                                else "")) if "dtw_1nn" in r else "",
+                 *[f"{pub[a]:.3f}" if pub.get(a) is not None else "" for a in anchors],
+                 ", ".join(p["chosen"] for p in r["per_seed"]), f"{r['wall_s'] / 60:.0f} min"]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def markdown_variants(rows: list[dict]) -> str:
+    configs = [c for c in CONFIGS if any(c in r["by_variant"] for r in rows)]
+    out = ["| set | " + " | ".join(configs) + " |", "| --- " * (len(configs) + 1) + "|"]
+    for r in rows:
+        v = r["by_variant"]
+        cells = [f"{v[c]['svm']['cv_mean']:.3f} / {v[c]['svm']['test_mean']:.3f} ± {v[c]['svm']['test_sd']:.3f}"
+                 if c in v else "-" for c in configs]
+        out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--set", choices=SETS, help="a set in ../shared/data (ECG5000: its TRAIN file, split 60/40)")
+    g.add_argument("--train", help="a TRAIN file (.ts or any format load_sequences reads); needs --test")
+    g.add_argument("--all", action="store_true", help="every set in SETS")
+    g.add_argument("--render", nargs="+", metavar="JSONL", help="print the tables of earlier --json files (SETS order)")
+    p.add_argument("--test", help="the TEST file that goes with --train")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS),
+                   help="autoencoder variants; each seed keeps the one with the best SVM CV accuracy on TRAIN")
+    p.add_argument("--embedding", type=int, default=32, help="latent size E (and the PCA baseline's size)")
+    p.add_argument("--hidden", type=int, nargs="*", default=[], help="encoder LSTM sizes before E (default none)")
+    p.add_argument("--decoder", default="repeat")
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--min-steps", type=int, default=1000, help="fit's budget: 10 epochs but at least this many steps")
+    p.add_argument("--no-dtw", action="store_true", help="skip 1-NN DTW")
+    p.add_argument("--dtw-only", action="store_true", help="only 1-NN DTW (printed as one JSON line per set)")
+    p.add_argument("--json", help="append one JSON object per set here")
+    p.add_argument("--markdown", help="write the tables here")
+    args = p.parse_args(argv)
+    if args.train and not args.test:
+        p.error("--train needs --test")
+    rows = []
+    if args.render:
+        rows = [json.loads(ln) for f in args.render for ln in Path(f).read_text().splitlines() if ln.strip()]
+        rows.sort(key=lambda r: SETS.index(r["set"]) if r["set"] in SETS else len(SETS))
+        for r in rows:
+            r["published"] = PUBLISHED.get(r["set"], {})
+    pairs = [] if args.render else [load_named(n) for n in SETS] if args.all else [load_pair(args)]
+    for name, train, test in pairs:
+        if train.labels is None or test.labels is None:
+            raise SystemExit(f"{name}: the protocol needs class labels in both files")
+        row = run_set(name, train, test, args)
+        if args.dtw_only:
+            print(json.dumps(row))
+            continue
+        rows.append(row)
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(json.dumps(row, default=float) + "\n")
+        log(f"{name}: latent SVM {_ms(row['latent_svm'])}, linear {_ms(row['latent_linear'])}; raw SVM "
+            f"{_ms(row['raw_svm'])}; PCA SVM {_ms(row['pca_svm'])}; wall {row['wall_s']:.0f} s")
+    if args.dtw_only:
+        return 0
+    text = markdown(rows) + "\n\nSVM CV accuracy on TRAIN / TEST accuracy (mean ± sd over seeds) of each variant; " \
+        "the TEST column was not used to choose:\n\n" + markdown_variants(rows)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
