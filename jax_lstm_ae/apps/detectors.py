@@ -46,8 +46,8 @@ ARRAYS_FILE = "detector.npz"
 
 # ----------------------------------------------------------------- training
 def train_autoencoder(train: Dataset, val: Dataset | None, *, embedding_dim: int, hidden, decoder: str,
-                      steps: int, lr: float, batch_size: int, seed: int, progress=False):
-    """About ``steps`` Adam steps (whole epochs) with a cosine decay; the best
+                      steps: int, lr: float, batch_size: int, seed: int, progress=False, epochs: int | None = None):
+    """About ``steps`` Adam steps (whole epochs; or ``epochs`` epochs) with a cosine decay; the best
     validation epoch's params. Returns (model, state, config) with ``config``
     in the run-directory layout (``model``, ``optimizer``, ``train``)."""
     from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
@@ -57,7 +57,7 @@ def train_autoencoder(train: Dataset, val: Dataset | None, *, embedding_dim: int
                         steps=train.steps)
     batch = min(int(batch_size), train.n)
     spe = steps_per_epoch(train.n, batch)
-    epochs = max(1, -(-int(steps) // spe))
+    epochs = max(1, -(-int(steps) // spe)) if epochs is None else int(epochs)
     ocfg = optimizer_config(lr, decay_steps=epochs * spe)
     model = build_model(mcfg)
     state, hist = fit(model, build_optimizer(ocfg), train, val, epochs=epochs, batch_size=batch, seed=seed,
@@ -87,10 +87,8 @@ def _as_2d(series) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- base
-class _Detector:
-    """get_params / set_params / predict / fit_predict / save shared by both detectors."""
-
-    _kind = ""
+class _Params:
+    """sklearn's parameter protocol: the constructor's arguments, read and set by name."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -108,6 +106,12 @@ class _Detector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+
+class _Detector(_Params):
+    """predict / fit_predict / save shared by both detectors."""
+
+    _kind = ""
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "scorer_"):
@@ -220,6 +224,7 @@ class SeriesAnomalyDetector(_Detector):
       stride: between window starts, in pooled steps.
       embedding_dim, hidden, decoder: the autoencoder (LSTM F -> hidden -> E, mirrored).
       steps, lr, batch_size: about ``steps`` Adam steps, cosine-decayed from ``lr``.
+      epochs: train this many epochs instead (None: as many as ``steps`` needs).
       holdout: share of the training windows held out (at random) to pick the
         best epoch and fit the scorer.
       contamination: share of the training stretch's rows above ``threshold_``.
@@ -231,8 +236,8 @@ class SeriesAnomalyDetector(_Detector):
     def __init__(self, window: int = 64, stride: int = 1, embedding_dim: int = 16, hidden=(32,),
                  decoder: str = "repeat", steps: int = 1500, lr: float = 1e-2, batch_size: int = 32,
                  holdout: float = 0.2, contamination: float = 0.01, seed: int = 0, raw: bool = False,
-                 progress=False):
-        self.window, self.stride = window, stride
+                 progress=False, epochs: int | None = None):
+        self.window, self.stride, self.epochs = window, stride, epochs
         self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
         self.holdout, self.contamination, self.seed, self.raw, self.progress = holdout, contamination, seed, raw, progress
@@ -258,7 +263,8 @@ class SeriesAnomalyDetector(_Detector):
         if not self.raw:
             self.model_, self.state_, self.config_ = train_autoencoder(
                 fit_ds, hold, embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder,
-                steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed, progress=self.progress)
+                steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed, progress=self.progress,
+                epochs=self.epochs)
             self.params_ = self.state_.params
         self.scorer_ = fit_scorer(self._errors(hold), method="mahalanobis", level="window")
         self._set_threshold(self.decision_function(s))
@@ -368,7 +374,7 @@ class SequenceAnomalyDetector(_Detector):
 
 
 # ----------------------------------------------------------------- transformer
-class EncoderTransformer:
+class EncoderTransformer(_Params):
     """Latents as features, the sklearn way: ``fit`` trains an autoencoder on
     X[B, T, F] (or [B, T]; a flat [B, T * F] with ``features=F``), ``transform``
     returns z[B, E]. Works inside an ``sklearn.pipeline.Pipeline`` (sklearn
@@ -380,11 +386,6 @@ class EncoderTransformer:
         self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
         self.steps, self.lr, self.batch_size, self.val_fraction = steps, lr, batch_size, val_fraction
         self.features, self.seed = features, seed
-
-    get_params = _Detector.get_params
-    set_params = _Detector.set_params
-    _param_names = _Detector._param_names
-    __repr__ = _Detector.__repr__
 
     def _x(self, X) -> np.ndarray:
         x = np.asarray(X, np.float32)

@@ -396,7 +396,7 @@ def train_series(args) -> int:
     series = _load_series(args.data, args.columns)
     a, b = parse_rows(args.train_rows, series.shape[0])
     det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, decoder=args.decoder,
-                                seed=args.seed, progress=not args.quiet)
+                                seed=args.seed, progress=not args.quiet, epochs=args.epochs)
     out = Path(args.out)
     work = _prepare_out(out, args.force)
     try:

@@ -716,7 +716,8 @@ def register(subparsers) -> None:
     g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
     g.add_argument("--train-rows", metavar="A:B", help="one long series: train the anomaly pipeline on its normal "
                    "rows A..B-1 (':' all rows, e.g. a separate normal file); window, pooling and detrending are "
-                   "chosen from those rows")
+                   "chosen from those rows; model and training: the pipeline's defaults (E=16, LSTM 32, 1,500 steps), "
+                   "--window --stride --decoder --epochs --seed apply")
     add_common_args(p)
     p.set_defaults(func=cmd_train)
 
