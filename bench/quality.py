@@ -3,6 +3,7 @@
     python bench/quality.py                    # every row, prints a markdown table
     python bench/quality.py --only ecg         # ECG5000 anomaly (through the CLI) + probe rows
     python bench/quality.py --only series      # the built-in labelled series (SERIES)
+    python bench/quality.py --only anomaly     # ECG5000 anomaly + the series rows: the README's anomaly table
     python bench/quality.py --series FILE --columns 1,2 --anomaly 2801:2960 [--anomaly A:B ...] [--train-rows 0:2801]
     python bench/quality.py --json out.jsonl   # also one JSON object per row
     python bench/quality.py --only probe --probe-splits 5   # the probe on 5 splits, and their means
@@ -431,7 +432,8 @@ def _other_table(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("ecg", "probe", "series", "speed", "all"), default="all")
+    p.add_argument("--only", choices=("ecg", "probe", "series", "anomaly", "speed", "all"), default="all",
+                   help="anomaly: the ECG5000 anomaly row and the series rows (no probe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1500, help="Adam steps per model (rounded up to whole epochs)")
     p.add_argument("--probe-steps", type=int, default=3000,
@@ -501,7 +503,7 @@ def main(argv=None):
         emit(series_row(args, Path(args.series).name, Path(args.series), cols, spans, train, ucr=args.ucr))
         print(_table(rows))
         return
-    if args.only in ("ecg", "all"):
+    if args.only in ("ecg", "anomaly", "all"):
         emit(ecg_cli(args))
     if args.only in ("probe", "ecg", "all"):
         probe_rows = []
@@ -512,7 +514,7 @@ def main(argv=None):
             emit(probe_summary(probe_rows))
     if args.only in ("speed", "all"):
         emit(scoring_speed(args))
-    if args.only in ("series", "all"):
+    if args.only in ("series", "anomaly", "all"):
         for name in args.names:
             path, cols, spans, train = SERIES[name]
             emit(series_row(args, name, DATA / path, cols, spans, train, ucr=name in UCR_SERIES))
