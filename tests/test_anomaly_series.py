@@ -73,9 +73,10 @@ def test_plan_uses_only_the_training_rows_and_prepare_matches_numpy():
     # float64 reference: centred moving average over the period (edge padding), then mean pools of d rows
     p, d = plan.period, plan.pool
     ref = x.astype(np.float64).copy()
-    for j in range(2):
-        padded = np.r_[np.full(p // 2, x[0, j]), x[:, j], np.full(p - 1 - p // 2, x[-1, j])]
-        ref[:, j] -= np.array([padded[i:i + p].mean() for i in range(x.shape[0])])
+    for j in range(2):  # full windows only; the ends take the nearest full window's mean
+        full = [x[i:i + p, j].astype(np.float64).mean() for i in range(x.shape[0] - p + 1)]
+        trend = [full[min(max(i - p // 2, 0), len(full) - 1)] for i in range(x.shape[0])]
+        ref[:, j] -= np.array(trend)
     n = x.shape[0] // d
     ref = ref[: n * d].reshape(n, d, 2).mean(1)
     np.testing.assert_allclose(prepare(x, plan), ref, atol=1e-5)

@@ -149,7 +149,8 @@ class _Detector(_Params):
         run_dir.mkdir(parents=True, exist_ok=True)
         if self.model_ is not None:
             self.config_ = {**self.config_, "data": {**self._data_config(), **(data or {})}}
-            save_run(run_dir, self.state_, self.config_, self.normalizer_)
+            save_run(run_dir, self.state_, self.config_, self.normalizer_,
+                     extra={"epoch": self.config_.get("train", {}).get("epochs_run")})
         g = self.scorer_.gaussian
         meta = {
             "kind": self._kind, "params": _jsonable(self.get_params()), "threshold": self.threshold_,
@@ -258,6 +259,7 @@ class SeriesAnomalyDetector(_Detector):
         self.normalizer_ = Normalizer.fit(fit_ds)
         fit_ds, hold = self.normalizer_.apply(fit_ds), self.normalizer_.apply(hold)
         self.n_features_ = s.shape[1]
+        self.data_counts_ = {"n": ds.n, "n_train": fit_ds.n, "n_val": hold.n}  # windows
         self.model_ = self.params_ = self.state_ = None
         self.config_ = {}
         if not self.raw:
@@ -303,7 +305,8 @@ class SeriesAnomalyDetector(_Detector):
         return ((e - g.mean) ** 2 / cov_diag).reshape(errors.shape)
 
     def _data_config(self) -> dict:
-        return {"format": "series", "window": self.plan_.window}
+        return {"format": "series", "window": self.plan_.window, "stride": self.plan_.stride,
+                "steps": self.plan_.window, "features": self.n_features_, **self.data_counts_}
 
     def _extra_meta(self) -> dict:
         return {"plan": self.plan_._asdict(), "n_features": self.n_features_}
@@ -312,6 +315,7 @@ class SeriesAnomalyDetector(_Detector):
         super()._restore(run_dir, meta)
         self.plan_ = SeriesPlan(**meta["plan"])
         self.n_features_ = int(meta["n_features"])
+        self.data_counts_ = {k: meta.get("data", {}).get(k) for k in ("n", "n_train", "n_val")}
 
 
 # ----------------------------------------------------------------- sequences

@@ -117,10 +117,17 @@ def plan_series(train, *, window: int = WINDOW, stride: int = 1, detrend: bool |
 
 
 def moving_average(x: np.ndarray, k: int) -> np.ndarray:
-    """Centred moving average over k rows per column, edges padded with the end values: [N_t, F]."""
+    """Centred moving average over k rows per column, [N_t, F].
+
+    Only full windows of k rows are averaged; the first k // 2 and last
+    k - 1 - k // 2 rows take the nearest full window's average. (Padding the
+    series instead would average part of a cycle with copies of one value and
+    bend the trend at both ends, which then look anomalous.)"""
+    n = x.shape[0]
+    k = min(int(k), n)
     kern = np.ones(k) / k
-    pad = np.pad(x, ((k // 2, k - 1 - k // 2), (0, 0)), mode="edge")
-    return np.stack([np.convolve(pad[:, j], kern, mode="valid") for j in range(x.shape[1])], axis=1)
+    full = np.stack([np.convolve(x[:, j], kern, mode="valid") for j in range(x.shape[1])], axis=1)
+    return np.pad(full, ((k // 2, n - full.shape[0] - k // 2), (0, 0)), mode="edge")
 
 
 def prepare(series, plan: SeriesPlan) -> np.ndarray:
