@@ -210,7 +210,7 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
                     "--contamination", "0.02", "--top", "3", "--explain", str(tmp_path / "why.csv")])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "window 16 steps x 3 rows = 48 rows" in out and "from its training rows [0, 1800]" in out
+    assert "window 16 steps x 3 rows = 48 rows" in out and "chosen from its training rows 0:1800" in out
     assert "top anomalous stretches" in out
     table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
     assert table.shape == (2400, 3)

@@ -431,7 +431,9 @@ def _detect_series(args) -> int:
     n = series.shape[0]
     w, starts, err = det.score_windows(series)
     scores = points_to_rows(w, starts, det.plan_, n)
-    print(f"window: {det.plan_.describe()} (the run's, from its training rows {dcfg.get('train_rows')})")
+    rows = dcfg.get("train_rows")
+    print(f"using the run's {det.plan_.describe()}, chosen from its training rows "
+          f"{'%d:%d' % tuple(rows) if rows else '(not recorded)'}")
     labels = _read_labels(args.labels, n, "one per time point of the series") if args.labels else None
     kind = "contamination" if args.threshold == "auto" and labels is None else args.threshold
     thr, how = _threshold(argparse.Namespace(**{**vars(args), "threshold": kind}), labels, scores, scores, True)
