@@ -47,23 +47,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors, window_overlaps  # noqa: E402
+from jax_lstm_ae.apps.anomaly import points_from_windows  # noqa: E402
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences, load_series  # noqa: E402
 from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder  # noqa: E402
 from jax_lstm_ae.train.fit import fit  # noqa: E402
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout  # noqa: E402
-from jax_lstm_ae.apps.metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
+from jax_lstm_ae.apps.metrics import roc_auc  # noqa: E402
 from jax_lstm_ae.apps.probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
 from jax_lstm_ae.apps.probe import fit_pca, fit_probe, pca_transform  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
-def _ds(x, lengths=None):
-    x = np.asarray(x, np.float32)
-    return Dataset(x, np.full((x.shape[0],), x.shape[1], np.int32) if lengths is None else lengths)
-
-
 def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int, *, ecg: bool = False,
                 budget: int | None = None, pooling: str = "last", corrupt=None):
     """About ``budget`` (default ``args.steps``) Adam steps (whole epochs),
