@@ -54,7 +54,7 @@ def test_detect_finds_injected_anomalies_in_sequences(run_dir, capsys):
     assert "flagged" in printed and "roc_auc" in printed
 
 
-def test_detect_on_a_long_series_points_at_the_anomaly(run_dir):
+def test_detect_on_a_long_series_points_at_the_anomaly(run_dir, capsys):
     t = np.arange(1200)
     clean = np.stack([(1 - 0.2 * c) * np.sin(2 * np.pi * 0.07 * t + c * np.pi / 3) for c in range(3)], 1)
     normal = clean + 0.05 * np.random.default_rng(4).normal(size=clean.shape)
@@ -75,6 +75,7 @@ def test_detect_on_a_long_series_points_at_the_anomaly(run_dir):
     assert table.shape == (1200, 4)
     assert 690 <= np.argmax(table[:, 1]) <= 722
     assert roc_auc(labels, table[:, 1]) >= 0.95
+    assert "windows of 32 rows, stride 4 (given)" in capsys.readouterr().out
     flags = table[:, 2].astype(bool)
     # the threshold is the 98th percentile of the scored points: about 2 % of them are flagged
     assert flags.mean() == pytest.approx(0.02, abs=0.002)
@@ -231,3 +232,6 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
         assert rc == 2 and msg in capsys.readouterr().err
     rc = full_main(["detect", "--run", str(tmp_path / "run"), "--window", "32", "--out", str(tmp_path / "q.csv")])
     assert rc == 2 and "this run's windows are 16 steps" in capsys.readouterr().err
+    rc = full_main(["detect", "--run", str(tmp_path / "run"), "--fit-data", str(tmp_path / "s.csv"),
+                    "--out", str(tmp_path / "q.csv")])
+    assert rc == 2 and "drop --fit-data" in capsys.readouterr().err

@@ -216,6 +216,10 @@ def run_detect(args) -> int:
     run = _load_run(args.run)
     data, series = _prepare(run, args, args.data, "data to score")
     x, lengths, file_labels = data.x, data.lengths, data.labels
+    if series is not None:
+        stride = int(data.starts[1] - data.starts[0]) if data.n > 1 else 1
+        whose = "given" if args.window is not None else "the run's"
+        print(f"windows of {data.steps} rows, stride {stride} ({whose})")
     n_items = series.shape[0] if series is not None else x.shape[0]
     what = "one per time point of the series" if series is not None else "one per sequence"
     labels = None
@@ -425,6 +429,9 @@ def _detect_series(args) -> int:
     dcfg = det.config_.get("data", {}) or json.loads((Path(args.run) / "detector.json").read_text()).get("data", {})
     source = args.data or dcfg.get("source")
     columns = args.columns if args.columns is not None else dcfg.get("columns")
+    if args.fit_data is not None or args.normal_class is not None:
+        fail("a run of the series pipeline scores with its own fitted scorer; drop --fit-data / --normal-class "
+             "(give --labels for metrics)")
     if args.window is not None and args.window != det.plan_.window:
         fail(f"this run's windows are {det.plan_.window} steps (chosen at train time); drop --window")
     series = _load_series(source, columns)
