@@ -1,34 +1,36 @@
 """Anomaly-detection and representation quality on real data (../shared/data).
 
     python bench/quality.py                    # every row, prints a markdown table
-    python bench/quality.py --only ecg         # ECG5000 anomaly + probe rows
-    python bench/quality.py --only discords
+    python bench/quality.py --only ecg         # ECG5000 anomaly (through the CLI) + probe rows
+    python bench/quality.py --only series      # the built-in labelled series (SERIES)
+    python bench/quality.py --only anomaly     # ECG5000 anomaly + the series rows: the README's anomaly table
+    python bench/quality.py --series FILE --columns 1,2 --anomaly 2801:2960 [--anomaly A:B ...] [--train-rows 0:2801]
     python bench/quality.py --json out.jsonl   # also one JSON object per row
     python bench/quality.py --only probe --probe-splits 5   # the probe on 5 splits, and their means
 
-Protocols (all choices made on training / validation data, never on test labels):
+Protocols (no choice reads a test label):
 
-ECG5000 anomaly (EncDec-AD split): class 1 = normal, classes 2-5 = anomalous.
-  Normal beats are split 50 / 15 / 10 / 25 % into train sN, vN1, vN2, test;
-  anomalous beats 30 / 70 % into vA, test. The autoencoder trains on sN with
-  early stopping on vN1; each scoring method (window Mahalanobis, step
-  Mahalanobis, MAE, MSE) is fitted on vN1 errors; the method with the best
-  ROC AUC on the labelled validation set vN2 + vA is kept, and its threshold
-  maximises F-beta (beta = --beta) there. Test ROC AUC, PR AUC, F1 are then
-  measured once on the held-out test beats.
+ECG5000 anomaly: the file is split 60 / 40 % (stratified by class); the
+  60 % part trains `jax-lstm-ae train --normal-class 1` (class-1 beats only,
+  20 % of them held out for the best epoch and the scorer) and the 40 % part
+  is scored by `jax-lstm-ae detect --normal-class 1` (class 1 normal, 2-5
+  anomalous): ROC AUC and PR AUC, beside the same pipeline on the raw beats
+  and each beat's distance to its nearest normal training beat.
 ECG5000 probe: a stratified 60 / 40 % split of all 500 beats. A second
   autoencoder (its own --probe-* settings, chosen by the latent probe's CV on
   the 60 %: --probe-cv-only reports that and never scores the 40 %) trains
   (unsupervised) on the 60 % (10 % of it for early stopping); a multinomial logistic regression on its latents (l2 by 5-fold CV
   on the 60 %) is scored on the 40 %, next to PCA of the raw beat at the same
   dimension E and the raw 140-step beat.
-Discords: the series is cut into windows (--window, --stride); windows that
-  touch the labelled stretch are never trained on; 20 % of the others (at
-  random) are held out for early stopping and to fit the scorer. The scoring
-  method is the one ECG5000's validation chose (or --discord-method). Per-step
-  (or per-window) scores are averaged over the windows covering each point;
-  point ROC AUC against the label, and whether the top-scoring window overlaps
-  the labelled stretch.
+Series: the label-free pipeline of jax_lstm_ae.apps.series (what `jax-lstm-ae
+  train --train-rows` runs: period, pooling and detrending from the training
+  rows only, window Mahalanobis on held-out training windows, one score per
+  row) is trained on the normal stretch, next to the same pipeline on raw
+  windows and a matrix-profile discord score (stumpy). Every row of the
+  series is scored: point ROC AUC, PR AUC, best range-based F1 (Tatbul et al.
+  2018, alpha 0, flat bias; best over score quantiles), whether the top row
+  lies in a labelled stretch, and for the UCR archive series whether it lies
+  within 100 rows of one (the archive's score).
 """
 
 from __future__ import annotations
@@ -45,32 +47,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors, window_overlaps  # noqa: E402
+from jax_lstm_ae.apps.anomaly import points_from_windows  # noqa: E402
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences, load_series, sliding_windows  # noqa: E402
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences, load_series  # noqa: E402
 from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder  # noqa: E402
 from jax_lstm_ae.train.fit import fit  # noqa: E402
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout  # noqa: E402
-from jax_lstm_ae.apps.metrics import best_fbeta_threshold, detection_report, roc_auc  # noqa: E402
+from jax_lstm_ae.apps.metrics import roc_auc  # noqa: E402
 from jax_lstm_ae.apps.probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
 from jax_lstm_ae.apps.probe import fit_pca, fit_probe, pca_transform  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
-DISCORDS = {
-    # name: (file, columns, lo, hi) -- anomaly where lo < i < hi
-    "chfdb_chf13_45590": ("chfdb_chf13_45590.txt", [1, 2], 2800, 2960),
-    "xmitdb_x108_0": ("xmitdb_x108_0.txt", [1, 2], 4020, 4400),
-    "TEK16": ("TEK16.txt", None, 4270, 4370),
-}
-METHODS = (("mahalanobis", "window"), ("mahalanobis", "step"), ("mae", "window"), ("mse", "window"))
-
-
-def _ds(x, lengths=None):
-    x = np.asarray(x, np.float32)
-    return Dataset(x, np.full((x.shape[0],), x.shape[1], np.int32) if lengths is None else lengths)
-
-
 def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int, *, ecg: bool = False,
                 budget: int | None = None, pooling: str = "last", corrupt=None):
     """About ``budget`` (default ``args.steps``) Adam steps (whole epochs),
@@ -105,40 +93,7 @@ def _split(idx, fractions, rng):
     return np.split(idx, cuts)
 
 
-# ----------------------------------------------------------------- ECG5000
-def ecg_anomaly(args) -> dict:
-    t0 = time.perf_counter()
-    ds = load_sequences(ECG)
-    y = ds.labels.astype(int)
-    rng = np.random.default_rng(args.seed)
-    n_tr, n_v1, n_v2, n_te = _split(np.flatnonzero(y == 1), (0.5, 0.15, 0.10, 0.25), rng)
-    a_val, a_te = _split(np.flatnonzero(y != 1), (0.3, 0.7), rng)
-    norm = Normalizer.fit(ds.take(n_tr))
-    data = norm.apply(ds)
-    model, params, info = train_model(args, data.take(n_tr), data.take(n_v1), 1, ds.steps, args.seed, ecg=True)
-    err = error_vectors(model, params, data.x)
-    val_idx = np.r_[n_v2, a_val]
-    val_y = np.r_[np.zeros(len(n_v2)), np.ones(len(a_val))]
-    choices = {}
-    for method, level in METHODS:
-        scorer = fit_scorer(err[n_v1], method=method, level=level)
-        s, _ = score_errors(scorer, err[val_idx])
-        choices[(method, level)] = (roc_auc(val_y, s), scorer)
-    (method, level), (val_auc, scorer) = max(choices.items(), key=lambda kv: kv[1][0])
-    thr = best_fbeta_threshold(val_y, score_errors(scorer, err[val_idx])[0], beta=args.beta)
-    te_idx = np.r_[n_te, a_te]
-    te_y = np.r_[np.zeros(len(n_te)), np.ones(len(a_te))]
-    te_s, _ = score_errors(scorer, err[te_idx])
-    rep = detection_report(te_y, te_s, thr.value, beta=args.beta)
-    return {
-        "row": "ECG5000 anomaly", "seed": args.seed, **info, "method": f"{method}/{level}",
-        "val_auc_by_method": {f"{m}/{lv}": round(v[0], 4) for (m, lv), v in choices.items()},
-        "threshold_beta": args.beta, "n_test": f"{len(n_te)} normal + {len(a_te)} anomalous",
-        "roc_auc": rep["roc_auc"], "pr_auc": rep["pr_auc"], "f1": rep["f1"], "precision": rep["precision"],
-        "recall": rep["recall"], "wall_s": time.perf_counter() - t0,
-    }
-
-
+# ----------------------------------------------------------------- ECG5000 probe
 def probe_corruption(args):
     """The probe autoencoder's input corruption and its name (--probe-noise,
     --probe-step-dropout), or (None, "none")."""
@@ -215,72 +170,145 @@ def probe_summary(rows: list[dict]) -> dict:
     return out
 
 
-# ----------------------------------------------------------------- discords
-def dominant_period(x: np.ndarray, max_lag: int = 2000) -> int:
-    """The first autocorrelation peak past the lag-0 lobe (summed over
-    features): the length of one beat / cycle, found without labels."""
-    x = x - x.mean(axis=0)
-    n = x.shape[0]
-    f = np.fft.rfft(x, 2 * n, axis=0)
-    ac = np.fft.irfft(f * np.conj(f), axis=0)[: min(max_lag, n - 1)].sum(axis=1)
-    ac = ac / ac[0]
-    ac = np.r_[np.full(7, ac[0]), np.convolve(ac, np.ones(15) / 15, mode="valid")]  # noise: no lag-1 minima
-    first_neg = int(np.argmax(ac[1:] > ac[:-1]))  # end of the lag-0 lobe: first local minimum
-    tail = ac[first_neg:]
-    # the first local maximum reaching 80 % of the highest: multiples of the
-    # period can peak a little higher than the period itself
-    peaks = np.flatnonzero((tail[1:-1] >= tail[:-2]) & (tail[1:-1] >= tail[2:]) & (tail[1:-1] >= 0.8 * tail.max())) + 1
-    return first_neg + int(peaks[0] if peaks.size else np.argmax(tail))
+# ----------------------------------------------------------------- series
+# name: (file under ../shared/data, feature columns, labelled stretches [(start, end_exclusive)] or the
+# label column's name, the normal training rows (start, end_exclusive)). The discord files label an anomaly
+# where lo < i < hi; their training rows are the ones before it (as a user who knows a normal stretch would
+# give them); the UCR archive series trains on the archive's own anomaly-free TRAIN part (its first 1200 rows).
+SERIES = {
+    "chfdb_chf13_45590": ("discords/chfdb_chf13_45590.txt", [1, 2], [(2801, 2960)], (0, 2801)),
+    "xmitdb_x108_0": ("discords/xmitdb_x108_0.txt", [1, 2], [(4021, 4400)], (0, 4021)),
+    "TEK16": ("discords/TEK16.txt", None, [(4271, 4370)], (0, 4271)),
+    "UCR 135 InternalBleeding16": ("anomaly/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv", ["value"],
+                                   "is_anomaly", (0, 1200)),
+    "Daphnet S06R02E0": ("anomaly/Daphnet_S06R02E0/S06R02E0.csv", [
+        "ankle_horiz_fwd", "ankle_vert", "ankle_horiz_lateral", "leg_horiz_fwd", "leg_vert", "leg_horiz_lateral",
+        "trunk_horiz_fwd", "trunk_vert", "trunk_horiz_lateral"], "is_anomaly", None),
+    "MIT-BIH (mitdb)": ("anomaly/mitdb/mitdb.csv", ["data"], "label", None),
+    "Yahoo S5": ("anomaly/yahoo/yahoo.csv", ["data"], "label", None),
+}
+UCR_SERIES = ("UCR 135 InternalBleeding16",)
 
 
-def discord(args, name: str, method: str, level: str) -> dict:
+def _stretches_arg(text: str) -> list[tuple[int, int]]:
+    """'A:B,C:D' -> [(A, B), (C, D)] (end exclusive)."""
+    out = []
+    for part in text.split(","):
+        lo, hi = part.split(":")
+        out.append((int(lo), int(hi)))
+    return out
+
+
+def series_row(args, name: str, path, columns, spans, train_rows, *, ucr: bool = False) -> dict:
+    """The series pipeline (SeriesAnomalyDetector, the code `jax-lstm-ae train --train-rows` runs), the same
+    pipeline on raw windows, and the matrix-profile discord score, on one series with labelled stretches.
+
+    ``spans``: [(start, end_exclusive)] or the name of a 0/1 label column of the file. ``train_rows``:
+    (start, end_exclusive) of the normal training stretch, or None for the rows before the first labelled one.
+    Metrics are on every row of the series."""
+    from jax_lstm_ae.apps.baselines import matrix_profile_scores
+    from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
+    from jax_lstm_ae.apps.metrics import best_range_f1, pr_auc, top_in_stretch
+    from jax_lstm_ae.apps.series import labels_from_stretches, stretches
+
     t0 = time.perf_counter()
-    fname, cols, lo, hi = DISCORDS[name]
-    series = load_series(DATA / "discords" / fname, cols)
+    series = load_series(path, columns)
     n = series.shape[0]
-    # Period-matched rate: average-pool by d so that one window of W steps
-    # spans about one cycle; the period comes from the stretch before the
-    # anomaly (the same data the model may train on), never from the labels.
-    period = dominant_period(series[:lo]) if args.period_match else args.window
-    if args.detrend:
-        # Baseline wander removal: subtract the centred moving average over one period.
-        k = np.ones(period) / period
-        pad = np.pad(series, ((period // 2, period - 1 - period // 2), (0, 0)), mode="edge")
-        series = series - np.stack([np.convolve(pad[:, j], k, mode="valid") for j in range(series.shape[1])], 1)
-    d = max(1, int(round(period / args.window)))
-    n_ds = n // d
-    pooled = series[: n_ds * d].reshape(n_ds, d, -1).mean(axis=1)
-    windows, starts = sliding_windows(pooled, args.window, args.stride)
-    touch = window_overlaps(starts * d, args.window * d, lo, hi)  # in original rows
-    rng = np.random.default_rng(args.seed)
-    fit_idx, hold_idx = _split(np.flatnonzero(~touch), (0.8, 0.2), rng)
-    all_w = _ds(windows)
-    norm = Normalizer.fit(all_w.take(fit_idx))
-    data = norm.apply(all_w)
-    model, params, info = train_model(args, data.take(fit_idx), data.take(hold_idx), series.shape[1], args.window,
-                                      args.seed)
-    err = error_vectors(model, params, data.x)
-    scorer = fit_scorer(err[hold_idx], method=method, level=level)
-    w_scores, step_scores = score_errors(scorer, err)
-    values = step_scores if step_scores is not None else w_scores
-    points_ds = points_from_windows(values, starts, n_ds, window=args.window)
-    points = np.repeat(points_ds, d)
-    points = np.r_[points, np.full(n - points.shape[0], points[-1])]  # rows past the last full pool
-    labels = (np.arange(n) > lo) & (np.arange(n) < hi)
-    top = int(np.argmax(w_scores))
+    if isinstance(spans, str):
+        labels = load_series(path, [spans])[:, 0] > 0.5
+        spans = stretches(labels)
+    labels = labels_from_stretches(spans, n)
+    row = {"row": f"series {name}", "seed": args.seed, "file": str(path), "rows": n, "stretches": spans}
+    if not labels.any():
+        return {**row, "skipped": "the file labels no anomaly, so there is nothing to score against",
+                "wall_s": time.perf_counter() - t0}
+    train_rows = train_rows or (0, spans[0][0])
+    a, b = train_rows
+    row["train_rows"] = [a, b]
+    scores, info = {}, {}
+    for kind in ("lstm", "raw"):
+        det = SeriesAnomalyDetector(window=args.window, stride=args.stride, embedding_dim=args.embedding,
+                                    hidden=tuple(args.hidden), decoder=args.decoder, steps=args.steps, lr=args.lr,
+                                    batch_size=args.batch, seed=args.seed, raw=kind == "raw")
+        t = time.perf_counter()
+        det.fit(series[a:b])
+        scores[kind] = det.decision_function(series)
+        info[kind] = {"wall_s": time.perf_counter() - t, **det.config_.get("train", {})}
+    row["plan"] = det.plan_._asdict()
+    t = time.perf_counter()
+    scores["mp"] = matrix_profile_scores(series, det.plan_)
+    info["mp"] = {"wall_s": time.perf_counter() - t}
+    test = np.arange(n) >= b
+    for kind, s in scores.items():
+        assert np.all(np.isfinite(s)) and s.shape == (n,)
+        rf1, _ = best_range_f1(labels, s)
+        row[kind] = {
+            "roc_auc": roc_auc(labels, s), "pr_auc": pr_auc(labels, s), "range_f1": rf1,
+            "roc_auc_after_train": roc_auc(labels[test], s[test]) if labels[test].any() else None,
+            "top_row": int(np.argmax(s)), "top_in_stretch": top_in_stretch(labels, s),
+            **({"ucr_top_within_100": top_in_stretch(labels, s, 100)} if ucr else {}), **info[kind],
+        }
     if args.dump:
         Path(args.dump).mkdir(parents=True, exist_ok=True)
-        np.savez(Path(args.dump) / f"{name}.npz", errors=err, starts=starts, downsample=d, hold=hold_idx,
-                 fit=fit_idx, window_scores=w_scores, points=points, labels=labels, series=series)
-    return {
-        "row": f"discord {name}", "seed": args.seed, **info, "method": f"{method}/{level}",
-        "period": int(period), "detrend": bool(args.detrend), "downsample": d, "window": args.window, "stride": args.stride,
-        "window_rows": args.window * d, "stride_rows": args.stride * d,
-        "n_windows": len(starts), "n_train_windows": len(fit_idx),
-        "point_roc_auc": roc_auc(labels, points), "window_roc_auc": roc_auc(touch, w_scores),
-        "top_window": [int(starts[top]) * d, (int(starts[top]) + args.window) * d - 1],
-        "top_window_on_anomaly": bool(touch[top]), "wall_s": time.perf_counter() - t0,
-    }
+        np.savez(Path(args.dump) / f"{name.replace(' ', '_')}.npz", labels=labels, **scores)
+    return {**row, "wall_s": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------- ECG5000 through the command line
+def ecg_cli(args) -> dict:
+    """ECG5000, normal class 1, through `jax-lstm-ae train --normal-class 1` and `detect`.
+
+    The file is split (stratified by class, seed --seed) into a training part (60 %) and a test part (40 %),
+    written as two UCR files; train keeps the class-1 beats of the training part (20 % of them held out: best
+    epoch and the scorer); detect scores every beat of the test part (class 1 normal, 2-5 anomalous).
+    Baselines on the same beats: the same pipeline on the raw beats (SequenceAnomalyDetector(raw=True), the
+    same split and normalisation), and the distance of each beat to its nearest normal training beat."""
+    import tempfile
+
+    from jax_lstm_ae.apps.baselines import nearest_neighbour_scores
+    from jax_lstm_ae.apps.detectors import SequenceAnomalyDetector
+    from jax_lstm_ae.apps.metrics import pr_auc
+    from jax_lstm_ae.cli.main import main as cli
+
+    t0 = time.perf_counter()
+    ds = load_sequences(ECG)
+    y = ds.labels.astype(int)
+    rng = np.random.default_rng(args.seed)
+    tr, te = [], []
+    for c in np.unique(y):
+        p, q = _split(np.flatnonzero(y == c), (0.6, 0.4), rng)
+        tr.append(p)
+        te.append(q)
+    tr, te = np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
+    rows = [line for line in ECG.read_text().splitlines() if line.strip()]
+    work = Path(args.ecg_dir or tempfile.mkdtemp(prefix="ecg5000_"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "train.txt").write_text("\n".join(rows[i] for i in tr) + "\n")
+    (work / "test.txt").write_text("\n".join(rows[i] for i in te) + "\n")
+    train_cmd = ["train", "--data", str(work / "train.txt"), "--normal-class", "1", "--out", str(work / "run"),
+                 "--force", "--hidden", "64", "--embedding-dim", "32", "--batch-size", "16", "--lr", "5e-3",
+                 "--schedule", "cosine", "--epochs", str(args.ecg_epochs), "--seed", str(args.seed), "--quiet"]
+    detect_cmd = ["detect", "--run", str(work / "run"), "--data", str(work / "test.txt"), "--normal-class", "1",
+                  "--threshold", "contamination", "--out", str(work / "scores.csv"), "--quiet"]
+    t = time.perf_counter()
+    for cmd in (train_cmd, detect_cmd):
+        print("jax-lstm-ae " + " ".join(cmd), flush=True)
+        if cli(cmd) != 0:
+            raise SystemExit(f"jax-lstm-ae {cmd[0]} failed")
+    lstm_s = time.perf_counter() - t
+    table = np.loadtxt(work / "scores.csv", delimiter=",", skiprows=1)
+    labels = table[:, 3].astype(bool)
+    normal = ds.take(tr[y[tr] == 1])
+    raw = SequenceAnomalyDetector(raw=True, seed=args.seed).fit(normal.x)
+    test = ds.take(te)
+    scores = {"lstm": table[:, 1], "raw": raw.decision_function(test.x),
+              "nn": nearest_neighbour_scores(normal.x, test.x)}
+    out = {"row": "ECG5000 anomaly (CLI)", "seed": args.seed, "n_test": f"{int((~labels).sum())} normal + "
+           f"{int(labels.sum())} anomalous", "commands": ["jax-lstm-ae " + " ".join(c) for c in (train_cmd, detect_cmd)],
+           "lstm_wall_s": lstm_s}
+    for kind, s in scores.items():
+        out[kind] = {"roc_auc": roc_auc(labels, s), "pr_auc": pr_auc(labels, s)}
+    return {**out, "wall_s": time.perf_counter() - t0}
 
 
 # ----------------------------------------------------------------- scoring speed
@@ -333,12 +361,45 @@ def scoring_speed(args) -> dict:
 
 
 # ----------------------------------------------------------------- main
+def _series_line(r) -> str:
+    """| series | plan | ROC AUC | PR AUC | range F1 | top row in a stretch | wall | for LSTM / raw / MP."""
+    if "skipped" in r:
+        return f"| {r['row'][7:]} | skipped: {r['skipped']} | | | | | |"
+    k3 = ("lstm", "raw", "mp")
+    p = r["plan"]
+    plan = (f"rows {r['train_rows'][0]}:{r['train_rows'][1]}; period {p['period'] or '-'}, pool {p['pool']}, "
+            f"W {p['window']}")
+
+    def cell(key, fmt):
+        return " / ".join(fmt(r[k][key]) for k in k3)
+
+    top = cell("top_in_stretch", lambda v: "yes" if v else "no")
+    if "ucr_top_within_100" in r["lstm"]:
+        top += " (UCR +-100: " + cell("ucr_top_within_100", lambda v: "yes" if v else "no") + ")"
+    return (f"| {r['row'][7:]} | {plan} | {cell('roc_auc', '{:.3f}'.format)} | {cell('pr_auc', '{:.3f}'.format)} "
+            f"| {cell('range_f1', '{:.3f}'.format)} | {top} | {r['wall_s']:.0f} s |")
+
+
 def _table(rows):
+    series = [r for r in rows if r["row"].startswith("series ")]
+    rows = [r for r in rows if not r["row"].startswith("series ")]
+    text = _other_table(rows) if rows else ""
+    if series:
+        head = ["| series | training rows; plan | point ROC AUC (LSTM / raw / MP) | PR AUC | best range F1 "
+                "| top row in a stretch | wall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        text += ("\n\n" if text else "") + "\n".join(head + [_series_line(r) for r in series])
+    return text
+
+
+def _other_table(rows):
     out = []
     for r in rows:
-        if r["row"] == "ECG5000 anomaly":
-            res = (f"ROC AUC {r['roc_auc']:.4f}, PR AUC {r['pr_auc']:.4f}, F1 {r['f1']:.3f} "
-                   f"(P {r['precision']:.3f}, R {r['recall']:.3f}); method {r['method']} chosen on validation")
+        if r["row"].startswith("series "):
+            out.append(_series_line(r))
+            continue
+        if r["row"] == "ECG5000 anomaly (CLI)":
+            res = "; ".join(f"{k} ROC AUC {r[k]['roc_auc']:.4f}, PR AUC {r[k]['pr_auc']:.4f}"
+                            for k in ("lstm", "raw", "nn")) + f" ({r['n_test']})"
         elif r["row"] == "scoring speed":
             res = (f"100k windows W={r['window']} F={r['features']}: window Mahalanobis (D=128) "
                    f"{r['window_mahalanobis_100k_s']:.2f} s, step Mahalanobis (6.4M steps) "
@@ -358,11 +419,6 @@ def _table(rows):
         elif r["row"].endswith("probe"):
             res = (f"accuracy latent {r['acc_latent']:.3f} (E={r['dim_latent']}), PCA {r['acc_pca']:.3f} "
                    f"(dim {r['dim_pca']}), raw {r['acc_raw']:.3f} (dim {r['dim_raw']})")
-        else:
-            res = (f"point ROC AUC {r['point_roc_auc']:.4f}; top window {r['top_window']} on anomaly: "
-                   f"{'yes' if r['top_window_on_anomaly'] else 'NO'}; period {r['period']} rows, pooled by "
-                   f"{r['downsample']}: W={r['window']} steps ({r['window_rows']} rows), stride {r['stride']} "
-                   f"({r['stride_rows']} rows); method {r['method']}")
         epochs = f"{r['epochs_run']} ({r['steps']} steps)" if "steps" in r else "-"
         seed = ", ".join(map(str, r["seed"])) if isinstance(r["seed"], list) else r["seed"]
         out.append(f"| {r['row']} | {res} | {seed} | {epochs} | {r['wall_s']:.0f} s |")
@@ -371,7 +427,8 @@ def _table(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("ecg", "probe", "discords", "speed", "all"), default="all")
+    p.add_argument("--only", choices=("ecg", "probe", "series", "anomaly", "speed", "all"), default="all",
+                   help="anomaly: the ECG5000 anomaly row and the series rows (no probe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1500, help="Adam steps per model (rounded up to whole epochs)")
     p.add_argument("--probe-steps", type=int, default=3000,
@@ -395,28 +452,30 @@ def main(argv=None):
     p.add_argument("--probe-cv-only", action="store_true",
                    help="probe row: report the 5-fold CV accuracy on the training beats only and never score the "
                         "test beats (for choosing settings)")
-    p.add_argument("--lr", type=float, default=1e-2, help="discord rows: peak Adam learning rate (cosine decay to 1 %%)")
-    p.add_argument("--ecg-lr", type=float, default=5e-3, help="ECG5000 rows: peak learning rate")
-    p.add_argument("--decoder", default="repeat", help="anomaly and discord rows: decoder strategy")
-    p.add_argument("--ecg-embedding", type=int, default=32, help="ECG5000 anomaly row: latent size E")
-    p.add_argument("--ecg-hidden", type=int, nargs="*", default=[64],
-                   help="ECG5000 anomaly row: encoder sizes before E")
-    p.add_argument("--ecg-batch", type=int, default=16)
-    p.add_argument("--ecg-bidirectional", action="store_true", help="ECG5000 rows: bidirectional encoder")
-    p.add_argument("--embedding", type=int, default=16, help="discord rows: latent size E")
-    p.add_argument("--hidden", type=int, nargs="*", default=[32], help="discord rows: encoder sizes before E")
-    p.add_argument("--batch", type=int, default=32, help="discord rows: batch size")
-    p.add_argument("--beta", type=float, default=1.0, help="F-beta the threshold maximises on validation")
-    p.add_argument("--window", type=int, default=64)
-    p.add_argument("--stride", type=int, default=1, help="discord window stride, in (downsampled) steps")
-    p.add_argument("--no-period-match", dest="period_match", action="store_false",
-                   help="discords: keep the original rate instead of pooling one cycle into --window steps")
-    p.add_argument("--no-detrend", dest="detrend", action="store_false",
-                   help="discords: keep the baseline (default: subtract a centred moving average over one period)")
-    p.add_argument("--discord-method", default=None, help="e.g. mahalanobis/step; default: ECG5000's choice")
-    p.add_argument("--discords", nargs="*", default=list(DISCORDS))
+    p.add_argument("--ecg-epochs", type=int, default=167,
+                   help="ECG5000 anomaly row: train --epochs (167 epochs of 9 batches: about 1,500 steps)")
+    p.add_argument("--ecg-lr", type=float, default=5e-3, help="probe row: peak learning rate")
+    p.add_argument("--ecg-batch", type=int, default=16, help="probe row: batch size")
+    p.add_argument("--ecg-bidirectional", action="store_true", help="probe row: bidirectional encoder")
+    p.add_argument("--ecg-dir", default=None, help="ECG5000 anomaly row: folder for the split files and the run")
+    p.add_argument("--lr", type=float, default=1e-2, help="series rows: peak Adam learning rate (cosine decay)")
+    p.add_argument("--decoder", default="repeat", help="series rows: decoder strategy")
+    p.add_argument("--embedding", type=int, default=16, help="series rows: latent size E")
+    p.add_argument("--hidden", type=int, nargs="*", default=[32], help="series rows: encoder sizes before E")
+    p.add_argument("--batch", type=int, default=32, help="series rows: batch size")
+    p.add_argument("--window", type=int, default=64, help="series rows: window, in pooled steps")
+    p.add_argument("--stride", type=int, default=1, help="series rows: window stride, in pooled steps")
+    p.add_argument("--names", nargs="*", default=list(SERIES), help="series rows: which of the built-in series")
+    p.add_argument("--series", default=None, help="score this series file instead of the built-in ones")
+    p.add_argument("--columns", default=None, help="--series: feature columns, numbers or names: 1,2")
+    p.add_argument("--anomaly", action="append", default=None, metavar="A:B[,C:D]",
+                   help="--series: labelled stretch(es), rows A..B-1; repeat or comma-separate for several")
+    p.add_argument("--label-column", default=None, help="--series: a 0/1 label column instead of --anomaly")
+    p.add_argument("--train-rows", default=None, metavar="A:B",
+                   help="--series: normal training rows (default: the rows before the first labelled stretch)")
+    p.add_argument("--ucr", action="store_true", help="--series: also report the UCR archive's score")
     p.add_argument("--json", default=None)
-    p.add_argument("--dump", default=None, help="discords: save errors and scores as DIR/NAME.npz")
+    p.add_argument("--dump", default=None, help="series: save the three score vectors as DIR/NAME.npz")
     args = p.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"no data at {DATA}: this benchmark reads ../shared/data beside the repository")
@@ -430,11 +489,17 @@ def main(argv=None):
             with open(args.json, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
 
-    chosen = args.discord_method
-    if args.only in ("ecg", "all"):
-        r = ecg_anomaly(args)
-        emit(r)
-        chosen = chosen or r["method"]
+    if args.series is not None:
+        cols = None if args.columns is None else [int(c) if c.isdigit() else c for c in args.columns.split(",")]
+        if args.label_column is None and not args.anomaly:
+            sys.exit("--series needs its labelled stretches: --anomaly A:B (or --label-column NAME)")
+        spans = args.label_column or [s for text in args.anomaly for s in _stretches_arg(text)]
+        train = None if args.train_rows is None else tuple(int(v) for v in args.train_rows.split(":"))
+        emit(series_row(args, Path(args.series).name, Path(args.series), cols, spans, train, ucr=args.ucr))
+        print(_table(rows))
+        return
+    if args.only in ("ecg", "anomaly", "all"):
+        emit(ecg_cli(args))
     if args.only in ("probe", "ecg", "all"):
         probe_rows = []
         for k in range(args.probe_splits):  # split k: --seed + k (the split and, by default, the model)
@@ -444,10 +509,10 @@ def main(argv=None):
             emit(probe_summary(probe_rows))
     if args.only in ("speed", "all"):
         emit(scoring_speed(args))
-    if args.only in ("discords", "all"):
-        method, level = (chosen or "mahalanobis/step").split("/")
-        for name in args.discords:
-            emit(discord(args, name, method, level))
+    if args.only in ("series", "anomaly", "all"):
+        for name in args.names:
+            path, cols, spans, train = SERIES[name]
+            emit(series_row(args, name, DATA / path, cols, spans, train, ucr=name in UCR_SERIES))
     print(_table(rows))
 
 

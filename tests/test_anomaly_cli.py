@@ -54,7 +54,7 @@ def test_detect_finds_injected_anomalies_in_sequences(run_dir, capsys):
     assert "flagged" in printed and "roc_auc" in printed
 
 
-def test_detect_on_a_long_series_points_at_the_anomaly(run_dir):
+def test_detect_on_a_long_series_points_at_the_anomaly(run_dir, capsys):
     t = np.arange(1200)
     clean = np.stack([(1 - 0.2 * c) * np.sin(2 * np.pi * 0.07 * t + c * np.pi / 3) for c in range(3)], 1)
     normal = clean + 0.05 * np.random.default_rng(4).normal(size=clean.shape)
@@ -75,8 +75,10 @@ def test_detect_on_a_long_series_points_at_the_anomaly(run_dir):
     assert table.shape == (1200, 4)
     assert 690 <= np.argmax(table[:, 1]) <= 722
     assert roc_auc(labels, table[:, 1]) >= 0.95
+    assert "windows of 32 rows, stride 4 (given)" in capsys.readouterr().out
     flags = table[:, 2].astype(bool)
-    # the threshold is the 98th percentile of the normal series' point scores
+    # the threshold is the 98th percentile of the scored points: about 2 % of them are flagged
+    assert flags.mean() == pytest.approx(0.02, abs=0.002)
     assert flags[labels == 1].mean() >= 0.6 and flags[labels == 0].mean() <= 0.05  # some burst samples sit near 0
     assert (run_dir / "points.png").exists()
 
@@ -156,3 +158,80 @@ def test_detect_and_probe_split_over_two_devices_agree_with_one(run_dir, capsys)
     for k in ("latent", "pca", "raw"):
         assert abs(a[k]["accuracy"] - b[k]["accuracy"]) <= 1 / 81 + 1e-9  # at most one test row of 81
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------- train --normal-class / --train-rows
+def test_train_normal_class_then_detect_fits_the_scorer_on_the_runs_normal_validation(tmp_path, capsys):
+    from jax_lstm_ae.cli.main import main as full_main
+    from jax_lstm_ae.train.checkpoint import read_config
+
+    train, test = synthetic("sines", n=200, seed=0), synthetic("sines", n=120, seed=1)
+    np.savez(tmp_path / "train.npz", x=train.x, labels=train.labels)
+    np.savez(tmp_path / "test.npz", x=test.x, labels=test.labels)
+    rc = full_main(["train", "--data", str(tmp_path / "train.npz"), "--normal-class", "0", "--epochs", "2",
+                    "--embedding-dim", "4", "--out", str(tmp_path / "run"), "--quiet"])
+    assert rc == 0
+    cfg = read_config(tmp_path / "run")
+    assert cfg["data"]["normal_class"] == "0" and cfg["data"]["n"] == int((train.labels == 0).sum())
+    capsys.readouterr()
+    rc = full_main(["detect", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "test.npz"),
+                    "--normal-class", "0", "--out", str(tmp_path / "s.csv"), "--top", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    n_val = cfg["data"]["n_val"]
+    assert f"scorer fitted on the run's {n_val} held-out sequences of class 0" in out
+    assert "top sequences (index score): " in out
+    table = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(table[:, 3], test.labels != 0)
+    assert np.all(np.isfinite(table[:, 1]))
+    rc = full_main(["train", "--data", str(tmp_path / "train.npz"), "--normal-class", "7", "--out",
+                    str(tmp_path / "r2"), "--quiet"])
+    assert rc == 2 and "--normal-class 7 matches no label" in capsys.readouterr().err
+
+
+def _periodic_csv(path, n=2400, period=50, anomaly=(1900, 1940)):
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    x = np.stack([np.sin(2 * np.pi * t / period), np.cos(4 * np.pi * t / period)], 1) + 0.05 * rng.normal(size=(n, 2))
+    x[anomaly[0]:anomaly[1], 1] = 0.0
+    np.savetxt(path, np.column_stack([t, x]), delimiter=",", fmt="%.5f", header="t,a,b", comments="")
+    return x
+
+
+def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, capsys):
+    from jax_lstm_ae.apps.detectors import load_detector
+    from jax_lstm_ae.cli.main import main as full_main
+
+    x = _periodic_csv(tmp_path / "s.csv")
+    rc = full_main(["train", "--data", str(tmp_path / "s.csv"), "--columns", "a,b", "--train-rows", "0:1800",
+                    "--window", "16", "--epochs", "2", "--out", str(tmp_path / "run"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "series pipeline on rows 0:1800" in out and "period 50 rows" in out
+    rc = full_main(["detect", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "p.csv"),
+                    "--contamination", "0.02", "--top", "3", "--explain", str(tmp_path / "why.csv")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "window 16 steps x 3 rows = 48 rows" in out and "chosen from its training rows 0:1800" in out
+    assert "top anomalous stretches" in out
+    table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    assert table.shape == (2400, 3)
+    assert table[:, 2].mean() == pytest.approx(0.02, abs=0.001)  # --contamination 0.02 flags 2 % of points
+    det = load_detector(tmp_path / "run")
+    from jax_lstm_ae.data.datasets import load_series
+
+    np.testing.assert_allclose(table[:, 1], det.decision_function(load_series(tmp_path / "s.csv", ["a", "b"])),
+                               rtol=1e-5)  # the CSV keeps 6 significant digits
+    assert 1850 <= np.argmax(table[:, 1]) <= 1990 and x.shape == (2400, 2)
+    why = (tmp_path / "why.csv").read_text().splitlines()
+    assert why[0].startswith("start,end,score,window_start") and 2 <= len(why) <= 4
+    first = why[1].split(",")
+    assert first[7] in ("a", "b") and 0 < float(first[8]) <= 1 and 0 < float(first[9]) <= 1
+    for bad, msg in (("5:2", "does not lie inside"), ("x", "must look like A:B")):
+        rc = full_main(["train", "--data", str(tmp_path / "s.csv"), "--columns", "a,b", "--train-rows", bad,
+                        "--out", str(tmp_path / "bad"), "--quiet"])
+        assert rc == 2 and msg in capsys.readouterr().err
+    rc = full_main(["detect", "--run", str(tmp_path / "run"), "--window", "32", "--out", str(tmp_path / "q.csv")])
+    assert rc == 2 and "this run's windows are 16 steps" in capsys.readouterr().err
+    rc = full_main(["detect", "--run", str(tmp_path / "run"), "--fit-data", str(tmp_path / "s.csv"),
+                    "--out", str(tmp_path / "q.csv")])
+    assert rc == 2 and "drop --fit-data" in capsys.readouterr().err

@@ -1,27 +1,37 @@
-"""Applications of a trained model: anomaly scores, metrics and thresholds, linear probe, weight import."""
+"""Applications of a trained model: anomaly scores, the series pipeline and detectors, metrics and thresholds,
+baselines, linear probe, weight import."""
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_gaussian, fit_scorer, ledoit_wolf_shrinkage, mahalanobis, points_from_windows, score_errors, window_overlaps
-from jax_lstm_ae.apps.metrics import Threshold, as_binary_labels, best_fbeta_threshold, confusion, contamination_threshold, detection_report, f1, fbeta, mean_std_threshold, pr_auc, precision, recall, roc_auc
+from jax_lstm_ae.apps.metrics import Threshold, as_binary_labels, best_fbeta_threshold, best_range_f1, confusion, contamination_threshold, detection_report, f1, fbeta, mean_std_threshold, pr_auc, precision, range_f1, range_precision_recall, recall, roc_auc, top_in_stretch
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict
-from jax_lstm_ae.apps.probe import CLASSIFIERS, PCA, SVM, Probe, classify, compare_representations, confusion_matrix, encode_all, fit_pca, fit_probe, fit_svm, pca_transform, probe_accuracy, probe_predict, resample, svm_predict
+from jax_lstm_ae.apps.probe import CLASSIFIERS, PCA, Probe, SVM, classify, compare_representations, confusion_matrix, encode_all, fit_pca, fit_probe, fit_svm, pca_transform, probe_accuracy, probe_predict, resample, svm_predict
 from jax_lstm_ae.apps.torch_port import linear_from_torch, lstm_from_torch, recurrent_autoencoder_from_torch
+from jax_lstm_ae.apps.baselines import matrix_profile_scores, nearest_neighbour_scores
+from jax_lstm_ae.apps.detectors import EncoderTransformer, SequenceAnomalyDetector, SeriesAnomalyDetector, load_detector
+from jax_lstm_ae.apps.series import SeriesPlan, dominant_period, labels_from_stretches, plan_series, points_to_rows, stretches, top_stretches
 
 __all__ = [
     "CLASSIFIERS",
+    "EncoderTransformer",
     "Gaussian",
     "PCA",
     "Probe",
     "SVM",
     "Scorer",
+    "SequenceAnomalyDetector",
+    "SeriesAnomalyDetector",
+    "SeriesPlan",
     "Threshold",
     "as_binary_labels",
     "best_fbeta_threshold",
+    "best_range_f1",
     "classify",
     "compare_representations",
     "confusion",
     "confusion_matrix",
     "contamination_threshold",
     "detection_report",
+    "dominant_period",
     "dtw_distances",
     "encode_all",
     "error_vectors",
@@ -32,23 +42,34 @@ __all__ = [
     "fit_probe",
     "fit_scorer",
     "fit_svm",
+    "labels_from_stretches",
     "ledoit_wolf_shrinkage",
     "linear_from_torch",
+    "load_detector",
     "lstm_from_torch",
     "mahalanobis",
+    "matrix_profile_scores",
     "mean_std_threshold",
+    "nearest_neighbour_scores",
     "nn1_predict",
     "pca_transform",
+    "plan_series",
     "points_from_windows",
+    "points_to_rows",
     "pr_auc",
     "precision",
     "probe_accuracy",
     "probe_predict",
+    "range_f1",
+    "range_precision_recall",
     "recall",
     "recurrent_autoencoder_from_torch",
     "resample",
     "roc_auc",
     "score_errors",
+    "stretches",
     "svm_predict",
+    "top_in_stretch",
+    "top_stretches",
     "window_overlaps",
 ]

@@ -117,6 +117,8 @@ def ledoit_wolf_shrinkage(x) -> float:
     samples x[N, D] (S the MLE covariance, mu = tr(S) / D); sklearn's formula."""
     x = np.asarray(x, np.float64)
     n, d = x.shape
+    if d == 1:
+        return 0.0  # one dimension: nothing to shrink towards (sklearn returns 0 too)
     xc = x - x.mean(axis=0)
     x2 = xc * xc
     emp_trace = x2.sum(axis=0) / n
@@ -126,7 +128,7 @@ def ledoit_wolf_shrinkage(x) -> float:
     beta = (beta_ / n - delta_) / (d * n)
     delta = (delta_ - 2.0 * mu * emp_trace.sum() + d * mu**2) / d
     beta = min(beta, delta)
-    return 0.0 if beta == 0 else float(beta / delta)
+    return 0.0 if beta <= 0 or delta <= 0 else float(beta / delta)
 
 
 def fit_gaussian(vectors, *, shrinkage: float | Literal["ledoit_wolf"] = "ledoit_wolf", ridge: float = 1e-6) -> Gaussian:

@@ -218,3 +218,55 @@ def detection_report(labels, scores, threshold: float, beta: float = 1.0) -> dic
         out["roc_auc"] = roc_auc(y, s)
         out["pr_auc"] = pr_auc(y, s)
     return out
+
+
+# ----------------------------------------------------------------- series (ranges)
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def range_precision_recall(labels, predictions) -> tuple[float, float]:
+    """Range-based precision and recall (Tatbul et al., NeurIPS 2018) with
+    alpha = 0 (no existence reward), flat positional bias and cardinality
+    factor 1: recall is the mean over labelled stretches of the share of
+    their points flagged; precision the mean over flagged stretches of the
+    share of their points inside a labelled stretch. (0, 0) when nothing is flagged."""
+    y = as_binary_labels(labels)
+    p = as_binary_labels(predictions, y.shape[0], name="predictions")
+    real, pred = _runs(y), _runs(p)
+    rec = float(np.mean([p[a:b].mean() for a, b in real])) if real else 0.0
+    prec = float(np.mean([y[a:b].mean() for a, b in pred])) if pred else 0.0
+    return prec, rec
+
+
+def range_f1(labels, predictions) -> float:
+    """Harmonic mean of :func:`range_precision_recall`."""
+    prec, rec = range_precision_recall(labels, predictions)
+    return _div(2 * prec * rec, prec + rec)
+
+
+def best_range_f1(labels, scores, n_thresholds: int = 100) -> tuple[float, float]:
+    """The highest :func:`range_f1` over thresholds at ``n_thresholds`` score
+    quantiles (0.5 .. 1), and that threshold: a threshold-free measure of the
+    ranking, as anomaly benchmarks report it (it reads the labels; never use
+    its threshold to make a choice)."""
+    y = as_binary_labels(labels)
+    s = _scores(scores, y.shape[0])
+    _need_both(y, "best_range_f1")
+    best = (0.0, float(s.max()))
+    for t in np.unique(np.quantile(s, np.linspace(0.5, 1.0, n_thresholds, endpoint=False))):
+        f = range_f1(y, s > t)
+        if f > best[0]:
+            best = (f, float(t))
+    return best
+
+
+def top_in_stretch(labels, scores, margin: int = 0) -> bool:
+    """Is the highest-scoring point inside a labelled stretch, or within
+    ``margin`` points of one? (The UCR anomaly archive's score: margin 100.)"""
+    y = as_binary_labels(labels)
+    s = _scores(scores, y.shape[0])
+    i = int(np.argmax(s))
+    lo, hi = max(0, i - int(margin)), min(y.shape[0], i + int(margin) + 1)
+    return bool(y[lo:hi].any())

@@ -3,6 +3,8 @@ probe from a trained run directory.
 
     jax-lstm-ae detect --run RUN --data beats.txt --out scores.csv [--labels y.txt]
     jax-lstm-ae detect --run RUN --data series.txt --window 64 --stride 4 --out points.csv
+    jax-lstm-ae train  --data series.csv --columns 1,2 --train-rows 0:2800 --out RUN   # the series pipeline
+    jax-lstm-ae detect --run RUN --out points.csv [--data other.csv] [--top 5] [--explain why.csv]
     jax-lstm-ae probe  --run RUN --data labelled.txt [--test-fraction 0.4]
     jax-lstm-ae probe  --run RUN --data X_TRAIN.ts --test-data X_TEST.ts --classifier svm
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+from jax_lstm_ae.apps.series import points_to_rows, top_stretches
 from jax_lstm_ae.cli.main import (
     PROG,
     add_common_args,
@@ -66,10 +69,15 @@ def _add_detect(sub) -> None:
                    help="Gaussian per window ([T*F] vector) or per step ([F]); default window for equal-length "
                         "sequences, step otherwise")
     p.add_argument("--threshold", default="auto",
-                   help="fbeta (needs labels), contamination, meanstd, auto, or a number "
-                        "(auto: fbeta with labels, else contamination with --fit-data, else meanstd)")
+                   help="fbeta (needs labels), contamination, meanstd, auto, or a number (auto: fbeta with labels, "
+                        "else contamination for a run of the series pipeline or with --fit-data, else meanstd)")
     p.add_argument("--beta", type=float, default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
-    p.add_argument("--contamination", type=float, default=0.01, help="share of normal items flagged (contamination)")
+    p.add_argument("--contamination", type=float, default=0.01,
+                   help="share of the scored items (points of a series) to flag: the threshold is that quantile "
+                        "of their scores (default 0.01)")
+    p.add_argument("--top", type=int, default=5, help="print the K highest anomalous stretches (or sequences)")
+    p.add_argument("--explain", default=None, metavar="CSV",
+                   help="series pipeline: write, per top stretch, the step and feature that contributed most")
     p.add_argument("--k", type=float, default=3.0, help="mean + k * std (meanstd)")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
     p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
@@ -177,7 +185,8 @@ def _threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
             fail("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
         return best_fbeta_threshold(labels, scores, args.beta).value, f"max F{args.beta:g} on the given labels"
     if kind == "contamination":
-        return contamination_threshold(fit_scores, args.contamination), f"contamination {args.contamination:g}"
+        # the quantile of the scores being cut, so --contamination c flags about c of them
+        return contamination_threshold(scores, args.contamination), f"contamination {args.contamination:g}"
     if kind == "meanstd":
         return mean_std_threshold(fit_scores, args.k), f"mean + {args.k:g} std"
     try:
@@ -194,6 +203,8 @@ def _check_threshold_args(args) -> None:
     kind = args.threshold
     if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_number(kind):
         raise ValueError(f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}")
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
     if kind == "fbeta" and args.labels is None and args.normal_class is None:
         raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
     if args.beta <= 0:
@@ -206,9 +217,17 @@ def run_detect(args) -> int:
     _check_threshold_args(args)
     setup_common(args)  # --devices / several processes: args.mesh
     mesh = getattr(args, "mesh", None)
+    from jax_lstm_ae.apps.detectors import is_detector_run
+
+    if is_detector_run(args.run):
+        return _detect_series(args)
     run = _load_run(args.run)
     data, series = _prepare(run, args, args.data, "data to score")
     x, lengths, file_labels = data.x, data.lengths, data.labels
+    if series is not None:
+        stride = int(data.starts[1] - data.starts[0]) if data.n > 1 else 1
+        whose = "given" if args.window is not None else "the run's"
+        print(f"windows of {data.steps} rows, stride {stride} ({whose})")
     n_items = series.shape[0] if series is not None else x.shape[0]
     what = "one per time point of the series" if series is not None else "one per sequence"
     labels = None
@@ -231,6 +250,12 @@ def run_detect(args) -> int:
         fit_data, _ = _prepare(run, args, args.fit_data, "--fit-data")
         fl = fit_data.lengths
         fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
+    elif run.config.get("data", {}).get("normal_class") is not None:
+        # trained with --normal-class: fit the scorer on the run's own held-out normal sequences
+        fit_data = _run_validation(run)
+        fl = fit_data.lengths
+        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
+        print(f"scorer fitted on the run's {fit_data.n} held-out sequences of class {run.config['data']['normal_class']}")
     else:
         fit_err, fl = err, lengths
     scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
@@ -253,11 +278,36 @@ def run_detect(args) -> int:
     unit = "points" if series is not None else "sequences"
     print(f"scored {n_items} {unit} with {args.method}/{level}; threshold {thr:.6g} ({how}); "
           f"flagged {int(flags.sum())}")
+    if series is not None:
+        _print_stretches(top_stretches(scores, thr, args.top))
+    else:
+        top = np.argsort(-scores, kind="stable")[: args.top]
+        print("top sequences (index score): " + ", ".join(f"{i} {scores[i]:.4g}" for i in top))
     if labels is not None and labels.any() and not labels.all():
         rep = detection_report(labels, scores, thr)
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
     print(f"wrote {out}" + (f" and {plot}" if plot.exists() else ""))
     return 0
+
+
+def _run_validation(run):
+    """The held-out normal sequences of a run trained with --normal-class (the same split as train's)."""
+    from jax_lstm_ae.cli.main import _normal_only
+    from jax_lstm_ae.data.datasets import train_val_split
+
+    spec = run.config["data"]
+    data = _normal_only(load_data(spec), spec)
+    _, val = train_val_split(data, run.config["train"]["val_fraction"], seed=run.config["train"]["seed"])
+    if val is None:
+        fail(f"the run kept no validation sequences of {spec.get('source')} to fit the scorer on; "
+             "pass --fit-data NORMAL_FILE")
+    return run.normalizer.apply(val) if run.normalizer is not None else val
+
+
+def _print_stretches(spans) -> None:
+    print("top anomalous stretches (start end score, rows end-exclusive):")
+    for a, b, v in spans:
+        print(f"  {a} {b} {v:.6g}")
 
 
 def _item_scores(scorer, errors, data) -> np.ndarray:
@@ -310,6 +360,140 @@ def _shade(ax, labels) -> None:
     edges = np.flatnonzero(np.diff(np.r_[0, labels.astype(int), 0]))
     for a, b in zip(edges[::2], edges[1::2]):
         ax.axvspan(a, b - 1, color="tab:red", alpha=0.15)
+
+
+# ----------------------------------------------------------------- the series pipeline
+def keep_class(data, normal_class, where):
+    """The sequences of ``data`` labelled ``normal_class`` (a number or a name)."""
+    if data.labels is None:
+        fail(f"--normal-class needs labels in {where} (a UCR file, or --label-column)")
+    lab = np.asarray(data.labels)
+    if np.issubdtype(lab.dtype, np.number) and _is_number(str(normal_class)):
+        keep = lab.astype(np.float64) == float(normal_class)
+    else:
+        keep = lab.astype(str) == str(normal_class)
+    if not keep.any():
+        fail(f"--normal-class {normal_class} matches no label in {where}; its labels are {sorted(set(lab.tolist()))}")
+    return data.take(np.flatnonzero(keep))
+
+
+def parse_rows(text: str, n: int, what: str = "--train-rows") -> tuple[int, int]:
+    """'A:B' (either side may be empty) -> (A, B) within a series of n rows."""
+    parts = str(text).split(":")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() or not p.strip() for p in parts):
+        raise ValueError(f"{what} must look like A:B (rows A..B-1; ':' for all rows), got {text!r}")
+    a = int(parts[0]) if parts[0].strip() else 0
+    b = int(parts[1]) if parts[1].strip() else n
+    if not 0 <= a < b <= n:
+        raise ValueError(f"{what} {text} does not lie inside the series' {n} rows; give 0 <= A < B <= {n}")
+    return a, b
+
+
+def _load_series(path, columns):
+    from jax_lstm_ae.data.datasets import load_series
+
+    if path is None or str(path).startswith("synthetic:"):
+        fail("the series pipeline needs --data PATH: one long series, one row per time step")
+    return load_series(path, columns)
+
+
+def train_series(args) -> int:
+    """`train --train-rows A:B`: fit the series pipeline on rows A..B-1 and save it as a run directory."""
+    from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
+    from jax_lstm_ae.cli.main import _commit_out, _prepare_out
+
+    if args.resume:
+        fail("--resume does not apply to --train-rows; train again with --force")
+    setup_common(args)
+    series = _load_series(args.data, args.columns)
+    a, b = parse_rows(args.train_rows, series.shape[0])
+    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, decoder=args.decoder,
+                                seed=args.seed, progress=not args.quiet, epochs=args.epochs)
+    out = Path(args.out)
+    work = _prepare_out(out, args.force)
+    try:
+        det.fit(series[a:b])
+        det.save(work, data={"source": str(Path(args.data).resolve()), "format": "series", "columns": args.columns,
+                             "train_rows": [a, b]})
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _commit_out(work, out)
+    info = det.config_.get("train", {})
+    print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
+    print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
+          f"{det.contamination:g} of the training rows)")
+    print(f"run saved in {out}/: config.json checkpoint.msgpack detector.json detector.npz")
+    return 0
+
+
+def _detect_series(args) -> int:
+    """`detect` on a run of the series pipeline: its plan, columns and scorer."""
+    from jax_lstm_ae.apps.detectors import load_detector
+
+    det = load_detector(args.run)
+    dcfg = det.config_.get("data", {}) or json.loads((Path(args.run) / "detector.json").read_text()).get("data", {})
+    source = args.data or dcfg.get("source")
+    columns = args.columns if args.columns is not None else dcfg.get("columns")
+    if args.fit_data is not None or args.normal_class is not None:
+        fail("a run of the series pipeline scores with its own fitted scorer; drop --fit-data / --normal-class "
+             "(give --labels for metrics)")
+    if args.window is not None and args.window != det.plan_.window:
+        fail(f"this run's windows are {det.plan_.window} steps (chosen at train time); drop --window")
+    series = _load_series(source, columns)
+    n = series.shape[0]
+    w, starts, err = det.score_windows(series)
+    scores = points_to_rows(w, starts, det.plan_, n)
+    rows = dcfg.get("train_rows")
+    print(f"using the run's {det.plan_.describe()}, chosen from its training rows "
+          f"{'%d:%d' % tuple(rows) if rows else '(not recorded)'}")
+    labels = _read_labels(args.labels, n, "one per time point of the series") if args.labels else None
+    kind = "contamination" if args.threshold == "auto" and labels is None else args.threshold
+    thr, how = _threshold(argparse.Namespace(**{**vars(args), "threshold": kind}), labels, scores, scores, True)
+    flags = scores > thr
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cols = [np.arange(n), scores, flags.astype(int)] + ([labels.astype(int)] if labels is not None else [])
+    header = "index,score,anomaly" + (",label" if labels is not None else "")
+    np.savetxt(out, np.column_stack(cols), fmt=["%d", "%.6g", "%d"] + (["%d"] if labels is not None else []),
+               delimiter=",", header=header, comments="")
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    _plot(plot, scores, thr, flags, labels, det.normalizer_.apply(series))
+    print(f"scored {n} points; threshold {thr:.6g} ({how}); flagged {int(flags.sum())} ({flags.mean():.2%})")
+    spans = top_stretches(scores, thr, args.top)
+    _print_stretches(spans)
+    if labels is not None and labels.any() and not labels.all():
+        rep = detection_report(labels, scores, thr)
+        print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
+    if args.explain:
+        rows = explain_stretches(det, spans, w, starts, err, columns)
+        Path(args.explain).write_text("start,end,score,window_start,window_end,peak_row_start,peak_row_end,"
+                                      "feature,step_share,feature_share\n" + "".join(rows))
+        print(f"wrote {args.explain}")
+    print(f"wrote {out}" + (f" and {plot}" if plot.exists() else ""))
+    return 0
+
+
+def explain_stretches(det, spans, window_scores, starts, errors, columns=None) -> list[str]:
+    """One CSV line per stretch: its highest-scoring window, the pooled step and
+    feature of that window with the largest standardised squared error
+    (``det.contributions``), and their shares of the window's total."""
+    d, wl = det.plan_.pool, det.plan_.window
+    contrib = det.contributions(errors)
+    names = list(columns) if columns is not None else list(range(errors.shape[2]))
+    lines = []
+    for a, b, v in spans:
+        cover = (starts * d < b) & ((starts + wl) * d > a)
+        k = int(np.flatnonzero(cover)[np.argmax(window_scores[cover])]) if cover.any() else int(np.argmax(window_scores))
+        c = contrib[k]
+        t, f = np.unravel_index(int(np.argmax(c)), c.shape)
+        tot = float(c.sum()) or 1.0
+        row0 = (int(starts[k]) + int(t)) * d
+        lines.append(f"{a},{b},{v:.6g},{int(starts[k]) * d},{(int(starts[k]) + wl) * d},{row0},{row0 + d},"
+                     f"{names[f] if f < len(names) else f},{c[t, f] / tot:.4f},{c[:, f].sum() / tot:.4f}\n")
+    return lines
 
 
 # ----------------------------------------------------------------- probe

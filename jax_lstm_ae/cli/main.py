@@ -298,6 +298,15 @@ def _corruption(tr: dict):
     return step_dropout(drop) if drop else None
 
 
+def _normal_only(data, spec: dict):
+    """The sequences of class ``spec["normal_class"]`` (train --normal-class), or all."""
+    if spec.get("normal_class") is None:
+        return data
+    from jax_lstm_ae.cli.anomaly import keep_class
+
+    return keep_class(data, spec["normal_class"], spec["source"])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from jax_lstm_ae.train.checkpoint import (
         build_model,
@@ -321,7 +330,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if epochs <= done:
             fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
         config["train"]["epochs"] = epochs
-        data = load_data(spec)
+        data = _normal_only(load_data(spec), spec)
         check_fits_model(data, run.model, config, spec["source"])
         normalizer, model = run.normalizer, run.model
         optimizer = build_optimizer(config)
@@ -330,10 +339,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         state, progress = run.state, fit_progress_from_extra(run.extra)
         work = out
     else:
+        if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/anomaly.py)
+            from jax_lstm_ae.cli.anomaly import train_series
+
+            return train_series(args)
         spec = data_spec(args)
         if spec["source"] is None:
             spec["source"] = "synthetic:sines"
-        data = load_data(spec)
+        spec["normal_class"] = args.normal_class
+        data = _normal_only(load_data(spec), spec)
         binary = _is_binary(data)
         head = args.head if args.head != "auto" else ("sigmoid" if binary else "linear")
         if head == "sigmoid" and not binary:
@@ -707,6 +721,12 @@ def register(subparsers) -> None:
     g.add_argument("--normalize", choices=("auto", "zscore", "minmax", "none"), default="auto",
                    help="per-feature normalisation fitted on the training split (auto: zscore, none for 0/1 data)")
     g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("anomaly detection (see `detect`)")
+    g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
+    g.add_argument("--train-rows", metavar="A:B", help="one long series: train the anomaly pipeline on its normal "
+                   "rows A..B-1 (':' all rows, e.g. a separate normal file); window, pooling and detrending are "
+                   "chosen from those rows; model and training: the pipeline's defaults (E=16, LSTM 32, 1,500 steps), "
+                   "--window --stride --decoder --epochs --seed apply")
     add_common_args(p)
     p.set_defaults(func=cmd_train)
 

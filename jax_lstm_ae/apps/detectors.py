@@ -1,0 +1,423 @@
+"""Anomaly detectors in the PyOD convention, and an sklearn-style encoder transformer.
+
+    det = SeriesAnomalyDetector(contamination=0.01).fit(series[a:b])   # a normal stretch [N_t, F]
+    scores = det.decision_function(series)       # [N_t] one finite score per row, higher = more anomalous
+    flags = det.predict(series)                  # [N_t] 1 = anomaly (score > threshold_)
+    det.save("runs/ecg"); det = load_detector("runs/ecg")
+
+    det = SequenceAnomalyDetector().fit(x_normal, lengths)    # x[B, T, F] normal sequences
+    det.decision_function(x, lengths)                         # [B]
+
+After ``fit``: ``decision_scores_`` (scores of the training data),
+``threshold_`` (their (1 - contamination) quantile) and ``labels_``
+(``decision_scores_ > threshold_`` as 0/1), as in PyOD. ``raw=True`` skips
+the autoencoder: the same pipeline scores the normalised windows themselves
+(the baseline that shows what the LSTM adds).
+
+:class:`SeriesAnomalyDetector` runs the label-free pipeline of
+:mod:`jax_lstm_ae.apps.series` (period, pooling, detrending from the
+training stretch), trains an autoencoder on 80 % of the stretch's windows,
+and fits the window-level Mahalanobis scorer on the other 20 %.
+:class:`SequenceAnomalyDetector` does the same for a set of sequences
+(validation split ``val_fraction``; window-level scorer for equal lengths,
+step-level otherwise).
+
+A saved detector is a run directory (``config.json`` and
+``checkpoint.msgpack`` as ``jax-lstm-ae train`` writes them, plus
+``detector.json`` and ``detector.npz``), so ``jax-lstm-ae detect --run DIR``
+and ``info`` read it too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_scorer, score_errors
+from jax_lstm_ae.apps.series import SeriesPlan, plan_series, points_to_rows, prepare
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, sliding_windows, train_val_split
+
+DETECTOR_FILE = "detector.json"
+ARRAYS_FILE = "detector.npz"
+
+
+# ----------------------------------------------------------------- training
+def train_autoencoder(train: Dataset, val: Dataset | None, *, embedding_dim: int, hidden, decoder: str,
+                      steps: int, lr: float, batch_size: int, seed: int, progress=False, epochs: int | None = None):
+    """About ``steps`` Adam steps (whole epochs; or ``epochs`` epochs) with a cosine decay; the best
+    validation epoch's params. Returns (model, state, config) with ``config``
+    in the run-directory layout (``model``, ``optimizer``, ``train``)."""
+    from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
+    from jax_lstm_ae.train.fit import fit, steps_per_epoch
+
+    mcfg = model_config(train.features, decoder=decoder, embedding_dim=embedding_dim, hidden=tuple(hidden),
+                        steps=train.steps)
+    batch = min(int(batch_size), train.n)
+    spe = steps_per_epoch(train.n, batch)
+    epochs = max(1, -(-int(steps) // spe)) if epochs is None else int(epochs)
+    ocfg = optimizer_config(lr, decay_steps=epochs * spe)
+    model = build_model(mcfg)
+    state, hist = fit(model, build_optimizer(ocfg), train, val, epochs=epochs, batch_size=batch, seed=seed,
+                      progress=progress)
+    tcfg = {"epochs": epochs, "batch_size": batch, "seed": seed, "epochs_run": len(hist), "steps": int(state.step)}
+    return model, state, {"model": mcfg, "optimizer": ocfg, "train": tcfg}
+
+
+def _as_3d(x) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3:
+        raise ValueError(f"expected sequences of shape (B, T, F) or (B, T), got {x.shape}")
+    return x
+
+
+def _as_2d(series) -> np.ndarray:
+    s = np.asarray(series, np.float32)
+    if s.ndim == 1:
+        s = s[:, None]
+    if s.ndim != 2:
+        raise ValueError(f"expected one series of shape (N_t, F) or (N_t,), got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("the series holds NaN or inf; fill or drop those rows first")
+    return s
+
+
+# ----------------------------------------------------------------- base
+class _Params:
+    """sklearn's parameter protocol: the constructor's arguments, read and set by name."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params):
+        for k, v in params.items():
+            if k not in self._param_names():
+                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; valid: {self._param_names()}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+
+class _Detector(_Params):
+    """predict / fit_predict / save shared by both detectors."""
+
+    _kind = ""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scorer_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit(...) first")
+
+    def _set_threshold(self, scores) -> None:
+        if not 0.0 <= float(self.contamination) < 0.5:
+            raise ValueError(f"contamination must lie in [0, 0.5), got {self.contamination}")
+        self.decision_scores_ = np.asarray(scores, np.float64)
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+
+    def predict(self, *args, **kwargs) -> np.ndarray:
+        """0/1 per item (1 = anomaly): decision_function(...) > threshold_."""
+        self._check_fitted()
+        return (self.decision_function(*args, **kwargs) > self.threshold_).astype(int)
+
+    def fit_predict(self, *args, **kwargs) -> np.ndarray:
+        return self.fit(*args, **kwargs).labels_
+
+    def _errors(self, windows: Dataset) -> np.ndarray:
+        """Error vectors [B, T, F]: |x_hat - x| of the normalised data, or the data itself (raw)."""
+        if self.model_ is None:
+            return windows.x
+        return error_vectors(self.model_, self.params_, windows.x, windows.lengths)
+
+    # -------------------------------------------------------------- persistence
+    def save(self, run_dir, *, data: dict | None = None) -> Path:
+        """Write the detector as a run directory (see the module docstring);
+        ``data``: where the training data came from (kept in config.json)."""
+        from jax_lstm_ae.train.checkpoint import atomic_write, save_run
+
+        self._check_fitted()
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if self.model_ is not None:
+            self.config_ = {**self.config_, "data": {**self._data_config(), **(data or {})}}
+            save_run(run_dir, self.state_, self.config_, self.normalizer_,
+                     extra={"epoch": self.config_.get("train", {}).get("epochs_run")})
+        g = self.scorer_.gaussian
+        meta = {
+            "kind": self._kind, "params": _jsonable(self.get_params()), "threshold": self.threshold_,
+            "scorer": {"method": self.scorer_.method, "level": self.scorer_.level, "steps": self.scorer_.steps,
+                       "shrinkage": g.shrinkage, "ridge": g.ridge},
+            "normalizer": self.normalizer_.to_dict(), "data": {**self._data_config(), **(data or {})},
+            **self._extra_meta(),
+        }
+        atomic_write(run_dir / DETECTOR_FILE, json.dumps(meta, indent=2) + "\n")
+        tmp = run_dir / (ARRAYS_FILE + ".tmp.npz")
+        np.savez(tmp, mean=g.mean, whiten=g.whiten, decision_scores=self.decision_scores_)
+        tmp.replace(run_dir / ARRAYS_FILE)
+        return run_dir
+
+    def _data_config(self) -> dict:
+        return {}
+
+    def _extra_meta(self) -> dict:
+        return {}
+
+    def _restore(self, run_dir: Path, meta: dict) -> None:
+        arrays = np.load(run_dir / ARRAYS_FILE)
+        s = meta["scorer"]
+        g = Gaussian(arrays["mean"], arrays["whiten"], float(s["shrinkage"]), float(s["ridge"]))
+        self.scorer_ = Scorer(s["method"], s["level"], g, s["steps"])
+        self.normalizer_ = Normalizer.from_dict(meta["normalizer"])
+        self.decision_scores_ = arrays["decision_scores"]
+        self.threshold_ = float(meta["threshold"])
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        self.model_ = self.params_ = self.state_ = None
+        self.config_ = {}
+        if (run_dir / "config.json").exists() and not self.raw:
+            from jax_lstm_ae.train.checkpoint import load_run
+
+            run = load_run(run_dir)
+            self.model_, self.params_, self.state_, self.config_ = run.model, run.params, run.state, run.config
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def is_detector_run(run_dir) -> bool:
+    return (Path(run_dir) / DETECTOR_FILE).exists()
+
+
+def load_detector(run_dir):
+    """The detector saved in ``run_dir`` by ``save`` (or ``jax-lstm-ae train --train-rows``)."""
+    from jax_lstm_ae.train.checkpoint import RunError
+
+    run_dir = Path(run_dir)
+    path = run_dir / DETECTOR_FILE
+    if not path.exists():
+        raise RunError(f"{run_dir}: no {DETECTOR_FILE}; save a detector there first (det.save(DIR) or "
+                       "`jax-lstm-ae train --train-rows a:b`)")
+    meta = json.loads(path.read_text())
+    cls = {"series": SeriesAnomalyDetector, "sequence": SequenceAnomalyDetector}.get(meta.get("kind"))
+    if cls is None:
+        raise RunError(f"{path}: unknown detector kind {meta.get('kind')!r}")
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["params"].items()}
+    det = cls(**params)
+    det._restore(run_dir, meta)
+    return det
+
+
+# ----------------------------------------------------------------- series
+class SeriesAnomalyDetector(_Detector):
+    """One long series: trained on a normal stretch, one score per row of any series.
+
+    Args:
+      window: W, pooled steps per window (one window spans about one cycle).
+      stride: between window starts, in pooled steps.
+      embedding_dim, hidden, decoder: the autoencoder (LSTM F -> hidden -> E, mirrored).
+      steps, lr, batch_size: about ``steps`` Adam steps, cosine-decayed from ``lr``.
+      epochs: train this many epochs instead (None: as many as ``steps`` needs).
+      holdout: share of the training windows held out (at random) to pick the
+        best epoch and fit the scorer.
+      contamination: share of the training stretch's rows above ``threshold_``.
+      raw: no autoencoder; score the normalised windows themselves.
+    """
+
+    _kind = "series"
+
+    def __init__(self, window: int = 64, stride: int = 1, embedding_dim: int = 16, hidden=(32,),
+                 decoder: str = "repeat", steps: int = 1500, lr: float = 1e-2, batch_size: int = 32,
+                 holdout: float = 0.2, contamination: float = 0.01, seed: int = 0, raw: bool = False,
+                 progress=False, epochs: int | None = None):
+        self.window, self.stride, self.epochs = window, stride, epochs
+        self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
+        self.steps, self.lr, self.batch_size = steps, lr, batch_size
+        self.holdout, self.contamination, self.seed, self.raw, self.progress = holdout, contamination, seed, raw, progress
+
+    def fit(self, X, y=None, *, plan: SeriesPlan | None = None):
+        """Fit on a normal stretch X[N_t, F] (y is ignored: the pipeline reads no labels).
+
+        ``plan``: reuse these preprocessing choices instead of making them from X."""
+        s = _as_2d(X)
+        self.plan_ = plan or plan_series(s, window=self.window, stride=self.stride)
+        windows, _ = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
+        ds = Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32))
+        if not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}")
+        fit_ds, hold = train_val_split(ds, self.holdout, seed=self.seed)
+        if hold is None:
+            raise ValueError(f"the training stretch gives {ds.n} window(s), too few to hold any out; give more rows")
+        self.normalizer_ = Normalizer.fit(fit_ds)
+        fit_ds, hold = self.normalizer_.apply(fit_ds), self.normalizer_.apply(hold)
+        self.n_features_ = s.shape[1]
+        self.data_counts_ = {"n": ds.n, "n_train": fit_ds.n, "n_val": hold.n}  # windows
+        self.model_ = self.params_ = self.state_ = None
+        self.config_ = {}
+        if not self.raw:
+            self.model_, self.state_, self.config_ = train_autoencoder(
+                fit_ds, hold, embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder,
+                steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed, progress=self.progress,
+                epochs=self.epochs)
+            self.params_ = self.state_.params
+        self.scorer_ = fit_scorer(self._errors(hold), method="mahalanobis", level="window")
+        self._set_threshold(self.decision_function(s))
+        return self
+
+    def windows(self, X):
+        """X[N_t, F] -> (normalised windows Dataset [N, W, F], starts [N] in pooled steps)."""
+        self._check_fitted()
+        s = _as_2d(X)
+        if s.shape[1] != self.n_features_:
+            raise ValueError(f"the series has F={s.shape[1]} features but the detector was fitted on "
+                             f"F={self.n_features_}; pick the same columns")
+        windows, starts = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
+        ds = Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32))
+        return self.normalizer_.apply(ds), starts
+
+    def score_windows(self, X):
+        """(window scores [N], starts [N] in pooled steps, error vectors [N, W, F])."""
+        ds, starts = self.windows(X)
+        err = self._errors(ds)
+        return score_errors(self.scorer_, err)[0], starts, err
+
+    def decision_function(self, X) -> np.ndarray:
+        """One finite score per row of X[N_t, F], [N_t]; higher = more anomalous."""
+        w, starts, _ = self.score_windows(X)
+        return points_to_rows(w, starts, self.plan_, _as_2d(X).shape[0])
+
+    def contributions(self, errors) -> np.ndarray:
+        """Per step and feature share of each window's score, [N, W, F]:
+        ((e - mu) / sd)^2 with the scorer's per-dimension sd, summing over (W, F)
+        to the diagonal part of the Mahalanobis distance."""
+        self._check_fitted()
+        g = self.scorer_.gaussian
+        cov_diag = np.sum(np.linalg.inv(g.whiten.T) ** 2, axis=1)  # diag(Sigma), Sigma = (W W^T)^-1
+        e = np.asarray(errors, np.float64).reshape(errors.shape[0], -1)
+        return ((e - g.mean) ** 2 / cov_diag).reshape(errors.shape)
+
+    def _data_config(self) -> dict:
+        return {"format": "series", "window": self.plan_.window, "stride": self.plan_.stride,
+                "steps": self.plan_.window, "features": self.n_features_, **self.data_counts_}
+
+    def _extra_meta(self) -> dict:
+        return {"plan": self.plan_._asdict(), "n_features": self.n_features_}
+
+    def _restore(self, run_dir, meta) -> None:
+        super()._restore(run_dir, meta)
+        self.plan_ = SeriesPlan(**meta["plan"])
+        self.n_features_ = int(meta["n_features"])
+        self.data_counts_ = {k: meta.get("data", {}).get(k) for k in ("n", "n_train", "n_val")}
+
+
+# ----------------------------------------------------------------- sequences
+class SequenceAnomalyDetector(_Detector):
+    """A set of sequences x[B, T, F] (padded, with lengths[B]): one score per sequence.
+
+    Args:
+      embedding_dim, hidden, decoder, steps, lr, batch_size: the autoencoder and its training.
+      val_fraction: share of the (normal) training sequences held out to pick
+        the best epoch and fit the scorer.
+      contamination: share of the training sequences above ``threshold_``.
+      raw: no autoencoder; score the normalised sequences themselves.
+    """
+
+    _kind = "sequence"
+
+    def __init__(self, embedding_dim: int = 32, hidden=(64,), decoder: str = "repeat", steps: int = 1500,
+                 lr: float = 5e-3, batch_size: int = 16, val_fraction: float = 0.2, contamination: float = 0.1,
+                 seed: int = 0, raw: bool = False, progress=False):
+        self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
+        self.steps, self.lr, self.batch_size = steps, lr, batch_size
+        self.val_fraction, self.contamination, self.seed, self.raw, self.progress = (
+            val_fraction, contamination, seed, raw, progress)
+
+    def _dataset(self, X, lengths) -> Dataset:
+        x = _as_3d(X)
+        ls = np.full((x.shape[0],), x.shape[1], np.int32) if lengths is None else np.asarray(lengths, np.int32)
+        if ls.shape != (x.shape[0],):
+            raise ValueError(f"lengths must have shape (B,)=({x.shape[0]},), got {ls.shape}")
+        return Dataset(x, ls)
+
+    def fit(self, X, y=None, lengths=None):
+        """Fit on normal sequences X[B, T, F] (y is ignored)."""
+        ds = self._dataset(X, lengths)
+        train, val = train_val_split(ds, self.val_fraction, seed=self.seed)
+        if val is None:
+            raise ValueError("fit needs at least 2 sequences and val_fraction > 0 to fit the scorer on held-out ones")
+        self.normalizer_ = Normalizer.fit(train)
+        train, val = self.normalizer_.apply(train), self.normalizer_.apply(val)
+        self.model_ = self.params_ = self.state_ = None
+        self.config_ = {}
+        if not self.raw:
+            self.model_, self.state_, self.config_ = train_autoencoder(
+                train, val, embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder,
+                steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed, progress=self.progress)
+            self.params_ = self.state_.params
+        level = "window" if np.all(ds.lengths == ds.steps) else "step"
+        self.scorer_ = fit_scorer(self._errors(val), val.lengths, method="mahalanobis", level=level)
+        self._set_threshold(self.decision_function(ds.x, ds.lengths))
+        return self
+
+    def decision_function(self, X, lengths=None) -> np.ndarray:
+        """One score per sequence, [B]; higher = more anomalous."""
+        self._check_fitted()
+        ds = self.normalizer_.apply(self._dataset(X, lengths))
+        return score_errors(self.scorer_, self._errors(ds), ds.lengths)[0].astype(np.float64)
+
+    def fit_predict(self, X, y=None, lengths=None) -> np.ndarray:
+        return self.fit(X, y, lengths).labels_
+
+
+# ----------------------------------------------------------------- transformer
+class EncoderTransformer(_Params):
+    """Latents as features, the sklearn way: ``fit`` trains an autoencoder on
+    X[B, T, F] (or [B, T]; a flat [B, T * F] with ``features=F``), ``transform``
+    returns z[B, E]. Works inside an ``sklearn.pipeline.Pipeline`` (sklearn
+    itself is not needed to use it)."""
+
+    def __init__(self, embedding_dim: int = 16, hidden=(32,), decoder: str = "repeat", steps: int = 500,
+                 lr: float = 5e-3, batch_size: int = 16, val_fraction: float = 0.2, features: int = 1,
+                 seed: int = 0):
+        self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
+        self.steps, self.lr, self.batch_size, self.val_fraction = steps, lr, batch_size, val_fraction
+        self.features, self.seed = features, seed
+
+    def _x(self, X) -> np.ndarray:
+        x = np.asarray(X, np.float32)
+        if x.ndim == 2 and self.features > 1:
+            if x.shape[1] % self.features:
+                raise ValueError(f"{x.shape[1]} columns do not split into steps of features={self.features}")
+            x = x.reshape(x.shape[0], -1, self.features)
+        return _as_3d(x)
+
+    def fit(self, X, y=None):
+        x = self._x(X)
+        ds = Dataset(x, np.full((x.shape[0],), x.shape[1], np.int32))
+        train, val = train_val_split(ds, self.val_fraction, seed=self.seed)
+        self.normalizer_ = Normalizer.fit(train)
+        self.model_, state, self.config_ = train_autoencoder(
+            self.normalizer_.apply(train), None if val is None else self.normalizer_.apply(val),
+            embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder, steps=self.steps,
+            lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+        self.params_ = state.params
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        from jax_lstm_ae.apps.probe import encode_all
+
+        if not hasattr(self, "params_"):
+            raise ValueError("this EncoderTransformer is not fitted yet; call fit(X) first")
+        x = self.normalizer_.apply(self._x(X))
+        return np.asarray(encode_all(self.model_, self.params_, x), np.float64)
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        return self.fit(X, y).transform(X)
