@@ -3,8 +3,8 @@
 from jax_lstm_ae.nn.cell import INITS, LSTMParams, LSTMState, init_lstm, lstm_cell, lstm_step, zero_state
 from jax_lstm_ae.nn.layer import BACKENDS, init_stack, lstm_layer, lstm_stack, register_backend, resolve_backend, scan_gates
 from jax_lstm_ae.nn.encoder import Encoder, POOLINGS, lstm_encoder
-from jax_lstm_ae.nn.decoders import DECODERS, Decoder, conditional, latent_as_sequence, repeat, teacher_forced, unconditioned
-from jax_lstm_ae.nn.heads import HEADS, Head, linear, masked_mean, sigmoid, softmax
+from jax_lstm_ae.nn.decoders import DECODERS, Decoder, conditional, final_state, latent_as_sequence, output_width, repeat, teacher_forced, unconditioned
+from jax_lstm_ae.nn.heads import HEADS, Head, identity, keras_binary_crossentropy, linear, masked_mean, sigmoid, softmax
 from jax_lstm_ae.nn.model import Autoencoder, make_autoencoder, recurrent_autoencoder, reverse_valid, step_mask
 
 __all__ = [
@@ -20,8 +20,11 @@ __all__ = [
     "LSTMState",
     "POOLINGS",
     "conditional",
+    "final_state",
+    "identity",
     "init_lstm",
     "init_stack",
+    "keras_binary_crossentropy",
     "latent_as_sequence",
     "linear",
     "lstm_cell",
@@ -31,6 +34,7 @@ __all__ = [
     "lstm_step",
     "make_autoencoder",
     "masked_mean",
+    "output_width",
     "recurrent_autoencoder",
     "register_backend",
     "repeat",
