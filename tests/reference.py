@@ -41,7 +41,7 @@ def np_layer(p, xs, length, h0=None, c0=None, reverse=False):
 
 def np_stack(layers, xs, length):
     """A stack; a tuple entry that is not an LSTMParams is a bidirectional pair."""
-    from jax_lstm_ae import LSTMParams
+    from jax_lstm_ae.nn import LSTMParams
 
     finals = []
     for layer in layers:

@@ -717,3 +717,14 @@ def test_seed_data_trains_through_the_cli(tmp_path, capsys):
     assert cfg["data"]["n_empty"] == n_empty
     recs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert np.isfinite(recs[-1]["loss"]) and np.isfinite(recs[-1]["val_loss"])
+
+
+def test_empty_sequences_in_files(tmp_path):
+    x = np.ones((3, 4, 2), np.float32)
+    np.savez(tmp_path / "d.npz", x=x, lengths=np.array([3, 0, 4]))
+    ds = la.data.load_sequences(tmp_path / "d.npz")
+    np.testing.assert_array_equal(ds.lengths, [3, 0, 4])
+    assert np.all(ds.x[1] == 0) and np.all(ds.x[0, 3:] == 0) and count_empty(ds) == 1
+    np.savez(tmp_path / "e.npz", x=x, lengths=np.array([3, -1, 4]))
+    with pytest.raises(la.data.DataError, match=r"sequence 1 has length -1; every length must lie in \[0, T=4\]"):
+        la.data.load_sequences(tmp_path / "e.npz")
