@@ -650,7 +650,7 @@ def test_pad_sequences_matches_keras():
 
 
 def test_empty_sequences_add_nothing():
-    model = nn.make_autoencoder(nn.lstm_encoder((4,), latent_dim=3), nn.conditional((4,)), nn.sigmoid(), features=3)
+    model = nn.make_autoencoder(nn.lstm_encoder((4,), latent_dim=3), nn.repeat((4,)), nn.sigmoid(), features=3)
     params = model.init(jax.random.PRNGKey(3))
     rng = np.random.default_rng(12)
     x = (rng.random((4, 5, 3)) < 0.5).astype(np.float32)
@@ -728,3 +728,37 @@ def test_empty_sequences_in_files(tmp_path):
     np.savez(tmp_path / "e.npz", x=x, lengths=np.array([3, -1, 4]))
     with pytest.raises(la.data.DataError, match=r"sequence 1 has length -1; every length must lie in \[0, T=4\]"):
         la.data.load_sequences(tmp_path / "e.npz")
+
+
+@keras_mark
+def test_keras_token_autoencoder_with_embedding():
+    """Embedding(V, D) -> LSTM(H) -> RepeatVector(T) -> LSTM(H, seq) -> TimeDistributed(Dense(V, softmax))."""
+    v, d, h, t = 7, 3, 5, 6
+    rng = np.random.default_rng(14)
+    ws = [rng.normal(size=(v, d)).astype(np.float32)] + _lstm_w(rng, d, h) + _lstm_w(rng, h, h) + [
+        _rand(rng, h, v), _rand(rng, v)]
+    layers = [{"class_name": "Embedding", "input_dim": v, "output_dim": d}, {"class_name": "LSTM", "units": h},
+              {"class_name": "RepeatVector", "n": t}, {"class_name": "LSTM", "units": h, "return_sequences": True},
+              {"class_name": "Dense", "units": v, "activation": "softmax"}]
+    model, params = keras_port.sequential_from_keras(layers, ws, input_shape=(t,))
+    assert model.tokens and model.head.name == "softmax_ce"
+    tokens = rng.integers(0, v, (3, t)).astype(np.int32)
+    w64 = [np.asarray(w, np.float64) for w in ws]
+    z = keras_lstm_np(w64[0][tokens], *w64[1:4])
+    logits = dense_np(keras_lstm_np(np.repeat(z[:, None], t, 1), *w64[4:7], return_sequences=True), *w64[7:9])
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    _close(model.reconstruct(params, tokens), probs)
+    # Keras's sparse categorical cross-entropy on those probabilities is the softmax head's loss
+    ce = -np.mean(np.log(np.take_along_axis(probs, tokens[..., None], -1)))
+    _close(model.loss(params, tokens), ce, 1e-5)
+    try:
+        keras = _keras()
+    except pytest.skip.Exception:
+        return
+    with jax.numpy_rank_promotion("allow"):
+        km = keras.Sequential([keras.Input((t,), dtype="int32"), keras.layers.Embedding(v, d), keras.layers.LSTM(h),
+                               keras.layers.RepeatVector(t), keras.layers.LSTM(h, return_sequences=True),
+                               keras.layers.TimeDistributed(keras.layers.Dense(v, activation="softmax"))])
+        km.set_weights(ws)
+    _close(_keras_run(km, tokens), probs)

@@ -1,6 +1,6 @@
 """Host-side data: loaders, padding, normalisation, windows, batches, synthetic sets (NumPy only)."""
 
-from jax_lstm_ae.data.datasets import Batch, DataError, Dataset, FORMATS, Normalizer, count_empty, batches, from_arrays, load_sequences, load_series, pad_sequences, sliding_windows, synthetic, train_val_split, windows_to_points
+from jax_lstm_ae.data.datasets import Batch, DataError, Dataset, FORMATS, Normalizer, batches, count_empty, from_arrays, load_sequences, load_series, pad_sequences, sliding_windows, synthetic, train_val_split, windows_to_points
 
 __all__ = [
     "Batch",

@@ -658,8 +658,8 @@ def train_val_split(dataset: Dataset, val_fraction: float = 0.2, seed=0) -> tupl
 def _moving_one(n: int, seed: int, width: int = 10, max_len: int = 10) -> Dataset:
     """One-hot rows [T, F=width] whose 1 moves one position per step (start and
     direction random), lengths 1..max_len, post-padded. Binary data: use the
-    sigmoid head (binary cross-entropy). The seed question draws lengths 0-10;
-    the model needs at least one step, so lengths start at 1."""
+    sigmoid head (binary cross-entropy). Lengths start at 1 here; the Keras
+    question's own generator, empty sequences included, is ``moving_one_keras``."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, max_len + 1, n).astype(np.int32)
     start = rng.integers(0, width, n)
