@@ -114,10 +114,9 @@ def recurrent_autoencoder_from_torch(sd: Mapping[str, np.ndarray]) -> tuple[Auto
     """The seed answers' ``RecurrentAutoencoder`` (``encoder.rnn1``, ``encoder.rnn2``,
     ``decoder.rnn1``, ``decoder.rnn2``, ``decoder.output_layer``) -> ``(model, params)``.
 
-    F and E are read from the weights. The seed's decoder repeats z over T
-    with ``x.repeat(T, 1).reshape(F, T, E)`` (then ``reshape((F, T, H))``),
-    which is only right for F = 1; this model keeps its meaning for any F:
-    z is [B, E] and the decoder sees z repeated over T.
+    F and E are read from the weights. z is [B, E] and the decoder sees z
+    repeated over T, for any batch (the seed model is batch-safe too; the
+    reshape-based ``Encoder`` of the other answer is the one that is not).
     """
     enc = lstm_from_torch(sd, "encoder.rnn1") + lstm_from_torch(sd, "encoder.rnn2")
     dec = lstm_from_torch(sd, "decoder.rnn1") + lstm_from_torch(sd, "decoder.rnn2")

@@ -234,7 +234,7 @@ def _free_running(params, states, length, steps, readout, feedback_dim, teacher=
     return hs
 
 
-def _first_from_state(params, states, z, length, targets, *, steps, readout, head, unroll, backend, remat):
+def _first_from_state(params, states, length, targets, *, steps, readout, head, unroll, backend, remat):
     """EncDec-AD as the paper writes it: output 0 is read from the initial
     state, x'(0) = head(h_top(0)); then L-1 steps, step t >= 1 fed target[t-1]
     (training) or x'(t-1) (inference). ``hs[0]`` is the top layer's initial h."""
@@ -271,7 +271,7 @@ def _autoregressive(
         states = _initial_states(params["state"], z, sizes, state_init)
         feedback_dim = params["lstm"][0].w_i.shape[0]
         if first_output == "state":
-            return _first_from_state(params, states, z, length, targets, steps=steps, readout=readout, head=head,
+            return _first_from_state(params, states, length, targets, steps=steps, readout=readout, head=head,
                                      unroll=unroll, backend=backend, remat=remat)
         if targets is not None and always_teacher:
             # Every input is known: one hoisted projection and plain scans.
