@@ -268,7 +268,7 @@ def test_error_vectors_match_reconstruction_and_ignore_batching(rng):
     np.testing.assert_allclose(A.error_vectors(model, params, x, ls, batch_size=3), got, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(A.error_vectors(model, params, x, ls, squared=True), want**2, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="lengths must lie"):
-        A.error_vectors(model, params, x, np.zeros(7, np.int32))
+        A.error_vectors(model, params, x, np.full(7, 6, np.int32))
 
 
 def test_injected_anomalies_rank_on_top(rng):

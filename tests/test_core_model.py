@@ -313,10 +313,10 @@ def test_bad_input_raises_clear_errors():
         model.encode(params, x[0])
     with pytest.raises(ValueError, match="F=3 features but the model was built for F=2"):
         model.encode(params, _data(f=3))
-    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=7\]; example 1 has length 8"):
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, T=7\]; example 1 has length 8"):
         model.encode(params, x, jnp.array([7, 8, 1]))
-    with pytest.raises(ValueError, match="example 2 has length 0"):
-        model.reconstruct(params, x, jnp.array([7, 2, 0]))
+    with pytest.raises(ValueError, match="example 2 has length -1"):
+        model.reconstruct(params, x, jnp.array([7, 2, -1]))
     with pytest.raises(TypeError, match="expects floating x.*vocab_size"):
         model.loss(params, jnp.ones((B, T, F), jnp.int32))
     with pytest.raises(ValueError, match=r"lengths must have shape \(B,\)"):

@@ -5,10 +5,11 @@ from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_gaussi
 from jax_lstm_ae.apps.metrics import Threshold, as_binary_labels, best_fbeta_threshold, best_range_f1, confusion, contamination_threshold, detection_report, f1, fbeta, mean_std_threshold, pr_auc, precision, range_f1, range_precision_recall, recall, roc_auc, top_in_stretch
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict
 from jax_lstm_ae.apps.probe import CLASSIFIERS, PCA, Probe, SVM, classify, compare_representations, confusion_matrix, encode_all, fit_pca, fit_probe, fit_svm, pca_transform, probe_accuracy, probe_predict, resample, svm_predict
-from jax_lstm_ae.apps.torch_port import linear_from_torch, lstm_from_torch, recurrent_autoencoder_from_torch
+from jax_lstm_ae.apps.torch_port import embedding_from_torch, linear_from_torch, lstm_from_torch, recurrent_autoencoder_from_torch, token_encoder_from_torch
 from jax_lstm_ae.apps.baselines import matrix_profile_scores, nearest_neighbour_scores
 from jax_lstm_ae.apps.detectors import EncoderTransformer, SequenceAnomalyDetector, SeriesAnomalyDetector, load_detector
 from jax_lstm_ae.apps.series import SeriesPlan, dominant_period, labels_from_stretches, plan_series, points_to_rows, stretches, top_stretches
+from jax_lstm_ae.apps.keras_port import dense_from_keras, embedding_from_keras, lstm_from_keras, sequential_from_keras
 
 __all__ = [
     "CLASSIFIERS",
@@ -30,9 +31,12 @@ __all__ = [
     "confusion",
     "confusion_matrix",
     "contamination_threshold",
+    "dense_from_keras",
     "detection_report",
     "dominant_period",
     "dtw_distances",
+    "embedding_from_keras",
+    "embedding_from_torch",
     "encode_all",
     "error_vectors",
     "f1",
@@ -46,6 +50,7 @@ __all__ = [
     "ledoit_wolf_shrinkage",
     "linear_from_torch",
     "load_detector",
+    "lstm_from_keras",
     "lstm_from_torch",
     "mahalanobis",
     "matrix_profile_scores",
@@ -67,8 +72,10 @@ __all__ = [
     "resample",
     "roc_auc",
     "score_errors",
+    "sequential_from_keras",
     "stretches",
     "svm_predict",
+    "token_encoder_from_torch",
     "top_in_stretch",
     "top_stretches",
     "window_overlaps",

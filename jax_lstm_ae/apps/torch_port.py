@@ -4,7 +4,8 @@
 direction), ``weight_ih_lk`` [G, F], ``weight_hh_lk`` [G, H], ``bias_ih_lk`` and
 ``bias_hh_lk`` [G], gates in the order i, f, g, o, the same as ours, so
 ``w_i = weight_ih.T``, ``w_h = weight_hh.T``, ``b = bias_ih + bias_hh``.
-``nn.Linear`` stores ``weight`` [out, in] and ``bias`` [out].
+``nn.Linear`` stores ``weight`` [out, in] and ``bias`` [out]; ``nn.Embedding``
+stores ``weight`` [V, D].
 
 Get the mapping with ``{k: v.detach().cpu().numpy() for k, v in
 module.state_dict().items()}`` (or ``np.load`` of a saved ``.npz``).
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_lstm_ae.nn.cell import LSTMParams
+from jax_lstm_ae.nn.encoder import Encoder, lstm_encoder
 from jax_lstm_ae.nn.layer import LayerParams
 from jax_lstm_ae.nn.model import Autoencoder, recurrent_autoencoder
 from jax_lstm_ae._typing import PyTree
@@ -72,14 +74,49 @@ def linear_from_torch(sd: Mapping[str, np.ndarray], prefix: str) -> dict:
     return {"w": jnp.asarray(w.T), "b": jnp.asarray(b)}
 
 
+def embedding_from_torch(sd: Mapping[str, np.ndarray], prefix: str = "embedding") -> jnp.ndarray:
+    """One ``nn.Embedding`` -> its [V, D] table (an encoder's ``params["embedding"]``)."""
+    if prefix and not prefix.endswith("."):
+        prefix += "."
+    w = _get(sd, f"{prefix}weight")
+    if w.ndim != 2:
+        raise ValueError(f"{prefix}weight is not an nn.Embedding table [V, D]: shape {w.shape}")
+    return jnp.asarray(w)
+
+
+def token_encoder_from_torch(
+    sd: Mapping[str, np.ndarray], *, embedding: str = "embedding", lstm: str = "lstm", backend: str = "auto"
+) -> tuple[Encoder, PyTree]:
+    """``nn.Embedding`` + (stacked, optionally bidirectional) ``nn.LSTM``, the
+    seq2seq tutorials' ``EncoderRNN`` / ``EncoderLSTM`` -> ``(encoder, params)``.
+
+    ``encoder.apply(params, tokens[T], length)`` is the top layer's last
+    hidden state, ``hidden[0][-1]`` of PyTorch's ``forward(inputs, hidden)``
+    started from zeros (``concat(h_fwd, h_bwd)`` when bidirectional).
+    ``nn.LSTM(dropout=p)`` drops between layers in training only, so
+    inference matches; ``embedding`` and ``lstm`` are the submodules' names.
+    """
+    table = embedding_from_torch(sd, embedding)
+    layers = lstm_from_torch(sd, lstm)
+    bi = not isinstance(layers[0], LSTMParams)
+    first = layers[0][0] if bi else layers[0]
+    if first.w_i.shape[0] != table.shape[1]:
+        raise ValueError(
+            f"the LSTM reads {first.w_i.shape[0]} features but the embedding gives D={table.shape[1]}"
+        )
+    sizes = tuple(int((layer[0] if bi else layer).w_h.shape[0]) for layer in layers)
+    enc = lstm_encoder(sizes, bidirectional=bi, vocab_size=int(table.shape[0]), token_dim=int(table.shape[1]),
+                       backend=backend)
+    return enc, {"embedding": table, "lstm": layers}
+
+
 def recurrent_autoencoder_from_torch(sd: Mapping[str, np.ndarray]) -> tuple[Autoencoder, PyTree]:
     """The seed answers' ``RecurrentAutoencoder`` (``encoder.rnn1``, ``encoder.rnn2``,
     ``decoder.rnn1``, ``decoder.rnn2``, ``decoder.output_layer``) -> ``(model, params)``.
 
-    F and E are read from the weights. The seed's forward reshapes the latent
-    to (F, E), which is only right for F = 1 and one example at a time; this
-    model keeps its intended meaning for any F and batch: z is [B, E] and the
-    decoder sees z repeated over T.
+    F and E are read from the weights. z is [B, E] and the decoder sees z
+    repeated over T, for any batch (the seed model is batch-safe too; the
+    reshape-based ``Encoder`` of the other answer is the one that is not).
     """
     enc = lstm_from_torch(sd, "encoder.rnn1") + lstm_from_torch(sd, "encoder.rnn2")
     dec = lstm_from_torch(sd, "decoder.rnn1") + lstm_from_torch(sd, "decoder.rnn2")

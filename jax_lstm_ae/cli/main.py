@@ -150,7 +150,8 @@ def add_data_args(parser: argparse.ArgumentParser, *, default_help: str = "") ->
     g.add_argument(
         "--data",
         metavar="PATH|synthetic:NAME",
-        help="a .txt/.csv/.ts/.npy/.npz file, or synthetic:moving_one / synthetic:sines" + default_help,
+        help="a .txt/.csv/.ts/.npy/.npz file, or synthetic:moving_one / synthetic:moving_one_keras / synthetic:sines"
+        + default_help,
     )
     g.add_argument("--format", choices=("ucr", "wide", "long", "series", "npy", "ts"),
                    help="how to read PATH (default: by suffix; .ts: the sktime/aeon format of the UCR/UEA archives)")
@@ -264,8 +265,7 @@ def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary:
     if full:
         plot_losses(full, run_dir / "loss.png")
         made.append("loss.png")
-    k = min(4, data.n)
-    sub = data.take(np.arange(k))
+    sub = data.take(np.flatnonzero(data.lengths > 0)[:4])  # an empty sequence has nothing to draw
     recon = np.asarray(model.reconstruct(params, sub.x, sub.lengths))
     if normalizer is not None:
         recon = normalizer.invert(recon, sub.lengths)
@@ -406,12 +406,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if normalizer is None:
         normalizer = Normalizer.fit(train, tr["normalize"])
     train, val = normalizer.apply(train), None if val is None else normalizer.apply(val)
+    n_empty = int(np.sum(data.lengths == 0))  # length-0 sequences train as nothing: no loss, no gradient
     config["data"].update(
-        n=data.n, n_train=train.n, n_val=0 if val is None else val.n, steps=data.steps, features=data.features
+        n=data.n, n_train=train.n, n_val=0 if val is None else val.n, steps=data.steps, features=data.features,
+        n_empty=n_empty,
     )
     if not args.quiet:
+        empty = f" ({n_empty} empty: they add nothing to the loss)" if n_empty else ""
         print(
-            f"data: {config['data']['source']}: {data.n} sequences, T={data.steps}, F={data.features} "
+            f"data: {config['data']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
             f"({train.n} train, {0 if val is None else val.n} validation); model: {config['model']['decoder']} "
             f"decoder, E={config['model']['embedding_dim']}, hidden={config['model']['hidden']}, "
             f"head={config['model']['head']}",
@@ -570,7 +573,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     else:
         recon = _chunked(lambda x, ln: model.reconstruct(params, x, ln), normed, args.batch_size)
         step_err = _chunked(lambda x, ln: model.step_errors(params, x, ln), normed, args.batch_size)
-    errors = step_err.sum(1) / data.lengths  # mean over valid steps, in the loss's units
+    errors = step_err.sum(1) / np.maximum(data.lengths, 1)  # mean over valid steps (0 for an empty sequence)
     if run.normalizer is not None:
         recon = run.normalizer.invert(recon, data.lengths)
     arrays = {"reconstruction": recon, "errors": errors.astype(np.float32)}

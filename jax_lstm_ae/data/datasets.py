@@ -45,7 +45,8 @@ class Batch(NamedTuple):
 class Dataset(NamedTuple):
     """Post-padded sequences.
 
-    x: [N, T, F] float32, zeros past each length. lengths: [N] int32 in [1, T].
+    x: [N, T, F] float32, zeros past each length. lengths: [N] int32 in [0, T]
+    (an empty sequence, length 0, adds nothing to any loss).
     labels: [N] or None. starts: [N] window start rows when cut from one long
     series (see :func:`sliding_windows`), else None.
     """
@@ -104,16 +105,18 @@ def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, pa
     if x.ndim != 3:
         raise DataError(f"{_where(path)}: expected sequences of shape (N, T, F), got {x.shape}")
     n, t, _ = x.shape
-    if n == 0 or t == 0:
+    if n == 0:
         raise DataError(f"{_where(path)}: holds no sequences (shape {x.shape}); give at least one sequence")
+    if t == 0:
+        raise DataError(f"{_where(path)}: every sequence is empty (shape {x.shape}); give at least one step")
     if x.shape[2] == 0:
         raise DataError(f"{_where(path)}: the sequences have no features (shape {x.shape}); check --columns")
     if lengths.shape != (n,):
         raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {lengths.shape}")
-    if lengths.min() < 1 or lengths.max() > t:
-        i = int(np.flatnonzero((lengths < 1) | (lengths > t))[0])
+    if lengths.min() < 0 or lengths.max() > t:
+        i = int(np.flatnonzero((lengths < 0) | (lengths > t))[0])
         raise DataError(
-            f"{_where(path)}: sequence {i} has length {int(lengths[i])}; every sequence needs between 1 and T={t} steps"
+            f"{_where(path)}: sequence {i} has length {int(lengths[i])}; every length must lie in [0, T={t}]"
         )
     valid = np.arange(t)[None, :] < lengths[:, None]
     check_finite(np.where(valid[..., None], x, 0.0), path)
@@ -129,41 +132,67 @@ def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, pa
 
 # ------------------------------------------------------------------ padding
 def pad_sequences(
-    sequences: Sequence[Any], padding: Padding = "post", *, maxlen: int | None = None, value: float = 0.0
+    sequences: Sequence[Any],
+    padding: Padding = "post",
+    *,
+    maxlen: int | None = None,
+    value: float = 0.0,
+    truncating: Padding = "pre",
+    dtype: Any = np.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A list of arrays [T_i] or [T_i, F] -> (x[N, T, F] float32, lengths[N] int32).
+    """A list of arrays [T_i] or [T_i, F] -> (x[N, T, F], lengths[N] int32).
 
+    Keras's ``pad_sequences`` conventions, except the default ``padding``:
     ``padding='post'`` puts the valid steps first (what the model masks);
-    ``'pre'`` puts the padding first, as Keras' ``pad_sequences`` does: use it
-    only for code that expects that layout. ``maxlen`` keeps the *last*
-    ``maxlen`` steps of longer sequences (Keras' ``truncating='pre'``).
+    ``'pre'`` puts the padding first (Keras's default; use it only for code
+    that expects that layout). ``maxlen`` (default: the longest sequence) cuts
+    longer sequences: ``truncating='pre'`` keeps their *last* ``maxlen``
+    steps, ``'post'`` their first. ``value`` fills the padding and ``dtype``
+    is x's dtype (float32 by default; Keras's is int32). ``lengths`` are the
+    steps kept. Empty sequences (``[]``, length 0) are allowed: they take the
+    features of the others and are all padding. Scalars per step ([T_i])
+    become one feature.
     """
     if padding not in ("post", "pre"):
         raise ValueError(f"padding must be 'post' or 'pre', got {padding!r}")
-    arrs = []
+    if truncating not in ("post", "pre"):
+        raise ValueError(f"truncating must be 'post' or 'pre', got {truncating!r}")
+    if maxlen is not None and int(maxlen) < 0:
+        raise ValueError(f"maxlen must be >= 0 (or None for the longest sequence), got {maxlen}")
+    if isinstance(sequences, np.ndarray) and sequences.dtype != object and sequences.ndim >= 2:
+        sequences = list(sequences)
+    arrs: list[np.ndarray | None] = []  # None: an empty sequence, whose features are not known yet
     for i, s in enumerate(sequences):
-        a = np.asarray(s, np.float32)
+        try:
+            a = np.asarray(s, np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"sequence {i} is not an array of numbers with one row per step ({err})") from None
+        if a.size == 0 and a.ndim <= 1:
+            arrs.append(None)
+            continue
         if a.ndim == 1:
             a = a[:, None]
         if a.ndim != 2:
             raise DataError(f"sequence {i} must be [T] or [T, F], got shape {a.shape}")
         if maxlen is not None:
-            a = a[-maxlen:] if maxlen > 0 else a[:0]
+            m = int(maxlen)
+            a = (a[-m:] if m > 0 else a[:0]) if truncating == "pre" else a[:m]
         arrs.append(a)
     if not arrs:
-        raise DataError("no sequences given; give at least one")
-    feats = {a.shape[1] for a in arrs}
-    if len(feats) > 1:
-        i = next(i for i, a in enumerate(arrs) if a.shape[1] != arrs[0].shape[1])
-        raise DataError(
-            f"sequence {i} has {arrs[i].shape[1]} features but sequence 0 has {arrs[0].shape[1]}; "
-            "every sequence needs the same features"
-        )
-    lengths = np.array([a.shape[0] for a in arrs], np.int32)
+        raise DataError("no sequences given; give at least one (an empty sequence [] is fine)")
+    shaped = [(i, a) for i, a in enumerate(arrs) if a is not None]
+    f = shaped[0][1].shape[1] if shaped else 1
+    for i, a in shaped:
+        if a.shape[1] != f:
+            raise DataError(
+                f"sequence {i} has {a.shape[1]} features per step but sequence {shaped[0][0]} has {f}; "
+                "every non-empty sequence needs the same features"
+            )
+    lengths = np.array([0 if a is None else a.shape[0] for a in arrs], np.int32)
     t = int(maxlen) if maxlen is not None else int(lengths.max())
-    x = np.full((len(arrs), t, arrs[0].shape[1]), value, np.float32)
+    x = np.full((len(arrs), t, f), value, dtype)
     for i, a in enumerate(arrs):
-        if len(a):
+        if a is not None and len(a):
             if padding == "post":
                 x[i, : len(a)] = a
             else:
@@ -172,9 +201,17 @@ def pad_sequences(
 
 
 def from_arrays(sequences: Sequence[Any], labels=None) -> Dataset:
-    """A Python list of variable-length arrays [T_i] or [T_i, F] -> Dataset."""
+    """A Python list of variable-length arrays [T_i] or [T_i, F] -> Dataset.
+
+    Empty sequences are kept (length 0, all padding); T is the longest
+    sequence, so at least one must have a step."""
     x, lengths = pad_sequences(sequences, "post")
     return _as_dataset(x, lengths, labels)
+
+
+def count_empty(data: Dataset) -> int:
+    """How many sequences have length 0 (they add nothing to a loss)."""
+    return int(np.sum(np.asarray(data.lengths) == 0))
 
 
 # ------------------------------------------------------------------ text tables
@@ -633,8 +670,8 @@ def train_val_split(dataset: Dataset, val_fraction: float = 0.2, seed=0) -> tupl
 def _moving_one(n: int, seed: int, width: int = 10, max_len: int = 10) -> Dataset:
     """One-hot rows [T, F=width] whose 1 moves one position per step (start and
     direction random), lengths 1..max_len, post-padded. Binary data: use the
-    sigmoid head (binary cross-entropy). The seed question draws lengths 0-10;
-    the model needs at least one step, so lengths start at 1."""
+    sigmoid head (binary cross-entropy). Lengths start at 1 here; the Keras
+    question's own generator, empty sequences included, is ``moving_one_keras``."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, max_len + 1, n).astype(np.int32)
     start = rng.integers(0, width, n)
@@ -643,6 +680,20 @@ def _moving_one(n: int, seed: int, width: int = 10, max_len: int = 10) -> Datase
     pos = (start[:, None] + direction[:, None] * t[None, :]) % width  # [N, T]
     x = (pos[..., None] == np.arange(width)[None, None, :]).astype(np.float32)
     return _as_dataset(x, lengths, labels=(direction > 0).astype(np.int64))
+
+
+def _moving_one_keras(n: int, seed: int) -> Dataset:
+    """The moving-ones generator of the Keras LSTM-autoencoder question, as
+    written: sequence i has ``round(uniform(0, 10))`` steps (so about 5 % are
+    empty), step t is one-hot at position t for t < 8 and all zeros for t = 8,
+    9; F = 8, post-padded to T = 10. Binary data: the sigmoid head, or the
+    identity head with ``loss="bce"`` as in that question's Keras model."""
+    rng = np.random.default_rng(seed)
+    lengths = np.round(rng.uniform(0, 10, n)).astype(np.int32)  # half to even, as Python's round
+    t = np.arange(10)
+    rows = (t[:, None] == np.arange(8)[None, :]).astype(np.float32)  # [T, F]: row 8 and 9 are zeros
+    x = np.broadcast_to(rows, (n, 10, 8))
+    return _as_dataset(x, lengths)
 
 
 def _sines(n: int, seed: int, steps: int = 32, channels: int = 3, anomaly_rate: float = 0.1) -> Dataset:
@@ -670,14 +721,16 @@ def _sines(n: int, seed: int, steps: int = 32, channels: int = 3, anomaly_rate: 
     return _as_dataset(x.astype(np.float32), np.full((n,), steps, np.int32), labels)
 
 
-SYNTHETIC = {"moving_one": _moving_one, "sines": _sines}
+SYNTHETIC = {"moving_one": _moving_one, "moving_one_keras": _moving_one_keras, "sines": _sines}
 
 
 def synthetic(name: str, *, n: int | None = None, seed: int = 0) -> Dataset:
-    """Built-in data sets: ``moving_one`` (binary, variable length, T=10, F=10)
-    and ``sines`` (real, T=32, F=3, labels mark injected anomalies)."""
+    """Built-in data sets: ``moving_one`` (binary, variable length, T=10, F=10),
+    ``moving_one_keras`` (the Keras question's generator: binary, lengths 0-10,
+    T=10, F=8, default n=5000) and ``sines`` (real, T=32, F=3, labels mark
+    injected anomalies)."""
     key = name.replace("-", "_")
     if key not in SYNTHETIC:
         raise DataError(f"unknown synthetic data set {name!r}; choose one of {', '.join(SYNTHETIC)}")
-    default_n = {"moving_one": 512, "sines": 512}[key]
+    default_n = {"moving_one": 512, "moving_one_keras": 5000, "sines": 512}[key]
     return SYNTHETIC[key](default_n if n is None else int(n), int(seed))

@@ -1,28 +1,19 @@
 """The model layers: cell -> layer -> encoder / decoders / heads -> model (pure functions on pytrees)."""
 
-from jax_lstm_ae.nn.cell import INITS, LayerParams, LSTMParams, LSTMState, init_lstm, lstm_cell, lstm_step, zero_state
-from jax_lstm_ae.nn.layer import (
-    BACKENDS,
-    Backend,
-    StackFn,
-    check_backend,
-    init_stack,
-    lstm_layer,
-    lstm_stack,
-    lstm_stack_batched,
-    resolve_backend,
-    reverse_valid,
-    scan_gates,
-)
+from jax_lstm_ae.nn.cell import ACTIVATIONS, INITS, LSTMParams, LSTMState, LayerParams, init_lstm, lstm_cell, lstm_step, zero_state
+from jax_lstm_ae.nn.layer import BACKENDS, Backend, StackFn, check_backend, init_stack, lstm_layer, lstm_stack, lstm_stack_batched, resolve_backend, reverse_valid, scan_gates
 from jax_lstm_ae.nn.encoder import Encoder, POOLINGS, batched_encoder, lstm_encoder
-from jax_lstm_ae.nn.decoders import DECODERS, Decoder, batched_decoder, conditional, latent_as_sequence, repeat, teacher_forced, unconditioned
-from jax_lstm_ae.nn.heads import HEADS, Head, linear, masked_mean, sigmoid, softmax
+from jax_lstm_ae.nn.decoders import DECODERS, Decoder, batched_decoder, conditional, final_state, latent_as_sequence, output_width, repeat, teacher_forced, unconditioned
+from jax_lstm_ae.nn.heads import HEADS, Head, identity, keras_binary_crossentropy, linear, masked_mean, sigmoid, softmax
 from jax_lstm_ae.nn.model import Autoencoder, error_terms, forward_batch, make_autoencoder, recurrent_autoencoder, step_mask
+from jax_lstm_ae.nn.composite import Composite, join_future, make_composite
 
 __all__ = [
+    "ACTIVATIONS",
     "Autoencoder",
     "BACKENDS",
     "Backend",
+    "Composite",
     "DECODERS",
     "Decoder",
     "Encoder",
@@ -39,9 +30,13 @@ __all__ = [
     "check_backend",
     "conditional",
     "error_terms",
+    "final_state",
     "forward_batch",
+    "identity",
     "init_lstm",
     "init_stack",
+    "join_future",
+    "keras_binary_crossentropy",
     "latent_as_sequence",
     "linear",
     "lstm_cell",
@@ -51,7 +46,9 @@ __all__ = [
     "lstm_stack_batched",
     "lstm_step",
     "make_autoencoder",
+    "make_composite",
     "masked_mean",
+    "output_width",
     "recurrent_autoencoder",
     "repeat",
     "resolve_backend",

@@ -28,6 +28,10 @@ read them. ``keys`` are one PRNG key per example (scheduled sampling).
 | teacher_forced      | target[t-1] in training, prediction[t-1] at inference (0 at t=0) | from z |
 | conditional         | prediction[t-1] (scheduled sampling: target with prob p) | from z |
 | unconditioned       | nothing (zero-width input)             | from z        |
+| final_state         | z.reshape(S, E // S); hs = h_final.reshape(T, W) | zeros |
+
+``teacher_forced(first_output="state")`` is EncDec-AD as the paper writes it:
+output 0 from the initial state, then L-1 steps (see its docstring).
 
 Steps at or past ``length`` keep the carry and emit zeros (see ``nn.layer``).
 Every factory takes ``activation=`` and ``recurrent_activation=`` (the
@@ -64,6 +68,14 @@ class Decoder(NamedTuple):
     sizes: tuple[int, ...]
     reverse_target: bool  # the model reverses the valid part of the target
     apply_batch: Callable[..., Array] | None = None  # None: jax.vmap(apply)
+    # width of each row of hs (what the head reads) when it is not sizes[-1]
+    # (final_state: sizes[-1] // T); read it with output_width(decoder)
+    out_width: int | None = None
+
+
+def output_width(decoder: Decoder) -> int:
+    """W, the width of each row hs[t] the decoder hands to the head."""
+    return decoder.sizes[-1] if decoder.out_width is None else decoder.out_width
 
 
 def batched_decoder(decoder: Decoder) -> Callable[..., Array]:
@@ -249,10 +261,11 @@ def _shift_right(seq: Array) -> Array:
 
 
 def _free_running(params, states, length, steps, readout, feedback_dim, teacher=None, use_teacher=None, unroll=1,
-                  acts=DEFAULT_ACTIVATIONS):
+                  acts=DEFAULT_ACTIVATIONS, first_input=None):
     """Step all layers together, feeding back readout(h_top) (or the teacher's
     value where ``use_teacher[t]``). Input projections cannot be hoisted here:
-    each step's input depends on the previous step's output."""
+    each step's input depends on the previous step's output. ``first_input``
+    [K]: the input at step 0 (default zeros, the go token)."""
     layers = params["lstm"]
     dtype = states[0].h.dtype
 
@@ -275,14 +288,36 @@ def _free_running(params, states, length, steps, readout, feedback_dim, teacher=
     if teacher is not None:
         xs["teacher"] = _shift_right(teacher)
         xs["use"] = use_teacher
-    init = (list(states), jnp.zeros((feedback_dim,), dtype))
+    prev0 = jnp.zeros((feedback_dim,), dtype) if first_input is None else first_input
+    init = (list(states), prev0)
     _, hs = lax.scan(body, init, xs, unroll=unroll)
     return hs
 
 
+def _first_from_state(params, states, length, targets, *, steps, readout, head, unroll, remat, cell):
+    """EncDec-AD as the paper writes it: output 0 is read from the initial
+    state, x'(0) = head(h_top(0)); then L-1 steps, step t >= 1 fed target[t-1]
+    (training) or x'(t-1) (inference). ``hs[0]`` is the top layer's initial h."""
+    h0 = states[-1].h
+    rest_len = jnp.maximum(length - 1, 0)
+    if targets is not None:
+        # Step t >= 1 reads targets[t-1]: a plain scan over targets, its last
+        # step past every valid length (rest_len <= T - 1), so it is dropped.
+        rest, _ = lstm_stack(params["lstm"], targets, rest_len, states, unroll=unroll, remat=remat, **cell)
+    else:
+        feedback_dim = params["lstm"][0].w_i.shape[0]
+        rest = _free_running(params, states, rest_len, steps, readout, feedback_dim, unroll=unroll,
+                             acts=(cell["activation"], cell["recurrent_activation"]), first_input=readout(h0))
+    hs = jnp.concatenate([h0[None, :], rest[:-1]], axis=0)
+    return hs if head is None else head(hs)
+
+
 def _autoregressive(
-    name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher, backend, remat, cell
+    name, sizes, state_init, init, unroll, reverse_target, teacher_prob, always_teacher, backend, remat, cell,
+    first_output="go_token",
 ):
+    if first_output not in ("go_token", "state"):
+        raise ValueError(f"first_output must be 'go_token' or 'state' (the EncDec-AD paper's), got {first_output!r}")
     sizes = _check_sizes(sizes, name)
     _check_init(init)
     check_backend(backend)
@@ -306,6 +341,10 @@ def _autoregressive(
 
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
         with jax.named_scope(f"decoder_{name}"):
+            if first_output == "state":
+                states = _initial_states(params["state"], z, sizes, state_init)
+                return _first_from_state(params, states, length, targets, steps=steps, readout=readout, head=head,
+                                         unroll=unroll, remat=remat, cell=cell)
             if targets is not None and always_teacher:
                 # Every input is known: one hoisted projection and plain scans.
                 states = _initial_states(params["state"], z, sizes, state_init)
@@ -326,7 +365,8 @@ def _autoregressive(
                            in_axes=(0, 0, None if targets is None else 0, None if keys is None else 0))
             return head(run(z, lengths, targets, keys))
 
-    return Decoder(init_fn, apply_fn, name, sizes, reverse_target, apply_batch)
+    # The paper's variant runs as jax.vmap of its per-example apply (plain scans).
+    return Decoder(init_fn, apply_fn, name, sizes, reverse_target, apply_batch if first_output == "go_token" else None)
 
 
 def teacher_forced(
@@ -340,18 +380,31 @@ def teacher_forced(
     remat: int | None = None,
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
+    first_output: Literal["go_token", "state"] = "go_token",
 ) -> Decoder:
-    """EncDec-AD (Malhotra et al. 2016, arXiv 1607.00148).
+    """EncDec-AD (Malhotra et al. 2016, arXiv 1607.00148) and its common
+    go-token variant.
 
-    The state starts from z; with ``targets`` (training) the input at step t is
-    the true value at t-1, without them (inference) the previous prediction.
+    The state starts from z; with ``targets`` (training) the decoder is fed
+    the true previous value, without them (inference) the previous prediction.
     ``reverse_target``: reconstruct the valid part of the sequence in reverse
     order, as the paper does; the model un-reverses the output, so
-    ``reconstruct`` is always in the input's order. ``state_init='copy'``
-    reproduces the paper's h_D = h_E exactly (needs sizes[0] == E).
+    ``reconstruct`` is always in the input's order.
+
+    ``first_output`` says where output 0 (x'(L) in the paper's reversed
+    order) comes from:
+
+    - ``"go_token"`` (default, the common seq2seq variant): L decoder steps,
+      step 0 fed a zero "go" input, step t fed target[t-1]; output t is
+      head(h(t+1)).
+    - ``"state"`` (the paper's): output 0 is read straight from the initial
+      state, x'(L) = head(h_D(L)), then L-1 steps follow, step t fed
+      target[t-1] (training) or x'(t-1) (inference). With
+      ``state_init='copy'`` (needs sizes[0] == E) and one layer this is the
+      paper exactly: h_D(L) = h_E(L).
     """
     return _autoregressive("teacher_forced", sizes, state_init, init, unroll, reverse_target, 1.0, True, backend, remat,
-                           _cell(activation, recurrent_activation))
+                           _cell(activation, recurrent_activation), first_output)
 
 
 def conditional(
@@ -379,10 +432,73 @@ def conditional(
     )
 
 
+def final_state(
+    sizes: Sequence[int], *, steps: int, latent_steps: int = 1, init: Init = "uniform", unroll: int = 1,
+    backend: str = "auto", activation: str = "tanh", recurrent_activation: str = "sigmoid",
+) -> Decoder:
+    """An LSTM stack over z[E] read as ``latent_steps`` rows of E //
+    latent_steps features, whose top layer's *final state* h[sizes[-1]] is
+    reshaped into ``steps`` = T rows of W = sizes[-1] // T (the Keras answer's
+    ``Reshape((10, 2)) -> LSTM(50) -> Reshape((10, 5))``: latent_steps=10,
+    sizes=(50,), steps=10, W=5).
+
+        hs = h_final.reshape(T, W)          # [T, W]; the head reads rows of W
+
+    With the identity head, W must equal F. The latent sequence is always
+    read in full; the model zeroes the rows past each example's length.
+    """
+    sizes = _check_sizes(sizes, "final_state")
+    _check_init(init)
+    check_backend(backend)
+    cell = _cell(activation, recurrent_activation)
+    n_steps, n_in = int(steps), int(latent_steps)
+    if n_steps < 1 or n_in < 1:
+        raise ValueError(f"final_state needs steps >= 1 and latent_steps >= 1, got {steps}, {latent_steps}")
+    if sizes[-1] % n_steps:
+        raise ValueError(
+            f"final_state reshapes the top layer's state [{sizes[-1]}] into T={n_steps} rows, "
+            f"so sizes[-1] must be a multiple of {n_steps} (T * W)"
+        )
+    width = sizes[-1] // n_steps
+
+    def init_fn(key, latent_dim, feedback_dim):
+        del feedback_dim
+        if latent_dim % n_in:
+            raise ValueError(
+                f"final_state reads z[E={latent_dim}] as {n_in} steps, so E must be divisible by {n_in}"
+            )
+        return {"lstm": init_stack(key, latent_dim // n_in, sizes, init=init)}
+
+    def check(steps):
+        if steps != n_steps:
+            raise ValueError(
+                f"final_state was built for T={n_steps} steps but the data has T={steps}; "
+                f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
+            )
+
+    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head):
+        del length, targets, key, readout
+        check(steps)
+        with jax.named_scope("decoder_final_state"):
+            _, finals = lstm_stack(params["lstm"], z.reshape(n_in, -1), jnp.asarray(n_in), unroll=unroll, **cell)
+            return head(finals[-1].h.reshape(n_steps, width))
+
+    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout=None, head):
+        del targets, keys, readout
+        check(steps)
+        with jax.named_scope("decoder_final_state"):
+            full = jnp.full(lengths.shape, n_in, jnp.int32)  # the latent sequence is read in full
+            _, finals = lstm_stack_batched(params["lstm"], z.reshape(z.shape[0], n_in, -1), full, unroll=unroll,
+                                           backend=backend, **cell)
+            return head(finals[-1].h.reshape(z.shape[0], n_steps, width))
+
+    return Decoder(init_fn, apply_fn, "final_state", sizes, False, apply_batch, out_width=width)
+
+
 DECODERS = {
     "repeat": repeat,
     "latent_as_sequence": latent_as_sequence,
     "teacher_forced": teacher_forced,
     "conditional": conditional,
     "unconditioned": unconditioned,
-}
+}  # the command line's choices; final_state (a Keras port) is built in code

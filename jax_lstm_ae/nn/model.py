@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae.nn.decoders import Decoder, batched_decoder, repeat
+from jax_lstm_ae.nn.decoders import Decoder, batched_decoder, output_width, repeat
 from jax_lstm_ae.nn.encoder import Encoder, batched_encoder, lstm_encoder
 from jax_lstm_ae.nn.heads import Head, linear, softmax
 from jax_lstm_ae.nn.layer import reverse_valid
@@ -76,7 +76,7 @@ class Autoencoder(NamedTuple):
         return {
             "encoder": self.encoder.init(k_e, self.features),
             "decoder": self.decoder.init(k_d, self.latent_dim, self.output_dim),
-            "head": self.head.init(k_h, self.decoder.sizes[-1], self.output_dim),
+            "head": self.head.init(k_h, output_width(self.decoder), self.output_dim),
         }
 
     def encode_one(self, params: PyTree, x: Array, length: Length) -> Array:
@@ -143,11 +143,12 @@ class Autoencoder(NamedTuple):
                 raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
             lengths = lengths.astype(jnp.int32)
         if not isinstance(lengths, jax.core.Tracer):
+            # Length 0 is allowed: an empty sequence adds nothing to the loss.
             ls = np.asarray(lengths)
-            if ls.min() < 1 or ls.max() > t:
-                bad = int(np.flatnonzero((ls < 1) | (ls > t))[0])
+            if ls.min() < 0 or ls.max() > t:
+                bad = int(np.flatnonzero((ls < 0) | (ls > t))[0])
                 raise ValueError(
-                    f"lengths must lie in [1, T={t}]; example {bad} has length {int(ls[bad])}"
+                    f"lengths must lie in [0, T={t}]; example {bad} has length {int(ls[bad])}"
                 )
         if self.tokens and not isinstance(x, jax.core.Tracer):
             xs = np.asarray(x)
@@ -281,7 +282,8 @@ def _step_errors(model: Autoencoder, params, x, lengths):
 @partial(jax.jit, static_argnums=(0, 5))
 def _loss(model: Autoencoder, params, x, lengths, key, train, inputs):
     err = _errors(model, params, x, lengths, key, train, inputs)
-    return jnp.sum(err) / jnp.sum(lengths)
+    # A batch of empty sequences has no valid step: loss 0, not 0 / 0.
+    return jnp.sum(err) / jnp.maximum(jnp.sum(lengths), 1)
 
 
 def make_autoencoder(encoder: Encoder, decoder: Decoder, head: Head | None = None, *, features: int | None = None) -> Autoencoder:
@@ -306,6 +308,12 @@ def make_autoencoder(encoder: Encoder, decoder: Decoder, head: Head | None = Non
             raise ValueError("the softmax head is for token inputs: build the encoder with vocab_size=V")
         if features is None or features < 1:
             raise ValueError(f"make_autoencoder needs features=F >= 1 for real-valued inputs, got {features}")
+        if head.name.startswith("identity") and output_width(decoder) != features:
+            raise ValueError(
+                f"the identity head uses the decoder's top LSTM output as the reconstruction, so its width "
+                f"must equal F={features}, got {output_width(decoder)}; end the decoder sizes with {features} "
+                "or use the linear head"
+            )
     return Autoencoder(encoder, decoder, head, int(features))
 
 
