@@ -61,7 +61,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from peers import CONFIGS, Config  # noqa: E402
+from peers import CONFIGS, Config, layers_of  # noqa: E402
 
 BACKENDS = ("reference", "fast", "cudnn", "pallas", "pallas_bf16")
 PARTS = ("floor", "lower", "check", "tune", "layer", "model", "sweep")
@@ -162,17 +162,7 @@ def _print_table(title: str, per: dict, batch: int, compile_s: dict, peers=("tor
 
 def _layers(cfg: Config):
     """(in_features, hidden, projects_inputs) of each LSTM layer of the model."""
-    out = []
-    f = cfg.features
-    for h in cfg.enc_sizes:
-        out.append((f, h, True))
-        f = h
-    f = cfg.enc_sizes[-1]
-    for k, h in enumerate(cfg.dec_sizes):
-        # the repeat decoder's first input is constant in time: projected once
-        out.append((f, h, k > 0))
-        f = h
-    return out
+    return layers_of(cfg)
 
 
 def floor(cfg: Config) -> dict:

@@ -31,6 +31,12 @@ install -e .[bench]`` (torch==2.13.0, keras>=3; flax is a core dependency).
 has it (e.g. ``git worktree add ../old HEAD~5``), built in the same process,
 so a change is measured before/after in one run.
 
+The machine's limit is in every table: the run times a large float32 GEMM
+(XLA, all cores; ``--gemm-n``) at its start and end and takes the faster;
+each row gives the model's matmul FLOPs per step (``peers.model_flops``: the
+LSTM and output products, backward counted as twice the forward), the
+achieved GFLOP/s and that as a fraction of the GEMM rate.
+
 ``--allocator tuned`` (the default) calls ``jax_lstm_ae.tune_cpu_allocator()``
 first: glibc then keeps freed heap memory mapped, so XLA's per-step
 temporaries stop page-faulting. It is process-wide, so every implementation
@@ -53,7 +59,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import CONFIGS, IMPLS, MODES, build  # noqa: E402
+from peers import CONFIGS, IMPLS, MODES, build, model_flops  # noqa: E402
 
 OURS = "jax_lstm_ae"
 
@@ -201,26 +207,54 @@ def run_one(args, config: str, mode: str, specs: list[str]) -> list[dict]:
     return [records[s] for s in specs]
 
 
+def gemm_gflops(n: int, reps: int = 7) -> float:
+    """This machine's float32 GEMM rate through XLA (median of ``reps``)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda a, b: a @ b)
+    mm(a, a).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        mm(a, a).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def add_limits(records: list[dict], gemm: float) -> None:
+    for rec in records:
+        if rec.get("status") != "ok":
+            continue
+        cfg = CONFIGS[rec["config"]].with_steps(rec["T"])
+        flop = model_flops(cfg, rec["mode"])
+        rate = flop * rec["seq_per_s"]["median"] / cfg.batch / 1e9
+        rec.update(gflop_per_step=flop / 1e9, gflops=rate, gemm_fraction=rate / gemm)
+
+
 def _fmt_mb(x) -> str:
     return "-" if x is None else f"{x / 2**20:.0f}"
 
 
 def table(records: list[dict]) -> str:
     lines = [
-        "| config | mode | impl | seq/s median | seq/s min-max | ms/step | ours / this | compile s | peak MiB | XLA MiB |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| config | mode | impl | seq/s median | seq/s min-max | ms/step | ours / this | GFLOP/step | GFLOP/s "
+        "| of GEMM | compile s | peak MiB | XLA MiB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for rec in records:
         head = f"| {rec['config']} | {rec['mode']} | {rec['impl']} "
         if rec.get("status") != "ok":
-            lines.append(head + f"| {rec.get('status', '?')} | | | | | | |")
+            lines.append(head + f"| {rec.get('status', '?')} | | | | | | | | | |")
             continue
         s = rec["seq_per_s"]
         mem = rec.get("memory", {})
         ratio = rec.get("ours_over_this")
         lines.append(
             head + f"| {s['median']:.0f} | {s['min']:.0f}-{s['max']:.0f} | {rec['ms_per_step']:.1f} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {rec['compile_s']:.1f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {rec['gflop_per_step']:.2f} | {rec['gflops']:.1f} | "
+            f"{rec['gemm_fraction']:.0%} | {rec['compile_s']:.1f} | "
             f"{_fmt_mb(mem.get('peak_delta'))} | {_fmt_mb(mem.get('framework_bytes'))} |"
         )
     return "\n".join(lines)
@@ -253,6 +287,7 @@ def main(argv=None) -> None:
                    help="also run jax_lstm_ae with each batch split over N devices (spec jax_lstm_ae:N)")
     p.add_argument("--baseline", default=None, metavar="PATH",
                    help="also run this library as the checkout at PATH has it (impl 'baseline')")
+    p.add_argument("--gemm-n", type=int, default=2048, help="size of the square float32 GEMM that measures the limit")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-impl memory subprocesses")
     p.add_argument("--memory-timeout", type=float, default=900)
     p.add_argument("--json", default=None, help="write one record per (impl, config, mode) here")
@@ -291,11 +326,15 @@ def main(argv=None) -> None:
     info["allocator"] = args.allocator
     print(f"# {info['date']} | {info['cpu']} | {info['cores']} cores | "
           + " ".join(f"{k} {v}" for k, v in info.items() if k not in ("date", "cpu", "cores")), flush=True)
+    gemm_start = gemm_gflops(args.gemm_n)
     records = []
     for c in configs:
         for m in modes:
             print(f"[{c} / {m}]", file=sys.stderr, flush=True)
             records += run_one(args, c, m, specs)
+    info["gemm_gflops"] = max(gemm_start, gemm_gflops(args.gemm_n))
+    add_limits(records, info["gemm_gflops"])
+    print(f"# float32 GEMM {args.gemm_n}x{args.gemm_n}: {info['gemm_gflops']:.0f} GFLOP/s (the limit)")
     print(table(records))
     if args.json:
         out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": info, "records": records}

@@ -24,7 +24,7 @@ CONSTANT_BCE = -(0.1 * np.log(0.1) + 0.9 * np.log(0.9))
 BOUNDS = {
     "repeat": (32, 25, 0.29),
     "unconditioned": (32, 40, 0.27),
-    "conditional": (32, 30, 0.26),
+    "conditional": (32, 40, 0.26),
     "teacher_forced": (32, 16, 0.15),
     "latent_as_sequence": (30, 25, 0.25),
 }

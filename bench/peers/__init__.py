@@ -43,6 +43,37 @@ CONFIGS = {
 }
 
 
+def layers_of(cfg: Config) -> list[tuple[int, int, bool]]:
+    """(in_features, hidden, projects_inputs) of each LSTM layer, encoder then
+    decoder; the repeat decoder's first input is constant in time, so its
+    input projection is done once per sequence, not per step."""
+    out, f = [], cfg.features
+    for h in cfg.enc_sizes:
+        out.append((f, h, True))
+        f = h
+    for k, h in enumerate(cfg.dec_sizes):
+        out.append((f, h, k > 0))
+        f = h
+    return out
+
+
+def model_flops(cfg: Config, mode: str) -> float:
+    """Matmul FLOPs of one step of ``mode`` (multiply-add = 2): the LSTM
+    layers' input and recurrent products and the output layer; training adds
+    the backward pass's input- and weight-gradient products (3x the forward)."""
+    bt, layers = cfg.batch * cfg.steps, layers_of(cfg)
+
+    def layer(f_in, h, projects):
+        g = 4 * h
+        return 2 * bt * h * g + (2 * bt * f_in * g if projects else 2 * cfg.batch * f_in * g)
+
+    encoder = sum(layer(*spec) for spec in layers[: len(cfg.enc_sizes)])
+    if mode == "encode":
+        return float(encoder)
+    forward = encoder + sum(layer(*spec) for spec in layers[len(cfg.enc_sizes):]) + 2 * bt * cfg.dec_sizes[-1] * cfg.features
+    return float(3 * forward if mode == "train" else forward)
+
+
 class Runner(NamedTuple):
     step: Callable[[], None]  # one iteration, blocking
     versions: dict[str, str]  # library -> version, for the record

@@ -175,8 +175,8 @@ def _forward(model: Composite, params, x, lengths, key, train, inputs):
     chex.assert_shape(z, (x.shape[0], model.latent_dim))
     past = jnp.clip(lengths - model.horizon, 0, None)
     full = jnp.sum(lengths >= model.horizon)
-    r = jnp.sum(err_r) / jnp.maximum(jnp.sum(past), 1)
-    p = jnp.sum(err_p) / jnp.maximum(full * model.horizon, 1)
+    r = jnp.sum(err_r) / jnp.maximum(jnp.sum(past), 1).astype(err_r.dtype)
+    p = jnp.sum(err_p) / jnp.maximum(full * model.horizon, 1).astype(err_p.dtype)
     return r, p
 
 

@@ -120,7 +120,7 @@ def identity(loss: Literal["mse", "mae", "bce"] = "mse") -> Head:
 
 def masked_mean(per_step: Array, mask: Array) -> Array:
     """Mean of per_step[..., T] over the steps where mask is True (>= 1 step)."""
-    return jnp.sum(jnp.where(mask, per_step, 0.0), axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
+    return jnp.sum(jnp.where(mask, per_step, 0.0), axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1).astype(per_step.dtype)
 
 
 HEADS = {"linear": linear, "sigmoid": sigmoid, "softmax": softmax, "identity": identity}

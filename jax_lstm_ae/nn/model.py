@@ -283,7 +283,7 @@ def _step_errors(model: Autoencoder, params, x, lengths):
 def _loss(model: Autoencoder, params, x, lengths, key, train, inputs):
     err = _errors(model, params, x, lengths, key, train, inputs)
     # A batch of empty sequences has no valid step: loss 0, not 0 / 0.
-    return jnp.sum(err) / jnp.maximum(jnp.sum(lengths), 1)
+    return jnp.sum(err) / jnp.maximum(jnp.sum(lengths), 1).astype(err.dtype)
 
 
 def make_autoencoder(encoder: Encoder, decoder: Decoder, head: Head | None = None, *, features: int | None = None) -> Autoencoder:

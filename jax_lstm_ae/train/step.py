@@ -74,7 +74,7 @@ def _sharded_loss_and_grad(model: Autoencoder, mesh: jax.sharding.Mesh, axis: st
     so it equals the single-device loss on the same batch."""
 
     def per_device(params, x, lengths, keys, inputs):
-        n = jnp.maximum(lax.psum(jnp.sum(lengths), axis), 1)
+        n = jnp.maximum(lax.psum(jnp.sum(lengths), axis), 1).astype(jnp.float32)
 
         def loss_fn(p):
             err = error_terms(model, p, x, lengths, keys, train=True, inputs=inputs)
@@ -179,7 +179,7 @@ def make_eval_step(
 
     def per_device(params, x, lengths):
         total, n = lax.psum((jnp.sum(error_terms(model, params, x, lengths)), jnp.sum(lengths)), DATA)
-        return {"loss": total / jnp.maximum(n, 1), "n_steps": n}
+        return {"loss": total / jnp.maximum(n, 1).astype(total.dtype), "n_steps": n}
 
     sharded = shard_rows(per_device, mesh)
 
