@@ -200,8 +200,8 @@ def test_denoising_options_are_stored_shown_and_kept_on_resume(trained, tmp_path
                                                         jax.tree.leaves(plain.state.params)))
     code, out, _ = _run(capsys, "info", "--run", tmp_path / "two")
     assert code == 0 and "denoising (input noise std 0.3)" in out
-    for bad, msg in ((["--input-noise", "-1"], "--input-noise must be a standard deviation >= 0"),
-                     (["--step-dropout", "1"], r"--step-dropout must be a rate in [0, 1)"),
+    for bad, msg in ((["--input-noise", "-1"], "--input-noise: expected a number >= 0, got '-1'"),
+                     (["--step-dropout", "1"], "--step-dropout: expected a number in [0,1), got '1'"),
                      (["--input-noise", "0.1", "--step-dropout", "0.1"], "not both")):
         code, _, err = _run(capsys, "train", "--data", data, "--out", tmp_path / "bad", *TINY, *bad)
         assert code == 2 and msg in _one_error_line(err)

@@ -200,7 +200,10 @@ def atomic_write(path, data: bytes | str) -> None:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _with_path(e, path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as fh:
@@ -208,9 +211,11 @@ def atomic_write(path, data: bytes | str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _with_path(e, path) from None
         raise
     try:  # persist the rename itself
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -220,6 +225,11 @@ def atomic_write(path, data: bytes | str) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _with_path(e: OSError, path) -> OSError:
+    """The same error naming ``path`` (a full disk reports ENOSPC without a file name)."""
+    return e if e.filename is not None else OSError(e.errno, e.strerror, str(path))
 
 
 def _to_host(tree):
@@ -288,9 +298,12 @@ def read_config(run_dir) -> dict:
     if not path.exists():
         raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE}); train one with `jax-lstm-ae train`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: not valid JSON ({e})") from None
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e}); restore the file or train the run again") from None
+    if not isinstance(cfg, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(cfg).__name__}; restore the file or train the run again")
+    return cfg
 
 
 def load_run(run_dir) -> Run:
@@ -303,14 +316,24 @@ def load_run(run_dir) -> Run:
     try:
         model = build_model(config)
         optimizer = build_optimizer(config)
-    except (KeyError, TypeError) as e:
-        raise RunError(f"{run_dir / CONFIG_FILE}: incomplete or invalid model config ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RunError(
+            f"{run_dir / CONFIG_FILE}: incomplete or invalid model or optimizer config ({type(e).__name__}: {e}); "
+            "restore the file or train the run again"
+        ) from None
     template = create_train_state(model, optimizer, jax.random.PRNGKey(0))
     state, extra = load_checkpoint(run_dir / CHECKPOINT_FILE, template)
     best = extra.pop("best_params", None)
     params = state.params if best is None else jax.tree.map(jax.numpy.asarray, best)
     norm = config.get("normalizer")
-    run = Run(model, params, state, config, None if norm is None else Normalizer.from_dict(norm), extra)
+    try:
+        normalizer = None if norm is None else Normalizer.from_dict(norm)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RunError(
+            f"{run_dir / CONFIG_FILE}: invalid normalizer section ({type(e).__name__}: {e}); "
+            "restore the file or train the run again"
+        ) from None
+    run = Run(model, params, state, config, normalizer, extra)
     if best is not None:
         run.extra["best_params"] = best  # kept for fit_progress_from_extra (resume)
     return run
