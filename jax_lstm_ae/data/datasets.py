@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Literal, NamedTuple, Sequence
 
@@ -97,9 +98,54 @@ def check_finite(x: np.ndarray, path=None, *, what: str = "value") -> None:
         )
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _real_values(x, path, what: str = "values") -> np.ndarray:
+    """A numeric array as float64, refusing complex numbers, non-numbers and
+    magnitudes float32 cannot hold (they would silently become inf)."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        raise DataError(f"{_where(path)}: holds complex {what}; give real numbers (e.g. the real part or the magnitude)")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{_where(path)}: holds {x.dtype} {what}, expected numbers")
+    x = x.astype(np.float64)
+    big = np.isfinite(x) & (np.abs(x) > _F32_MAX)
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        raise DataError(
+            f"{_where(path)}: value {x[idx]:g} at index {idx} is beyond float32's range (+-3.4e38; "
+            f"{int(big.sum())} such values); rescale the data"
+        )
+    return x
+
+
+def _check_lengths(lengths, n: int, t: int, path) -> np.ndarray:
+    """lengths[N]: whole numbers in [1, T], checked before the cast to int32
+    (which would turn 7.9 into 7 and 2**32 + 5 into 5)."""
+    raw = np.asarray(lengths)
+    if raw.shape != (n,):
+        raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {raw.shape}")
+    if np.iscomplexobj(raw) or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool):
+        raise DataError(f"{_where(path)}: lengths hold {raw.dtype} values; give whole numbers between 1 and T={t}")
+    if np.issubdtype(raw.dtype, np.floating):
+        frac = ~np.isfinite(raw) | (raw != np.round(raw))
+        if frac.any():
+            i = int(np.flatnonzero(frac)[0])
+            raise DataError(
+                f"{_where(path)}: sequence {i} has length {raw[i]}; lengths must be whole numbers between 1 and T={t}"
+            )
+    bad = (raw < 1) | (raw > t)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{_where(path)}: sequence {i} has length {raw[i]:.0f}; every sequence needs between 1 and T={t} steps"
+        )
+    return raw.astype(np.int32)
+
+
 def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, path=None) -> Dataset:
     x = np.asarray(x, np.float32)
-    lengths = np.asarray(lengths, np.int32)
     if x.ndim != 3:
         raise DataError(f"{_where(path)}: expected sequences of shape (N, T, F), got {x.shape}")
     n, t, _ = x.shape
@@ -107,13 +153,7 @@ def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, pa
         raise DataError(f"{_where(path)}: holds no sequences (shape {x.shape}); give at least one sequence")
     if x.shape[2] == 0:
         raise DataError(f"{_where(path)}: the sequences have no features (shape {x.shape}); check --columns")
-    if lengths.shape != (n,):
-        raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {lengths.shape}")
-    if lengths.min() < 1 or lengths.max() > t:
-        i = int(np.flatnonzero((lengths < 1) | (lengths > t))[0])
-        raise DataError(
-            f"{_where(path)}: sequence {i} has length {int(lengths[i])}; every sequence needs between 1 and T={t} steps"
-        )
+    lengths = _check_lengths(lengths, n, t, path)
     valid = np.arange(t)[None, :] < lengths[:, None]
     check_finite(np.where(valid[..., None], x, 0.0), path)
     x = np.where(valid[..., None], x, 0.0).astype(np.float32)
@@ -177,12 +217,16 @@ def from_arrays(sequences: Sequence[Any], labels=None) -> Dataset:
 
 
 # ------------------------------------------------------------------ text tables
+# A number as a data file writes it: ASCII digits, optional sign, point and
+# exponent, or nan/inf (reported as non-finite later). Python's float() also
+# takes "1_000" and digits of other scripts; a data cell should not.
+_NUMBER = re.compile(
+    r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)\s*", re.ASCII | re.IGNORECASE
+)
+
+
 def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
+    return _NUMBER.fullmatch(cell) is not None
 
 
 class _Table(NamedTuple):
@@ -233,23 +277,27 @@ def _to_float(table: _Table, path: Path, cols: Sequence[int] | None = None) -> n
     """Cells -> float64 [rows, cols]; a non-number or NaN/inf names its line and column."""
     rows = table.rows if cols is None else [[r[c] for c in cols] for r in table.rows]
     col_ids = list(range(len(table.rows[0]))) if cols is None else list(cols)
-    try:
-        arr = np.array(rows, dtype=np.float64)
-    except ValueError:
-        for r, n in zip(rows, table.lines):
-            for j, c in enumerate(r):
-                if not _is_number(c):
-                    raise DataError(
-                        f"{path}: line {n}, column {col_ids[j] + 1} holds {c!r}, which is not a number; "
-                        "every cell must be numeric (a single header row is allowed)"
-                    ) from None
-        raise
+    for r, n in zip(rows, table.lines):
+        for j, c in enumerate(r):
+            if not _is_number(c):
+                raise DataError(
+                    f"{path}: line {n}, column {col_ids[j] + 1} holds {c!r}, which is not a number; "
+                    "every cell must be a plain decimal number (a single header row is allowed)"
+                )
+    arr = np.array(rows, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(
             f"{path}: line {table.lines[i]}, column {col_ids[j] + 1} is {table.rows[i][col_ids[j]]!r} (not finite; "
             f"{int(bad.sum())} such cells); remove or impute them"
+        )
+    big = np.abs(arr) > _F32_MAX
+    if big.any():
+        i, j = (int(v) for v in np.argwhere(big)[0])
+        raise DataError(
+            f"{path}: line {table.lines[i]}, column {col_ids[j] + 1} is {table.rows[i][col_ids[j]]!r}, beyond float32's "
+            f"range (+-3.4e38; {int(big.sum())} such cells); rescale the data"
         )
     return arr
 
@@ -292,6 +340,7 @@ def load_series(path, columns=None) -> np.ndarray:
     path = Path(path)
     if path.suffix in (".npy", ".npz"):
         arr = _load_array(path, "series")
+        arr = _real_values(arr, path)
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
@@ -336,9 +385,7 @@ def _load_npy(path: Path) -> Dataset:
         x, lengths, labels = obj["x"], obj.get("lengths"), obj.get("labels")
     else:
         x = obj
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{path}: holds {x.dtype} values, expected numbers")
-    x = np.asarray(x, np.float32)
+    x = _real_values(x, path)
     if x.ndim == 2:
         x = x[..., None]  # [N, T] univariate sequences
     if x.ndim != 3:
