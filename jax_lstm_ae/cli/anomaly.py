@@ -21,8 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+from jax_lstm_ae.cli import checks
+from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.main import (
     PROG,
+    CliParser,
     add_common_args,
     add_data_args,
     check_fits_model,
@@ -67,11 +70,12 @@ def _add_detect(sub) -> None:
     p.add_argument("--threshold", default="auto",
                    help="fbeta (needs labels), contamination, meanstd, auto, or a number "
                         "(auto: fbeta with labels, else contamination with --fit-data, else meanstd)")
-    p.add_argument("--beta", type=float, default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
-    p.add_argument("--contamination", type=float, default=0.01, help="share of normal items flagged (contamination)")
-    p.add_argument("--k", type=float, default=3.0, help="mean + k * std (meanstd)")
+    p.add_argument("--beta", type=number(">0"), default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
+    p.add_argument("--contamination", type=number("[0,1)"), default=0.01,
+                   help="share of normal items flagged (contamination)")
+    p.add_argument("--k", type=number("any"), default=3.0, help="mean + k * std (meanstd)")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
-    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
+    p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
     add_common_args(p)
     p.set_defaults(func=run_detect)
 
@@ -88,10 +92,10 @@ def _add_probe(sub) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR")
     add_data_args(p, default_help=" (labelled sequences, e.g. a UCR file: label in column 0)")
     p.add_argument("--test-data", default=None, help="labelled test file (default: split --data)")
-    p.add_argument("--test-fraction", type=float, default=0.4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=number("(0,1)"), default=0.4, help="share held out for testing, in (0, 1)")
+    p.add_argument("--seed", type=checks.seed, default=0)
     p.add_argument("--out", default=None, help="write the results as JSON here too")
-    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
+    p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
     add_common_args(p)
     p.set_defaults(func=run_probe)
 
@@ -121,6 +125,10 @@ def _read_labels(path, n: int, what: str) -> np.ndarray:
         return as_binary_labels(raw, n, name=f"{p} labels")
     except ValueError as e:
         raise ValueError(f"{e} ({what})") from None
+
+
+def _is_finite_number(s: str) -> bool:
+    return checks.is_finite_number(s)
 
 
 def _is_number(s: str) -> bool:
@@ -184,8 +192,8 @@ def _threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
 def _check_threshold_args(args) -> None:
     """Fail before any model work when the threshold options cannot work."""
     kind = args.threshold
-    if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_number(kind):
-        raise ValueError(f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}")
+    if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_finite_number(kind):
+        raise ValueError(f"--threshold must be fbeta, contamination, meanstd, auto or a finite number, got {kind!r}")
     if kind == "fbeta" and args.labels is None and args.normal_class is None:
         raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
     if args.beta <= 0:
@@ -194,8 +202,29 @@ def _check_threshold_args(args) -> None:
         raise ValueError(f"--contamination must lie in [0, 1), got {args.contamination}")
 
 
+def _check_outputs(args) -> None:
+    """--out a .csv file and --plot a .png, in folders that exist or can be
+    made, checked before any work so a bad one leaves nothing behind."""
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"--out {out}: detect writes a CSV table; give a file name ending in .csv")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name ending in .csv")
+    if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
+        raise ValueError(f"--plot {args.plot}: the plot is a PNG; give a file name ending in .png")
+    for flag, path in (("--out", out), ("--plot", Path(args.plot) if args.plot else None)):
+        if path is None:
+            continue
+        for parent in path.absolute().parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ValueError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+                break
+
+
 def run_detect(args) -> int:
     _check_threshold_args(args)
+    _check_outputs(args)
     setup_common(args)  # --devices / several processes: args.mesh
     mesh = getattr(args, "mesh", None)
     run = _load_run(args.run)
@@ -208,14 +237,15 @@ def run_detect(args) -> int:
         labels = _read_labels(args.labels, n_items, what)
     elif args.normal_class is not None:
         if file_labels is None:
-            fail(f"--normal-class needs labels in {args.data}; give --labels FILE instead")
+            fail(f"--normal-class needs labels in {args.data or 'the run’s training data'}; give --labels FILE instead")
         fl_arr = np.asarray(file_labels)
         if np.issubdtype(fl_arr.dtype, np.number) and _is_number(args.normal_class):
             labels = fl_arr.astype(np.float64) != float(args.normal_class)
         else:
             labels = fl_arr.astype(str) != str(args.normal_class)
         if labels.all():
-            fail(f"--normal-class {args.normal_class} matches no label in {args.data}")
+            fail(f"--normal-class {args.normal_class} matches no label in {args.data or 'the run’s training data'}; "
+                 f"give one of its labels: {', '.join(map(str, np.unique(fl_arr)[:10]))}")
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
 
     err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size, mesh=mesh)
@@ -235,11 +265,12 @@ def run_detect(args) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    plot.parent.mkdir(parents=True, exist_ok=True)
     cols = [np.arange(n_items), scores, flags.astype(int)] + ([labels.astype(int)] if labels is not None else [])
     header = "index,score,anomaly" + (",label" if labels is not None else "")
     np.savetxt(out, np.column_stack(cols), fmt=["%d", "%.6g", "%d"] + (["%d"] if labels is not None else []),
                delimiter=",", header=header, comments="")
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     _plot(plot, scores, thr, flags, labels, series)
 
     unit = "points" if series is not None else "sequences"
@@ -308,6 +339,8 @@ def _shade(ax, labels) -> None:
 def run_probe(args) -> int:
     from jax_lstm_ae.apps.probe import _split_stratified, compare_representations, encode_all
 
+    if args.out and not Path(args.out).absolute().parent.is_dir():
+        fail(f"--out {args.out}: folder {Path(args.out).parent} does not exist; create it or choose another path")
     setup_common(args)
     mesh = getattr(args, "mesh", None)
     run = _load_run(args.run)
@@ -339,7 +372,7 @@ def run_probe(args) -> int:
 # ----------------------------------------------------------------- standalone
 def main(argv=None) -> int:
     """Only these two commands (the full CLI is ``jax_lstm_ae.cli.main.main``)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="anomaly detection and linear probe")
+    parser = CliParser(prog=PROG, description="anomaly detection and linear probe")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return run_guarded(args.func, args)

@@ -27,6 +27,12 @@ def is_ascii_int(text: str) -> bool:
     return bool(_INT.fullmatch(text.strip()))
 
 
+def is_finite_number(text: str) -> bool:
+    """``0.5``, ``-1e3`` yes; ``nan``, ``inf``, ``1_000`` no."""
+    t = text.strip()
+    return bool(_FLOAT.fullmatch(t)) and math.isfinite(float(t))
+
+
 def _range_check(rule: str) -> tuple[Callable[[float], bool], str]:
     """``">0"``, ``">=0"``, ``"[0,1)"``, ``"[0,1]"``, ``"(0,1)"``, ``"any"`` -> (test, words)."""
     if rule == "any":
