@@ -305,21 +305,28 @@ def _plot(path: Path, scores, thr, flags, labels, series) -> None:
     idx = np.arange(scores.shape[0])
     if series is not None:
         fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
-        ax0.plot(idx, series, lw=0.6)
+        f = series.shape[1]
+        for k in range(f):
+            ax0.plot(idx, series[:, k], lw=0.6, label=f"feature {k}" if k < 10 else None)
         ax0.set_ylabel("series (normalised)")
         _shade(ax0, labels)
-        ax1.plot(idx, scores, lw=0.8, color="k")
-        _shade(ax1, labels)
+        ax0.legend(loc="upper left", fontsize=8, ncol=min(f, 5))
+        ax1.plot(idx, scores, lw=0.8, color="k", label="score")
+        _shade(ax1, labels, legend=True)
+        ax1.set_xlabel("time step")
         ax = ax1
     else:
         fig, ax = plt.subplots(figsize=(10, 4))
-        color = np.where(labels, "tab:red", "tab:blue") if labels is not None else "tab:blue"
-        ax.scatter(idx, scores, s=8, c=color)
+        if labels is not None:
+            ax.scatter(idx[~labels], scores[~labels], s=8, c="tab:blue", label="labelled normal")
+            ax.scatter(idx[labels], scores[labels], s=8, c="tab:red", label="labelled anomaly")
+        else:
+            ax.scatter(idx, scores, s=8, c="tab:blue", label="sequence")
         ax.set_xlabel("sequence")
     ax.axhline(thr, color="tab:orange", ls="--", label=f"threshold {thr:.3g}")
     ax.scatter(idx[flags], scores[flags], s=10, marker="x", color="tab:red", label="flagged")
     ax.set_ylabel("anomaly score")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best", fontsize=8)
     if np.nanmin(scores) > 0 and np.nanmax(scores) / max(np.nanmin(scores), 1e-12) > 100:
         ax.set_yscale("log")
     fig.tight_layout()
@@ -327,12 +334,12 @@ def _plot(path: Path, scores, thr, flags, labels, series) -> None:
     plt.close(fig)
 
 
-def _shade(ax, labels) -> None:
+def _shade(ax, labels, legend: bool = False) -> None:
     if labels is None:
         return
     edges = np.flatnonzero(np.diff(np.r_[0, labels.astype(int), 0]))
-    for a, b in zip(edges[::2], edges[1::2]):
-        ax.axvspan(a, b - 1, color="tab:red", alpha=0.15)
+    for k, (a, b) in enumerate(zip(edges[::2], edges[1::2])):
+        ax.axvspan(a - 0.5, b - 0.5, color="tab:red", alpha=0.15, label="labelled anomaly" if legend and k == 0 else None)
 
 
 # ----------------------------------------------------------------- probe
