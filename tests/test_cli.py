@@ -156,7 +156,7 @@ def test_bad_run_and_output_paths(tmp_path, capsys):
     code, _, err = _run(capsys, "encode", "--run", tmp_path / "norun", "--out", tmp_path / "z.npy")
     assert code == 2 and "no such run directory" in _one_error_line(err)
     code, _, err = _run(capsys, "encode", "--run", tmp_path, "--out", tmp_path / "z.txt")
-    assert code == 2 and "use a .npy or .npz file name" in _one_error_line(err)
+    assert code == 2 and "not a .npy or .npz file name" in _one_error_line(err)
 
 
 def test_non_finite_loss_stops_and_names_the_step(trained, tmp_path, capsys):

@@ -110,7 +110,7 @@ def register(subparsers) -> None:
 def _read_labels(path, n: int, what: str) -> np.ndarray:
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"{p}: no such labels file")
+        raise ValueError(f"{p}: no such labels file; check the path")
     if p.suffix == ".npy":
         raw = np.load(p, allow_pickle=False)
     else:
@@ -193,9 +193,11 @@ def _check_threshold_args(args) -> None:
     """Fail before any model work when the threshold options cannot work."""
     kind = args.threshold
     if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_finite_number(kind):
-        raise ValueError(f"--threshold must be fbeta, contamination, meanstd, auto or a finite number, got {kind!r}")
+        raise ValueError(
+            f"--threshold must be fbeta, contamination, meanstd, auto or a finite number, got {kind!r}; give one of those"
+        )
     if kind == "fbeta" and args.labels is None and args.normal_class is None:
-        raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
+        raise ValueError("--threshold fbeta needs labels; pass --labels FILE (or --normal-class C)")
     if args.beta <= 0:
         raise ValueError(f"--beta must be > 0, got {args.beta}")
     if not 0.0 <= args.contamination < 1.0:

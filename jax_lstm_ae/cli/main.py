@@ -382,7 +382,7 @@ def _corruption(tr: dict):
     if not 0.0 <= drop < 1.0:
         fail(f"--step-dropout must be a rate in [0, 1), got {drop}")
     if noise and drop:
-        fail("give --input-noise or --step-dropout, not both")
+        fail("--input-noise and --step-dropout are two kinds of corruption; give only one of them, not both")
     if noise:
         return gaussian_noise(noise)
     return step_dropout(drop) if drop else None
@@ -709,11 +709,11 @@ def _chunked(fn, data, chunk: int) -> np.ndarray:
 
 def _check_out_suffix(out: Path) -> None:
     if out.suffix not in (".npy", ".npz"):
-        fail(f"--out {out}: use a .npy or .npz file name")
+        fail(f"--out {out}: not a .npy or .npz file name; use one ending in .npy or .npz")
     if out.is_dir():
         fail(f"--out {out} is a directory; give a file name ending in .npy or .npz")
     if not out.parent.exists():
-        fail(f"--out {out}: folder {out.parent} does not exist")
+        fail(f"--out {out}: folder {out.parent} does not exist; create it or choose another --out")
 
 
 def _save_arrays(out: Path, arrays: dict[str, np.ndarray], main_key: str) -> list[Path]:

@@ -108,7 +108,7 @@ def _real_values(x, path, what: str = "values") -> np.ndarray:
     if np.iscomplexobj(x):
         raise DataError(f"{_where(path)}: holds complex {what}; give real numbers (e.g. the real part or the magnitude)")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise DataError(f"{_where(path)}: holds {x.dtype} {what}, expected numbers")
+        raise DataError(f"{_where(path)}: holds {x.dtype} {what}, expected numbers; save a numeric array")
     x = x.astype(np.float64)
     big = np.isfinite(x) & (np.abs(x) > _F32_MAX)
     if big.any():
@@ -125,7 +125,7 @@ def _check_lengths(lengths, n: int, t: int, path) -> np.ndarray:
     (which would turn 7.9 into 7 and 2**32 + 5 into 5)."""
     raw = np.asarray(lengths)
     if raw.shape != (n,):
-        raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {raw.shape}")
+        raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {raw.shape}; give one length per sequence")
     if np.iscomplexobj(raw) or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool):
         raise DataError(f"{_where(path)}: lengths hold {raw.dtype} values; give whole numbers between 1 and T={t}")
     if np.issubdtype(raw.dtype, np.floating):
@@ -242,9 +242,9 @@ def _read_table(path: Path) -> _Table:
     header."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a data file")
+        raise DataError(f"{path}: is a directory, expected a data file; give the path of a file in it")
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         text = fh.read()
     lines = text.splitlines()
@@ -262,7 +262,7 @@ def _read_table(path: Path) -> _Table:
     if rows and not any(_is_number(c) for c in rows[0]):
         header, rows, line_nos = rows[0], rows[1:], line_nos[1:]
         if not rows:
-            raise DataError(f"{path}: the file holds a header but no data rows")
+            raise DataError(f"{path}: the file holds a header but no data rows; add the data below the header")
     width = len(header) if header is not None else len(rows[0])
     for r, n in zip(rows, line_nos):
         if len(r) != width:
@@ -313,7 +313,7 @@ def _resolve_columns(spec, header: list[str] | None, width: int, path: Path, wha
         if isinstance(c, (int, np.integer)):
             c = int(c)
             if not -width <= c < width:
-                raise DataError(f"{path}: {what} asks for column {c} but the file has {width} columns (0-based)")
+                raise DataError(f"{path}: {what} asks for column {c} but the file has {width} columns; give 0-based numbers below {width}")
             out.append(c % width)
         else:
             if header is None or c not in header:
@@ -321,7 +321,7 @@ def _resolve_columns(spec, header: list[str] | None, width: int, path: Path, wha
                 raise DataError(f"{path}: {what} names column {c!r} but {have}")
             out.append(header.index(c))
     if not out:
-        raise DataError(f"{path}: {what} selects no columns")
+        raise DataError(f"{path}: {what} selects no columns; give at least one column")
     return out
 
 
@@ -348,7 +348,7 @@ def load_series(path, columns=None) -> np.ndarray:
         if columns is not None:
             arr = arr[:, _resolve_columns(columns, None, arr.shape[1], path)]
         if arr.shape[0] == 0:
-            raise DataError(f"{path}: the series is empty")
+            raise DataError(f"{path}: the series is empty; give at least one row")
         check_finite(arr, path)
         return arr.astype(np.float32)
     table = _read_table(path)
@@ -359,7 +359,7 @@ def load_series(path, columns=None) -> np.ndarray:
 
 def _load_array(path: Path, what: str):
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     try:
         obj = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -368,7 +368,7 @@ def _load_array(path: Path, what: str):
         with obj:
             keys = list(obj.keys())
             if not keys:
-                raise DataError(f"{path}: the .npz file holds no arrays")
+                raise DataError(f"{path}: the .npz file holds no arrays; save the sequences as x (numpy.savez(path, x=...))")
             if what == "series" or len(keys) == 1:
                 key = "x" if "x" in keys else keys[0]
                 return obj[key]
@@ -381,7 +381,10 @@ def _load_npy(path: Path) -> Dataset:
     labels = lengths = None
     if isinstance(obj, dict):
         if "x" not in obj:
-            raise DataError(f"{path}: a .npz with several arrays needs one named 'x' (found {sorted(obj)})")
+            raise DataError(
+                f"{path}: a .npz with several arrays needs one named 'x' (found {sorted(obj)}); "
+                "save the sequences as x (numpy.savez(path, x=..., lengths=..., labels=...))"
+            )
         x, lengths, labels = obj["x"], obj.get("lengths"), obj.get("labels")
     else:
         x = obj
@@ -389,7 +392,7 @@ def _load_npy(path: Path) -> Dataset:
     if x.ndim == 2:
         x = x[..., None]  # [N, T] univariate sequences
     if x.ndim != 3:
-        raise DataError(f"{path}: expected sequences of shape (N, T) or (N, T, F), got {x.shape}")
+        raise DataError(f"{path}: expected sequences of shape (N, T) or (N, T, F), got {x.shape}; reshape the array")
     if x.size == 0:
         raise DataError(f"{path}: holds no values (shape {x.shape})")
     if lengths is None:
@@ -408,7 +411,7 @@ def _load_wide(path: Path, label_column) -> Dataset:
         labels = _labels(arr[:, lab])
         arr = np.delete(arr, lab, axis=1)
     if arr.shape[1] == 0:
-        raise DataError(f"{path}: rows hold a label but no values")
+        raise DataError(f"{path}: rows hold a label but no values; check --label-column and --format")
     x = arr[:, :, None]
     return _as_dataset(x, np.full((x.shape[0],), x.shape[1], np.int32), labels, path=path)
 
@@ -475,9 +478,9 @@ def load_sequences(
     if format is not None and format not in FORMATS:
         raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a data file")
+        raise DataError(f"{path}: is a directory, expected a data file; give the path of a file in it")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the file is empty; give a file with one row per time step or per sequence")
     fmt = format
@@ -496,7 +499,10 @@ def load_sequences(
         else:
             fmt = "ucr"
     if fmt == "npy":
-        return _load_npy(path)
+        ds = _load_npy(path)
+        if columns is not None:  # features of (N, T, F) arrays, by 0-based number
+            ds = ds._replace(x=np.ascontiguousarray(ds.x[..., _resolve_columns(columns, None, ds.features, path)]))
+        return ds
     if fmt == "series":
         if window is None:
             raise DataError("format 'series' needs a window length (--window)")
