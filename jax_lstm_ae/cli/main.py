@@ -310,7 +310,8 @@ def _check_resume_flags(args: argparse.Namespace, config: dict, out: Path) -> No
         value, rec = getattr(args, dest), _recorded(config, dest)
         if not _same(dest, value, rec):
             flag = "--" + dest.replace("_", "-")
-            shown = "" if isinstance(value, bool) else f" {value}"
+            shown = "" if isinstance(value, bool) else f" {','.join(map(str, value)) or 'none'}" if isinstance(
+                value, list) else f" {value}"
             fail(
                 f"{flag}{shown} cannot change when resuming (the run has {rec}); --resume may change only "
                 f"--epochs and --patience; drop {flag}, or train a new run with another --out than {out}"
@@ -489,7 +490,8 @@ def _resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
         raise RunError(f"{work / 'config.json'}: no train or data section; this run cannot be resumed")
     done = int(extra.get("epoch", 0))
     epochs = args.epochs if args.epochs is not None else int(tr["epochs"])
-    finishing = work != out and done >= epochs  # killed while plotting or swapping: just finish
+    # killed after its last epoch, while plotting or swapping it in: just finish
+    finishing = work != out and args.epochs is None and done >= epochs
     if epochs <= done and not finishing:
         fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
     changes = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k) is not None and getattr(args, k) != tr.get(k)}
@@ -659,7 +661,7 @@ def _stopped(e, out: Path, work: Path, old_run: bool, epoch: int) -> int:
         hint = f"; the last good checkpoint (epoch {epoch}) is in {out}: continue with `{PROG} train --resume --out {out}`"
     elif not epoch:
         shutil.rmtree(work, ignore_errors=True)
-        hint = f"; no epoch finished, so nothing was written to {out}"
+        hint = f"; no good epoch was saved, so nothing was written to {out}"
     elif old_run:
         hint = (
             f"; {out} still holds the previous run, untouched; this run's last good checkpoint (epoch {epoch}) is in "
