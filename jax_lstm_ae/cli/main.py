@@ -96,6 +96,9 @@ def run_guarded(func: Callable[..., Any], *args, **kwargs) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except NonFiniteError as e:
         print(f"{PROG}: error: {error_line(e)}", file=sys.stderr)
         return 1
@@ -242,8 +245,10 @@ def _is_binary(data) -> bool:
     return bool(v.size) and bool(np.all((v == 0) | (v == 1)))
 
 
-class Terminated(Exception):
-    """SIGTERM arrived while training: stop like Ctrl-C, keeping the last epoch."""
+class Terminated(BaseException):
+    """SIGTERM arrived while training: stop like Ctrl-C, keeping the last epoch.
+    A BaseException, as KeyboardInterrupt is, so no ``except Exception`` on the
+    way (in JAX or elsewhere) swallows it."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal handler's signature
@@ -529,8 +534,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         if args.resume:
+            # a stopped new run (in the partial folder) comes first: it is the one the user last started
             work = partial_dir(out) if (partial_dir(out) / "config.json").exists() else out
             setup = _resume_setup(args, out, work)
+            setup["work"] = work
         else:
             _check_fresh_out_locked(out, args.force)
         return _train(args, out, setup)
@@ -557,8 +564,8 @@ def _check_fresh_out_locked(out: Path, force: bool) -> None:
 
 
 def _train(args: argparse.Namespace, out: Path, setup: dict) -> int:
-    from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, partial_dir, sync_metrics
-    from jax_lstm_ae.train.checkpoint import CONFIG_FILE, atomic_write, save_run
+    from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, sync_metrics
+    from jax_lstm_ae.train.checkpoint import CONFIG_FILE, CONFIG_VERSION, atomic_write, save_run
     from jax_lstm_ae.data.datasets import train_val_split
     from jax_lstm_ae.train.fit import NonFiniteError, fit
 
@@ -571,15 +578,14 @@ def _train(args: argparse.Namespace, out: Path, setup: dict) -> int:
     train, val = normalizer.apply(train), None if val is None else normalizer.apply(val)
 
     old_run = is_nonempty_dir(out)  # a run in RUN_DIR that must survive a new run that does not finish
-    if args.resume:
-        work = partial_dir(out) if (partial_dir(out) / CONFIG_FILE).exists() else out
-        sync_metrics(work, setup["extra"])
-        fresh = False
-    else:
+    fresh = not args.resume
+    if fresh:
         work = new_partial(out)
-        fresh = True
+    else:
+        work = setup["work"]
+        sync_metrics(work, setup["extra"])
     cfg_text = json.dumps(
-        dict(config, version=1, normalizer=None if normalizer is None else normalizer.to_dict()), indent=2
+        dict(config, version=CONFIG_VERSION, normalizer=None if normalizer is None else normalizer.to_dict()), indent=2
     )
     saved = {"epoch": int((setup.get("extra") or {}).get("epoch", 0))}
 
