@@ -229,7 +229,9 @@ def atomic_write(path, data: bytes | str) -> None:
 
 def _with_path(e: OSError, path) -> OSError:
     """The same error naming ``path`` (a full disk reports ENOSPC without a file name)."""
-    return e if e.filename is not None else OSError(e.errno, e.strerror, str(path))
+    if e.filename is not None or e.errno is None:
+        return e
+    return type(e)(e.errno, e.strerror, str(path))
 
 
 def _to_host(tree):
