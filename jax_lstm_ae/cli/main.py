@@ -518,6 +518,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and args.force:
         fail("--resume continues RUN_DIR and --force replaces it; give only one of them")
+    fit_extra = setup_common(args)  # before anything starts a JAX backend (--devices asks for CPU devices)
     if args.resume:
         if not out.parent.is_dir() or not (out.is_dir() or partial_dir(out).is_dir()):
             fail(f"{out}: no such run directory; train one with `{PROG} train --out {out}`")
@@ -540,7 +541,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             setup["work"] = work
         else:
             _check_fresh_out_locked(out, args.force)
-        return _train(args, out, setup)
+        return _train(args, out, setup, fit_extra)
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
@@ -563,7 +564,7 @@ def _check_fresh_out_locked(out: Path, force: bool) -> None:
         fail(f"--out {out} already exists; pass --force to replace it, or choose another --out")
 
 
-def _train(args: argparse.Namespace, out: Path, setup: dict) -> int:
+def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
     from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, sync_metrics
     from jax_lstm_ae.train.checkpoint import CONFIG_FILE, CONFIG_VERSION, atomic_write, save_run
     from jax_lstm_ae.data.datasets import train_val_split
@@ -571,7 +572,6 @@ def _train(args: argparse.Namespace, out: Path, setup: dict) -> int:
 
     config, model, optimizer, normalizer = setup["config"], setup["model"], setup["optimizer"], setup["normalizer"]
     data, tr = setup["data"], config["train"]
-    fit_extra = setup_common(args)
     if setup["corrupt"] is not None:
         fit_extra["step_kwargs"] = {**fit_extra.get("step_kwargs", {}), "corrupt": setup["corrupt"]}
     train, val = train_val_split(data, tr["val_fraction"], seed=tr["seed"])
