@@ -128,6 +128,8 @@ def test_killed_at_several_moments_resumes_to_the_uninterrupted_run(reference, t
     code, err = _finish(proc)
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL and (_partial(out) / "config.json").exists()
+        code, _, err = _cli(["info", "--run", str(out)])
+        assert code == 2 and f"finish it with `jax-lstm-ae train --resume --out {out}`" in _one_line(err)
     else:
         assert code == {signal.SIGTERM: 143, signal.SIGINT: 130}[sig]
         line = _one_line(err)

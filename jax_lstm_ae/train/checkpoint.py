@@ -295,6 +295,12 @@ def save_run(
 def read_config(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
+        partial = run_dir.parent / f".{run_dir.name}.partial"
+        if (partial / CONFIG_FILE).exists():  # a run stopped before its first swap into place (cli.rundir)
+            raise RunError(
+                f"{run_dir}: no such run directory; a stopped training of it is in {partial}: "
+                f"finish it with `jax-lstm-ae train --resume --out {run_dir}`"
+            )
         raise RunError(f"{run_dir}: no such run directory; train one with `jax-lstm-ae train --out {run_dir}`")
     path = run_dir / CONFIG_FILE
     if not path.exists():
