@@ -156,7 +156,7 @@ def test_bad_run_and_output_paths(tmp_path, capsys):
     code, _, err = _run(capsys, "encode", "--run", tmp_path / "norun", "--out", tmp_path / "z.npy")
     assert code == 2 and "no such run directory" in _one_error_line(err)
     code, _, err = _run(capsys, "encode", "--run", tmp_path, "--out", tmp_path / "z.txt")
-    assert code == 2 and "use a .npy or .npz file name" in _one_error_line(err)
+    assert code == 2 and "not a .npy or .npz file name" in _one_error_line(err)
 
 
 def test_non_finite_loss_stops_and_names_the_step(trained, tmp_path, capsys):
@@ -200,9 +200,60 @@ def test_denoising_options_are_stored_shown_and_kept_on_resume(trained, tmp_path
                                                         jax.tree.leaves(plain.state.params)))
     code, out, _ = _run(capsys, "info", "--run", tmp_path / "two")
     assert code == 0 and "denoising (input noise std 0.3)" in out
-    for bad, msg in ((["--input-noise", "-1"], "--input-noise must be a standard deviation >= 0"),
-                     (["--step-dropout", "1"], r"--step-dropout must be a rate in [0, 1)"),
+    for bad, msg in ((["--input-noise", "-1"], "--input-noise: expected a number >= 0, got '-1'"),
+                     (["--step-dropout", "1"], "--step-dropout: expected a number in [0,1), got '1'"),
                      (["--input-noise", "0.1", "--step-dropout", "0.1"], "not both")):
         code, _, err = _run(capsys, "train", "--data", data, "--out", tmp_path / "bad", *TINY, *bad)
         assert code == 2 and msg in _one_error_line(err)
         assert not (tmp_path / "bad").exists()
+
+
+def _figure_of(monkeypatch, draw):
+    """Run ``draw()`` and return the matplotlib figure it saved."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: saved.append(self))
+    draw()
+    assert len(saved) == 1
+    return saved[0]
+
+
+def _texts(fig) -> set[str]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    return {t.get_text() for lg in legends for t in lg.get_texts()}
+
+
+def test_plots_have_axes_legends_and_lengths(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from jax_lstm_ae.cli.anomaly import _plot
+    from jax_lstm_ae.cli.plots import plot_reconstructions
+
+    lengths = np.array([5, 3])
+    x = np.zeros((2, 6, 3), np.float32)
+    x[0, :5, 0] = 1.0
+    fig = _figure_of(monkeypatch, lambda: plot_reconstructions(x, x, lengths, tmp_path / "r.png", binary=True))
+    image_axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in image_axes] == [
+        "input: sequence 0, length 5", "reconstruction (probability): sequence 0, length 5",
+        "input: sequence 1, length 3", "reconstruction (probability): sequence 1, length 3"]  # fmt: skip
+    assert {ax.get_ylabel() for ax in image_axes} == {"feature"} and image_axes[-1].get_xlabel() == "time step"
+    assert len(image_axes[0].get_xticks()) == 5 and fig.axes[-1].get_ylabel().startswith("value")  # the colour bar
+    # the image's columns are the valid steps only
+    np.testing.assert_array_equal(image_axes[0].get_images()[0].get_array(), x[0, :5].T)
+
+    fig = _figure_of(monkeypatch, lambda: plot_reconstructions(x, x, lengths, tmp_path / "r.png"))
+    assert _texts(fig) == {"feature 0", "feature 1", "feature 2", "input", "reconstruction"}
+    assert [ax.get_ylabel() for ax in fig.axes] == ["seq 0\nlength 5", "seq 1\nlength 3"]
+    assert fig.axes[-1].get_xlabel() == "time step"
+    assert [len(line.get_xdata()) for line in fig.axes[1].get_lines()] == [3] * 6  # 3 features x (input, recon)
+
+    scores, labels = np.array([0.1, 0.2, 5.0, 0.3]), np.array([False, False, True, False])
+    fig = _figure_of(monkeypatch, lambda: _plot(Path(tmp_path / "s.png"), scores, 1.0, scores > 1.0, labels, None))
+    assert {"labelled normal", "labelled anomaly", "flagged"} <= _texts(fig)
+    assert fig.axes[0].get_xlabel() == "sequence" and fig.axes[0].get_ylabel() == "anomaly score"
+    series = np.zeros((4, 2), np.float32)
+    fig = _figure_of(monkeypatch, lambda: _plot(Path(tmp_path / "p.png"), scores, 1.0, scores > 1.0, labels, series))
+    assert {"feature 0", "feature 1", "labelled anomaly", "flagged"} <= _texts(fig)
+    assert fig.axes[1].get_xlabel() == "time step"

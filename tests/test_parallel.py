@@ -326,7 +326,9 @@ def test_cli_flags():
 
 def test_cli_subcommands_take_the_flags():
     from jax_lstm_ae.cli import devices as _parallel
-    from jax_lstm_ae.cli import main as _cli
+    import importlib
+
+    _cli = importlib.import_module("jax_lstm_ae.cli.main")  # the package's `main` attribute is the function
 
     parser = _cli.build_parser()
     for cmd in (["train", "--out", "r"], ["encode", "--run", "r", "--out", "z.npy"],

@@ -25,8 +25,11 @@ import numpy as np
 
 from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
 from jax_lstm_ae.apps.series import points_to_rows, top_stretches
+from jax_lstm_ae.cli import checks
+from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.main import (
     PROG,
+    CliParser,
     add_common_args,
     add_data_args,
     check_fits_model,
@@ -71,16 +74,16 @@ def _add_detect(sub) -> None:
     p.add_argument("--threshold", default="auto",
                    help="fbeta (needs labels), contamination, meanstd, auto, or a number (auto: fbeta with labels, "
                         "else contamination for a run of the series pipeline or with --fit-data, else meanstd)")
-    p.add_argument("--beta", type=float, default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
-    p.add_argument("--contamination", type=float, default=0.01,
+    p.add_argument("--beta", type=number(">0"), default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
+    p.add_argument("--contamination", type=number("[0,1)"), default=0.01,
                    help="share of the scored items (points of a series) to flag: the threshold is that quantile "
                         "of their scores (default 0.01)")
-    p.add_argument("--top", type=int, default=5, help="print the K highest anomalous stretches (or sequences)")
+    p.add_argument("--top", type=positive, default=5, help="print the K highest anomalous stretches (or sequences)")
     p.add_argument("--explain", default=None, metavar="CSV",
                    help="series pipeline: write, per top stretch, the step and feature that contributed most")
-    p.add_argument("--k", type=float, default=3.0, help="mean + k * std (meanstd)")
+    p.add_argument("--k", type=number("any"), default=3.0, help="mean + k * std (meanstd)")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
-    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
+    p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
     add_common_args(p)
     p.set_defaults(func=run_detect)
 
@@ -102,12 +105,13 @@ def _add_probe(sub) -> None:
     add_data_args(p, default_help=" (labelled sequences, e.g. a UCR file: label in column 0, or X_TRAIN.ts)")
     p.add_argument("--test-data", default=None, metavar="PATH",
                    help="labelled test file, read with the same options, e.g. X_TEST.ts (default: split --data)")
-    p.add_argument("--test-fraction", type=float, default=0.4, help="without --test-data: share of --data held out")
+    p.add_argument("--test-fraction", type=number("(0,1)"), default=0.4,
+                   help="without --test-data: share of --data held out, in (0, 1)")
     p.add_argument("--classifier", choices=("linear", "svm"), default="linear",
                    help="linear: logistic-regression probe; svm: RBF SVM as in the archives' protocol (scikit-learn)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=checks.seed, default=0)
     p.add_argument("--out", default=None, help="write the results as JSON here too")
-    p.add_argument("--batch-size", type=int, default=512, help="sequences per jitted call (split over --devices)")
+    p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
     add_common_args(p)
     p.set_defaults(func=run_probe)
 
@@ -122,7 +126,7 @@ def register(subparsers) -> None:
 def _read_labels(path, n: int, what: str) -> np.ndarray:
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"{p}: no such labels file")
+        raise ValueError(f"{p}: no such labels file; check the path")
     if p.suffix == ".npy":
         raw = np.load(p, allow_pickle=False)
     else:
@@ -137,6 +141,10 @@ def _read_labels(path, n: int, what: str) -> np.ndarray:
         return as_binary_labels(raw, n, name=f"{p} labels")
     except ValueError as e:
         raise ValueError(f"{e} ({what})") from None
+
+
+def _is_finite_number(s: str) -> bool:
+    return checks.is_finite_number(s)
 
 
 def _is_number(s: str) -> bool:
@@ -201,20 +209,41 @@ def _threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
 def _check_threshold_args(args) -> None:
     """Fail before any model work when the threshold options cannot work."""
     kind = args.threshold
-    if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_number(kind):
-        raise ValueError(f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}")
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
+    if kind not in ("auto", "fbeta", "contamination", "meanstd") and not _is_finite_number(kind):
+        raise ValueError(
+            f"--threshold must be fbeta, contamination, meanstd, auto or a finite number, got {kind!r}; give one of those"
+        )
     if kind == "fbeta" and args.labels is None and args.normal_class is None:
-        raise ValueError("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
+        raise ValueError("--threshold fbeta needs labels; pass --labels FILE (or --normal-class C)")
     if args.beta <= 0:
         raise ValueError(f"--beta must be > 0, got {args.beta}")
     if not 0.0 <= args.contamination < 1.0:
         raise ValueError(f"--contamination must lie in [0, 1), got {args.contamination}")
 
 
+def _check_outputs(args) -> None:
+    """--out a .csv file and --plot a .png, in folders that exist or can be
+    made, checked before any work so a bad one leaves nothing behind."""
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"--out {out}: detect writes a CSV table; give a file name ending in .csv")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name ending in .csv")
+    if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
+        raise ValueError(f"--plot {args.plot}: the plot is a PNG; give a file name ending in .png")
+    for flag, path in (("--out", out), ("--plot", Path(args.plot) if args.plot else None)):
+        if path is None:
+            continue
+        for parent in path.absolute().parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ValueError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+                break
+
+
 def run_detect(args) -> int:
     _check_threshold_args(args)
+    _check_outputs(args)
     setup_common(args)  # --devices / several processes: args.mesh
     mesh = getattr(args, "mesh", None)
     from jax_lstm_ae.apps.detectors import is_detector_run
@@ -235,14 +264,15 @@ def run_detect(args) -> int:
         labels = _read_labels(args.labels, n_items, what)
     elif args.normal_class is not None:
         if file_labels is None:
-            fail(f"--normal-class needs labels in {args.data}; give --labels FILE instead")
+            fail(f"--normal-class needs labels in {args.data or 'the run’s training data'}; give --labels FILE instead")
         fl_arr = np.asarray(file_labels)
         if np.issubdtype(fl_arr.dtype, np.number) and _is_number(args.normal_class):
             labels = fl_arr.astype(np.float64) != float(args.normal_class)
         else:
             labels = fl_arr.astype(str) != str(args.normal_class)
         if labels.all():
-            fail(f"--normal-class {args.normal_class} matches no label in {args.data}")
+            fail(f"--normal-class {args.normal_class} matches no label in {args.data or 'the run’s training data'}; "
+                 f"give one of its labels: {', '.join(map(str, np.unique(fl_arr)[:10]))}")
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
 
     err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size, mesh=mesh)
@@ -268,11 +298,12 @@ def run_detect(args) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    plot.parent.mkdir(parents=True, exist_ok=True)
     cols = [np.arange(n_items), scores, flags.astype(int)] + ([labels.astype(int)] if labels is not None else [])
     header = "index,score,anomaly" + (",label" if labels is not None else "")
     np.savetxt(out, np.column_stack(cols), fmt=["%d", "%.6g", "%d"] + (["%d"] if labels is not None else []),
                delimiter=",", header=header, comments="")
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     _plot(plot, scores, thr, flags, labels, series)
 
     unit = "points" if series is not None else "sequences"
@@ -332,21 +363,28 @@ def _plot(path: Path, scores, thr, flags, labels, series) -> None:
     idx = np.arange(scores.shape[0])
     if series is not None:
         fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
-        ax0.plot(idx, series, lw=0.6)
+        f = series.shape[1]
+        for k in range(f):
+            ax0.plot(idx, series[:, k], lw=0.6, label=f"feature {k}" if k < 10 else None)
         ax0.set_ylabel("series (normalised)")
         _shade(ax0, labels)
-        ax1.plot(idx, scores, lw=0.8, color="k")
-        _shade(ax1, labels)
+        ax0.legend(loc="upper left", fontsize=8, ncol=min(f, 5))
+        ax1.plot(idx, scores, lw=0.8, color="k", label="score")
+        _shade(ax1, labels, legend=True)
+        ax1.set_xlabel("time step")
         ax = ax1
     else:
         fig, ax = plt.subplots(figsize=(10, 4))
-        color = np.where(labels, "tab:red", "tab:blue") if labels is not None else "tab:blue"
-        ax.scatter(idx, scores, s=8, c=color)
+        if labels is not None:
+            ax.scatter(idx[~labels], scores[~labels], s=8, c="tab:blue", label="labelled normal")
+            ax.scatter(idx[labels], scores[labels], s=8, c="tab:red", label="labelled anomaly")
+        else:
+            ax.scatter(idx, scores, s=8, c="tab:blue", label="sequence")
         ax.set_xlabel("sequence")
     ax.axhline(thr, color="tab:orange", ls="--", label=f"threshold {thr:.3g}")
     ax.scatter(idx[flags], scores[flags], s=10, marker="x", color="tab:red", label="flagged")
     ax.set_ylabel("anomaly score")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best", fontsize=8)
     if np.nanmin(scores) > 0 and np.nanmax(scores) / max(np.nanmin(scores), 1e-12) > 100:
         ax.set_yscale("log")
     fig.tight_layout()
@@ -354,12 +392,12 @@ def _plot(path: Path, scores, thr, flags, labels, series) -> None:
     plt.close(fig)
 
 
-def _shade(ax, labels) -> None:
+def _shade(ax, labels, legend: bool = False) -> None:
     if labels is None:
         return
     edges = np.flatnonzero(np.diff(np.r_[0, labels.astype(int), 0]))
-    for a, b in zip(edges[::2], edges[1::2]):
-        ax.axvspan(a, b - 1, color="tab:red", alpha=0.15)
+    for k, (a, b) in enumerate(zip(edges[::2], edges[1::2])):
+        ax.axvspan(a - 0.5, b - 0.5, color="tab:red", alpha=0.15, label="labelled anomaly" if legend and k == 0 else None)
 
 
 # ----------------------------------------------------------------- the series pipeline
@@ -505,6 +543,8 @@ def run_probe(args) -> int:
             _sklearn()
         except ImportError as e:
             fail(str(e))
+    if args.out and not Path(args.out).absolute().parent.is_dir():
+        fail(f"--out {args.out}: folder {Path(args.out).parent} does not exist; create it or choose another path")
     setup_common(args)
     mesh = getattr(args, "mesh", None)
     run = _load_run(args.run)
@@ -549,7 +589,7 @@ def run_probe(args) -> int:
 # ----------------------------------------------------------------- standalone
 def main(argv=None) -> int:
     """Only these two commands (the full CLI is ``jax_lstm_ae.cli.main.main``)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="anomaly detection and linear probe")
+    parser = CliParser(prog=PROG, description="anomaly detection and linear probe")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return run_guarded(args.func, args)

@@ -9,6 +9,7 @@ import argparse
 import jax
 from jax.sharding import Mesh
 
+from jax_lstm_ae.cli.checks import integer, is_ascii_int, positive
 from jax_lstm_ae.train.distributed import initialize_distributed
 from jax_lstm_ae.train.parallel import ask_for_cpu_devices, make_data_mesh
 
@@ -16,7 +17,7 @@ from jax_lstm_ae.train.parallel import ask_for_cpu_devices, make_data_mesh
 def _devices_flag(s: str) -> int | str:
     if s == "all":
         return s
-    if s.isdigit() and int(s) >= 1:
+    if is_ascii_int(s) and int(s) >= 1:
         return int(s)
     raise argparse.ArgumentTypeError(f"--devices takes a positive number or 'all', got {s!r}")
 
@@ -29,13 +30,13 @@ def add_parallel_args(parser) -> None:
                         "or all of them when several processes run")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="process 0's address for a multi-process run (env JAX_COORDINATOR_ADDRESS)")
-    g.add_argument("--num-processes", type=int, default=None, metavar="P",
+    g.add_argument("--num-processes", type=positive, default=None, metavar="P",
                    help="number of processes (env JAX_NUM_PROCESSES)")
-    g.add_argument("--process-id", type=int, default=None, metavar="I",
+    g.add_argument("--process-id", type=integer(">=0"), default=None, metavar="I",
                    help="this process's id in [0, P) (env JAX_PROCESS_ID)")
     g.add_argument("--distributed-auto", action="store_true",
                    help="let JAX detect the processes (SLURM, Open MPI, Kubernetes, Cloud TPU)")
-    g.add_argument("--fsdp-min-size", type=int, default=None, metavar="N",
+    g.add_argument("--fsdp-min-size", type=positive, default=None, metavar="N",
                    help="train: also split every parameter of at least N elements over the devices (FSDP)")
 
 

@@ -16,17 +16,20 @@ other modules reuse :func:`fail`, :func:`add_data_args` and :func:`load_data`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
 import shutil
+import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jax_lstm_ae.cli import checks
+from jax_lstm_ae.cli.checks import integer, number
 from jax_lstm_ae.train.allocator import tune_cpu_allocator
 
 PROG = "jax-lstm-ae"
@@ -52,12 +55,33 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return (CliError, DataError, RunError, ValueError, TypeError, OSError)
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "free some disk space or write elsewhere",
+    errno.EDQUOT: "free some disk space or write elsewhere",
+    errno.EACCES: "check the permissions or write elsewhere",
+    errno.EPERM: "check the permissions or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+}
+
+
 def error_line(exc: BaseException) -> str:
     """One line for the user: the message, without a traceback."""
     msg = str(exc) or type(exc).__name__
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        msg = f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        hint = _OS_HINTS.get(exc.errno)
+        msg = f"{where}{exc.strerror}" + (f"; {hint}" if hint else "")
     return " ".join(msg.split())
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors: no usage block."""
+
+    def error(self, message: str):
+        msg = " ".join(message.split())
+        self.exit(EXIT_USER_ERROR, f"{PROG}: error: {msg}; see `{self.prog} --help`\n")
 
 
 def run_guarded(func: Callable[..., Any], *args, **kwargs) -> int:
@@ -72,6 +96,9 @@ def run_guarded(func: Callable[..., Any], *args, **kwargs) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except NonFiniteError as e:
         print(f"{PROG}: error: {error_line(e)}", file=sys.stderr)
         return 1
@@ -96,10 +123,10 @@ def _int_list(text: str) -> list[int]:
     """``64`` or ``128,64``; ``none`` or ``0``: no layers."""
     if text.strip().lower() in ("", "none", "0"):
         return []
-    try:
-        out = [int(t) for t in text.replace(" ", ",").split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, or none, got {text!r}") from None
+    parts = [t for t in text.replace(" ", ",").split(",") if t.strip()]
+    if not all(checks.is_ascii_int(t) for t in parts):
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, or none, got {text!r}")
+    out = [int(t) for t in parts]
     if any(v < 1 for v in out):
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return out
@@ -109,17 +136,10 @@ def _columns(text: str) -> list[int | str]:
     cols = [t.strip() for t in text.split(",") if t.strip()]
     if not cols:
         raise argparse.ArgumentTypeError("expected column numbers (0-based) or names separated by commas")
-    return [int(c) if c.lstrip("-").isdigit() else c for c in cols]
+    return [int(c) if checks.is_ascii_int(c) else c for c in cols]
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+_positive = checks.positive
 
 
 def _hooks() -> list[Any]:
@@ -227,30 +247,110 @@ def _is_binary(data) -> bool:
     return bool(v.size) and bool(np.all((v == 0) | (v == 1)))
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
-    """A fresh temporary folder beside ``out``: the run is built there and
-    moved into place at the end, so an error never touches what ``out`` held."""
+class Terminated(BaseException):
+    """SIGTERM arrived while training: stop like Ctrl-C, keeping the last epoch.
+    A BaseException, as KeyboardInterrupt is, so no ``except Exception`` on the
+    way (in JAX or elsewhere) swallows it."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal handler's signature
+    raise Terminated()
+
+
+# Training flags and their defaults. They are None on the parser, so --resume
+# can tell a flag that was given from one that was not (see _check_resume_flags).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "decoder": "repeat", "embedding_dim": 32, "hidden": [], "init": "orthogonal", "head": "auto",
+    "bidirectional": False, "pooling": "last", "teacher_prob": 0.0, "batch_size": 32, "lr": 1e-2,
+    "schedule": "constant", "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0, "input_noise": 0.0,
+    "step_dropout": 0.0, "val_fraction": 0.2, "normalize": "auto", "seed": 0, "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+}  # fmt: skip
+# What --resume may change: they are honoured and recorded in config.json.
+RESUMABLE = ("epochs", "patience")
+
+
+def _recorded(config: dict, dest: str):
+    """The value a run recorded for the training flag ``dest`` (as the flag would give it)."""
+    m, o, t, d = (config.get(k) or {} for k in ("model", "optimizer", "train", "data"))
+    table = {
+        "decoder": lambda: m["decoder"], "embedding_dim": lambda: m["embedding_dim"], "hidden": lambda: m["hidden"],
+        "init": lambda: m.get("init", "uniform"), "head": lambda: m["head"],
+        "bidirectional": lambda: bool(m.get("bidirectional")), "pooling": lambda: m.get("pooling", "last"),
+        "teacher_prob": lambda: m.get("teacher_prob", 0.0), "batch_size": lambda: t["batch_size"],
+        "lr": lambda: o["learning_rate"], "schedule": lambda: "cosine" if o.get("decay_steps") else "constant",
+        "warmup_steps": lambda: o.get("warmup_steps", 0), "clip_norm": lambda: o.get("clip_norm") or 0.0,
+        "weight_decay": lambda: o.get("weight_decay", 0.0), "input_noise": lambda: t.get("input_noise") or 0.0,
+        "step_dropout": lambda: t.get("step_dropout") or 0.0, "val_fraction": lambda: t["val_fraction"],
+        "normalize": lambda: t["normalize"], "seed": lambda: t["seed"],
+        "activation": lambda: m.get("activation", "tanh"),
+        "recurrent_activation": lambda: m.get("recurrent_activation", "sigmoid"),
+    }  # fmt: skip
+    if dest in table:
+        try:
+            return table[dest]()
+        except KeyError:
+            return None
+    if dest == "data":
+        return d.get("source")
+    return d.get(dest)
+
+
+def _same(dest: str, given, recorded) -> bool:
+    if dest in ("head", "normalize") and given == "auto":
+        return True  # auto resolves from the same data to what the run recorded
+    if dest == "clip_norm":
+        return float(given or 0.0) == float(recorded or 0.0)
+    if dest == "data" and given is not None and not str(given).startswith("synthetic:"):
+        return str(Path(given).resolve()) == str(recorded)
+    if isinstance(given, float) or isinstance(recorded, float):
+        try:
+            return float(given) == float(recorded)
+        except (TypeError, ValueError):
+            return False
+    return given == recorded
+
+
+def _check_resume_flags(args: argparse.Namespace, config: dict, out: Path) -> None:
+    """--resume keeps the run's data, model and optimisation: a flag that would
+    change them is refused (it could not be honoured without a different run)."""
+    given = [d for d in TRAIN_DEFAULTS if getattr(args, d, None) is not None]
+    given += [d for d in ("data", *_DATA_KEYS) if getattr(args, d, None) is not None]
+    for dest in given:
+        value, rec = getattr(args, dest), _recorded(config, dest)
+        if not _same(dest, value, rec):
+            flag = "--" + dest.replace("_", "-")
+            shown = "" if isinstance(value, bool) else f" {','.join(map(str, value)) or 'none'}" if isinstance(
+                value, list) else f" {value}"
+            fail(
+                f"{flag}{shown} cannot change when resuming (the run has {rec}); --resume may change only "
+                f"--epochs and --patience; drop {flag}, or train a new run with another --out than {out}"
+            )
+
+
+def _check_fresh_out(out: Path, force: bool) -> None:
+    """Refuse an --out that a new run may not take; creates nothing."""
+    from jax_lstm_ae.cli.rundir import holder, is_nonempty_dir, partial_dir
+
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory; choose another --out")
-    if out.exists() and any(out.iterdir()) and not force:
+    pid = holder(out)
+    if pid is not None:
+        fail(f"--out {out} is being written by another training (pid {pid}); wait for it to end or choose another --out")
+    if is_nonempty_dir(out) and not force:
         fail(f"--out {out} already exists; pass --force to replace it, or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    from jax_lstm_ae.train.checkpoint import _umask
-
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-    return tmp
-
-
-def _commit_out(tmp: Path, out: Path) -> None:
-    """Swap the finished run into place; the old one is removed only after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if partial_dir(out).exists() and not force:
+        fail(
+            f"--out {out} holds an interrupted run (in {partial_dir(out)}); continue it with "
+            f"`{PROG} train --resume --out {out}`, or pass --force to start over"
+        )
+    for p in out.absolute().parents:
+        if p.exists():
+            if not p.is_dir():
+                fail(f"--out {out}: {p} is a file, not a folder; choose another --out")
+            if not os.access(p, os.W_OK | os.X_OK):
+                fail(f"--out {out}: cannot write in {p} (permission denied); choose another --out")
+            break
 
 
 def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary: bool, quiet: bool) -> list[str]:
@@ -276,9 +376,9 @@ def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary:
 
 
 def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from jax_lstm_ae.cli.rundir import read_metrics
+
+    return read_metrics(Path(path))
 
 
 def _corruption(tr: dict):
@@ -292,10 +392,16 @@ def _corruption(tr: dict):
     if not 0.0 <= drop < 1.0:
         fail(f"--step-dropout must be a rate in [0, 1), got {drop}")
     if noise and drop:
-        fail("give --input-noise or --step-dropout, not both")
+        fail("--input-noise and --step-dropout are two kinds of corruption; give only one of them, not both")
     if noise:
         return gaussian_noise(noise)
     return step_dropout(drop) if drop else None
+
+
+def _all_finite(tree) -> bool:
+    import jax
+
+    return all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(tree))
 
 
 def _normal_only(data, spec: dict):
@@ -307,111 +413,222 @@ def _normal_only(data, spec: dict):
     return keep_class(data, spec["normal_class"], spec["source"])
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from jax_lstm_ae.train.checkpoint import (
-        build_model,
-        build_optimizer,
-        load_run,
-        model_config,
-        optimizer_config,
-        save_run,
-    )
+def _fresh_setup(args: argparse.Namespace, out: Path) -> dict:
+    """Everything a new run needs, checked before anything is written."""
+    from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
     from jax_lstm_ae.data.datasets import Normalizer, train_val_split
-    from jax_lstm_ae.train.fit import DEFAULT_MIN_STEPS, NonFiniteError, budget_epochs, fit, fit_progress_from_extra, steps_per_epoch
+    from jax_lstm_ae.train.fit import DEFAULT_MIN_STEPS, budget_epochs, steps_per_epoch
+
+    for dest, default in TRAIN_DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, default)
+    _check_fresh_out(out, args.force)
+    spec = data_spec(args)
+    if spec["source"] is None:
+        spec["source"] = "synthetic:sines"
+    spec["normal_class"] = args.normal_class
+    data = _normal_only(load_data(spec), spec)
+    n_empty = int(np.sum(data.lengths == 0))  # length-0 sequences train as nothing: no loss, no gradient
+    binary = _is_binary(data)
+    head = args.head if args.head != "auto" else ("sigmoid" if binary else "linear")
+    if head == "sigmoid" and not binary:
+        fail("--head sigmoid needs data in {0, 1}; use --head linear for real values")
+    norm_mode = args.normalize if args.normalize != "auto" else ("none" if head == "sigmoid" else "zscore")
+    if head == "sigmoid" and norm_mode == "zscore":
+        fail("--normalize zscore would move binary data out of [0, 1]; use --normalize none with --head sigmoid")
+    # Default budget: 20 epochs but at least DEFAULT_MIN_STEPS steps, so a small set trains long enough to learn.
+    n_train = max(1, round(data.n * (1 - args.val_fraction)))
+    min_steps = args.min_steps if args.min_steps is not None else (DEFAULT_MIN_STEPS if args.epochs is None else 0)
+    epochs = budget_epochs(n_train, args.batch_size, args.epochs if args.epochs is not None else 20, min_steps)
+    tr = {
+        "epochs": epochs,
+        "min_steps": min_steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "val_fraction": args.val_fraction,
+        "patience": args.patience,
+        "normalize": norm_mode,
+        "input_noise": args.input_noise,
+        "step_dropout": args.step_dropout,
+    }
+    corrupt = _corruption(tr)
+    train, val = train_val_split(data, tr["val_fraction"], seed=tr["seed"])
+    total_steps = epochs * steps_per_epoch(train.n, args.batch_size)
+    mcfg = model_config(
+        data.features,
+        decoder=args.decoder,
+        embedding_dim=args.embedding_dim,
+        hidden=args.hidden,
+        head=head,
+        steps=data.steps,
+        bidirectional=args.bidirectional,
+        pooling=args.pooling,
+        teacher_prob=args.teacher_prob,
+        init=args.init,
+        activation=args.activation,
+        recurrent_activation=args.recurrent_activation,
+    )
+    ocfg = optimizer_config(
+        args.lr,
+        clip_norm=args.clip_norm,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        decay_steps=total_steps if args.schedule == "cosine" else None,
+    )
+    if spec["source"] is not None and not str(spec["source"]).startswith("synthetic:"):
+        spec["source"] = str(Path(spec["source"]).resolve())
+    normalizer = Normalizer.fit(train, tr["normalize"])
+    config = {"model": mcfg, "optimizer": ocfg, "train": tr, "data": spec}
+    config["data"].update(
+        n=data.n, n_train=train.n, n_val=0 if val is None else val.n, steps=data.steps, features=data.features,
+        n_empty=n_empty,
+    )
+    return dict(
+        config=config, model=build_model(mcfg), optimizer=build_optimizer(ocfg), normalizer=normalizer,
+        data=data, corrupt=corrupt, state=None, progress=None,
+    )  # fmt: skip
+
+
+def _resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
+    """The run in ``work`` (RUN_DIR or its partial folder) and its data, with
+    the flags --resume may change applied."""
+    from jax_lstm_ae.train.checkpoint import (
+        CHECKPOINT_FILE, RunError, build_model, build_optimizer, load_run, read_config,
+    )  # fmt: skip
+    from jax_lstm_ae.data.datasets import Normalizer
+    from jax_lstm_ae.train.fit import fit_progress_from_extra
+
+    if (work / CHECKPOINT_FILE).exists():
+        run = load_run(work)
+        config, model, normalizer = run.config, run.model, run.normalizer
+        state, progress, extra = run.state, fit_progress_from_extra(run.extra), run.extra
+    else:  # killed before its first epoch ended: start it again from its config
+        config = read_config(work)
+        try:
+            model = build_model(config)
+            norm = config.get("normalizer")
+            normalizer = None if norm is None else Normalizer.from_dict(norm)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise RunError(f"{work / 'config.json'}: incomplete or invalid config ({e}); train the run again") from None
+        state, progress, extra = None, None, {}
+    _check_resume_flags(args, config, out)
+    tr = config.get("train")
+    if not isinstance(tr, dict) or not isinstance(config.get("data"), dict):
+        raise RunError(f"{work / 'config.json'}: no train or data section; this run cannot be resumed")
+    done = int(extra.get("epoch", 0))
+    epochs = args.epochs if args.epochs is not None else int(tr["epochs"])
+    # killed after its last epoch, while plotting or swapping it in: just finish
+    finishing = work != out and args.epochs is None and done >= epochs
+    if epochs <= done and not finishing:
+        fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
+    changes = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k) is not None and getattr(args, k) != tr.get(k)}
+    if changes:
+        tr.update(changes)
+        config.setdefault("resumed", []).append({"at_epoch": done, **changes})
+    spec = config["data"]
+    data = _normal_only(load_data(spec), spec)
+    check_fits_model(data, model, config, spec["source"])
+    return dict(
+        config=config, model=model, optimizer=build_optimizer(config), normalizer=normalizer, data=data,
+        corrupt=_corruption(tr), state=state, progress=progress, extra=extra, finishing=finishing,
+    )  # fmt: skip
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from jax_lstm_ae.cli.rundir import Busy, RunLock, make_parents, partial_dir, remove_created
 
     out = Path(args.out)
-    fit_extra = setup_common(args)
+    if args.resume and args.force:
+        fail("--resume continues RUN_DIR and --force replaces it; give only one of them")
+    fit_extra = setup_common(args)  # before anything starts a JAX backend (--devices asks for CPU devices)
     if args.resume:
-        run = load_run(out)
-        config = run.config
-        spec = config["data"]
-        epochs = args.epochs if args.epochs is not None else config["train"]["epochs"]
-        done = int(run.extra.get("epoch", 0))
-        if epochs <= done:
-            fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
-        config["train"]["epochs"] = epochs
-        data = _normal_only(load_data(spec), spec)
-        check_fits_model(data, run.model, config, spec["source"])
-        normalizer, model = run.normalizer, run.model
-        optimizer = build_optimizer(config)
-        tr = config["train"]
-        corrupt = _corruption(tr)
-        state, progress = run.state, fit_progress_from_extra(run.extra)
-        work = out
+        if not out.parent.is_dir() or not (out.is_dir() or partial_dir(out).is_dir()):
+            fail(f"{out}: no such run directory; train one with `{PROG} train --out {out}`")
+        created: list[Path] = []
     else:
         if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/anomaly.py)
             from jax_lstm_ae.cli.anomaly import train_series
 
             return train_series(args)
-        spec = data_spec(args)
-        if spec["source"] is None:
-            spec["source"] = "synthetic:sines"
-        spec["normal_class"] = args.normal_class
-        data = _normal_only(load_data(spec), spec)
-        binary = _is_binary(data)
-        head = args.head if args.head != "auto" else ("sigmoid" if binary else "linear")
-        if head == "sigmoid" and not binary:
-            fail("--head sigmoid needs data in {0, 1}; use --head linear for real values")
-        norm_mode = args.normalize if args.normalize != "auto" else ("none" if head == "sigmoid" else "zscore")
-        if head == "sigmoid" and norm_mode == "zscore":
-            fail("--normalize zscore would move binary data out of [0, 1]; use --normalize none with --head sigmoid")
-        # Default budget: 20 epochs but at least DEFAULT_MIN_STEPS steps, so a small set trains long enough to learn.
-        n_train = max(1, round(data.n * (1 - args.val_fraction)))
-        min_steps = args.min_steps if args.min_steps is not None else (DEFAULT_MIN_STEPS if args.epochs is None else 0)
-        epochs = budget_epochs(n_train, args.batch_size, args.epochs if args.epochs is not None else 20, min_steps)
-        total_steps = epochs * steps_per_epoch(n_train, args.batch_size)
-        mcfg = model_config(
-            data.features,
-            decoder=args.decoder,
-            embedding_dim=args.embedding_dim,
-            hidden=args.hidden,
-            head=head,
-            steps=data.steps,
-            bidirectional=args.bidirectional,
-            pooling=args.pooling,
-            teacher_prob=args.teacher_prob,
-            init=args.init,
-        )
-        ocfg = optimizer_config(
-            args.lr,
-            clip_norm=args.clip_norm,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup_steps,
-            decay_steps=total_steps if args.schedule == "cosine" else None,
-        )
-        tr = {
-            "epochs": epochs,
-            "min_steps": min_steps,
-            "batch_size": args.batch_size,
-            "seed": args.seed,
-            "val_fraction": args.val_fraction,
-            "patience": args.patience,
-            "normalize": norm_mode,
-            "input_noise": args.input_noise,
-            "step_dropout": args.step_dropout,
-        }
-        corrupt = _corruption(tr)  # checked before anything is written
-        if spec["source"] is not None and not str(spec["source"]).startswith("synthetic:"):
-            spec["source"] = str(Path(spec["source"]).resolve())
-        model = build_model(mcfg)
-        optimizer = build_optimizer(ocfg)
-        config = {"model": mcfg, "optimizer": ocfg, "train": tr, "data": spec}
-        state = progress = None
-        work = _prepare_out(out, args.force)
-        normalizer = None  # fitted below, on the training split only
+        setup = _fresh_setup(args, out)  # every check before anything is created
+        created = make_parents(out.parent)
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except Busy as e:
+        remove_created(created)
+        fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
+    old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        if args.resume:
+            # a stopped new run (in the partial folder) comes first: it is the one the user last started
+            work = partial_dir(out) if (partial_dir(out) / "config.json").exists() else out
+            setup = _resume_setup(args, out, work)
+            setup["work"] = work
+        else:
+            _check_fresh_out_locked(out, args.force)
+        return _train(args, out, setup, fit_extra)
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+        lock.release()
+        if not out.exists() and not partial_dir(out).exists():
+            remove_created(created)  # the run left nothing: neither do the folders made for it
 
-    if corrupt is not None:
-        fit_extra["step_kwargs"] = {**fit_extra.get("step_kwargs", {}), "corrupt": corrupt}
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _check_fresh_out_locked(out: Path, force: bool) -> None:
+    """Under the lock, again: another run may have finished into ``out`` since."""
+    from jax_lstm_ae.cli.rundir import is_nonempty_dir
+
+    if is_nonempty_dir(out) and not force:
+        fail(f"--out {out} already exists; pass --force to replace it, or choose another --out")
+
+
+def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
+    from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, sync_metrics
+    from jax_lstm_ae.train.checkpoint import CONFIG_FILE, CONFIG_VERSION, atomic_write, save_run
+    from jax_lstm_ae.data.datasets import train_val_split
+    from jax_lstm_ae.train.fit import NonFiniteError, fit
+
+    config, model, optimizer, normalizer = setup["config"], setup["model"], setup["optimizer"], setup["normalizer"]
+    data, tr = setup["data"], config["train"]
+    if setup["corrupt"] is not None:
+        fit_extra["step_kwargs"] = {**fit_extra.get("step_kwargs", {}), "corrupt": setup["corrupt"]}
     train, val = train_val_split(data, tr["val_fraction"], seed=tr["seed"])
-    if normalizer is None:
-        normalizer = Normalizer.fit(train, tr["normalize"])
     train, val = normalizer.apply(train), None if val is None else normalizer.apply(val)
-    n_empty = int(np.sum(data.lengths == 0))  # length-0 sequences train as nothing: no loss, no gradient
-    config["data"].update(
-        n=data.n, n_train=train.n, n_val=0 if val is None else val.n, steps=data.steps, features=data.features,
-        n_empty=n_empty,
+
+    old_run = is_nonempty_dir(out)  # a run in RUN_DIR that must survive a new run that does not finish
+    fresh = not args.resume
+    if fresh:
+        work = new_partial(out)
+    else:
+        work = setup["work"]
+        sync_metrics(work, setup["extra"])
+    cfg_text = json.dumps(
+        dict(config, version=CONFIG_VERSION, normalizer=None if normalizer is None else normalizer.to_dict()), indent=2
     )
+    saved = {"epoch": int((setup.get("extra") or {}).get("epoch", 0))}
+
+    def on_epoch_end(st, prog):
+        if not _all_finite(st.params):
+            raise NonFiniteError(
+                f"training stopped after epoch {prog.epoch}: the parameters are not finite (the loss was "
+                f"{prog.last_record['loss']}); lower the learning rate (--lr) or check the data for extreme values",
+                st, [], int(st.step),
+            )
+        save_run(work, st, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
+        append_metrics(work, prog.last_record)
+        saved["epoch"] = prog.epoch
+        saved["best"] = prog.best_params
+
     if not args.quiet:
+        n_empty = int(config["data"].get("n_empty") or 0)
         empty = f" ({n_empty} empty: they add nothing to the loss)" if n_empty else ""
         print(
             f"data: {config['data']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
@@ -420,38 +637,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"head={config['model']['head']}",
             file=sys.stderr,
         )
-
-    saved = {"epoch": 0}
-
-    def on_epoch_end(st, prog):
-        save_run(work, st, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
-        saved["epoch"] = prog.epoch
-        saved["best"] = prog.best_params
-
     history: list[dict] = []
+    state = setup["state"]
     try:
-        state, history = fit(
-            model, optimizer, train, val,
-            epochs=tr["epochs"], batch_size=tr["batch_size"], seed=tr["seed"], patience=tr["patience"],
-            log_path=work / "metrics.jsonl", progress=not args.quiet, state=state, resume=progress,
-            on_epoch_end=on_epoch_end, restore_best=False, **fit_extra,
-        )  # fmt: skip
-    except (NonFiniteError, KeyboardInterrupt) as e:
-        if work != out:
-            if saved["epoch"]:
-                _commit_out(work, out)
-            else:
-                shutil.rmtree(work, ignore_errors=True)
-        if saved["epoch"]:
-            hint = f"; the last good checkpoint (epoch {saved['epoch']}) is in {out}: continue with `{PROG} train --resume --out {out}`"
-        else:
-            hint = f"; no epoch finished, so nothing was written to {out}"
-        if isinstance(e, NonFiniteError):
-            raise NonFiniteError(str(e) + hint, e.state, e.history, e.step) from None
-        print(f"{PROG}: interrupted{hint}", file=sys.stderr)
-        return 130
+        if fresh:
+            atomic_write(work / CONFIG_FILE, cfg_text + "\n")  # resumable from here on
+        if not setup.get("finishing"):
+            state, history = fit(
+                model, optimizer, train, val,
+                epochs=tr["epochs"], batch_size=tr["batch_size"], seed=tr["seed"], patience=tr["patience"],
+                log_path=None, progress=not args.quiet, state=state, resume=setup["progress"],
+                on_epoch_end=on_epoch_end, restore_best=False, **fit_extra,
+            )  # fmt: skip
+        elif saved["epoch"]:
+            saved["best"] = setup["extra"].get("best_params")
+    except (NonFiniteError, KeyboardInterrupt, Terminated) as e:
+        return _stopped(e, out, work, old_run, saved["epoch"])
     except BaseException:
-        if work != out:
+        if fresh:
             shutil.rmtree(work, ignore_errors=True)
         raise
     try:
@@ -461,22 +664,53 @@ def cmd_train(args: argparse.Namespace) -> int:
         shown = val if val is not None else train
         binary = config["model"]["head"] == "sigmoid"
         plots = _make_plots(work, history, model, params, shown, normalizer, binary, args.quiet)
-    except BaseException:
         if work != out:
+            commit(work, out)
+    except (KeyboardInterrupt, Terminated) as e:
+        return _stopped(e, out, work, old_run, saved["epoch"])
+    except BaseException:
+        if fresh:
             shutil.rmtree(work, ignore_errors=True)
         raise
-    if work != out:
-        _commit_out(work, out)
     last = _read_metrics(out / "metrics.jsonl")
     files = ["config.json", "checkpoint.msgpack", "metrics.jsonl", *plots]
     summary = f"trained {int(state.step)} steps"
     if last:
         summary += f", final train loss {last[-1]['loss']:.5f}"
-        if last[-1].get("val_loss") is not None:
-            summary += f", best validation loss {min(r['val_loss'] for r in last):.5f}"
+        vals = [r["val_loss"] for r in last if r.get("val_loss") is not None]
+        if vals:
+            summary += f", best validation loss {min(vals):.5f}"
     print(summary)
     print(f"run saved in {out}/: {' '.join(files)}")
     return 0
+
+
+def _stopped(e, out: Path, work: Path, old_run: bool, epoch: int) -> int:
+    """NaN, Ctrl-C or SIGTERM: keep the last good epoch where --resume finds it,
+    never at the cost of the run RUN_DIR held before."""
+    from jax_lstm_ae.cli.rundir import commit
+    from jax_lstm_ae.train.fit import NonFiniteError
+
+    if work == out:
+        hint = f"; the last good checkpoint (epoch {epoch}) is in {out}: continue with `{PROG} train --resume --out {out}`"
+    elif not epoch:
+        shutil.rmtree(work, ignore_errors=True)
+        hint = f"; no good epoch was saved, so nothing was written to {out}"
+    elif old_run:
+        hint = (
+            f"; {out} still holds the previous run, untouched; this run's last good checkpoint (epoch {epoch}) is in "
+            f"{work}: continue it with `{PROG} train --resume --out {out}`, or delete {work}"
+        )
+    else:
+        commit(work, out)
+        hint = f"; the last good checkpoint (epoch {epoch}) is in {out}: continue with `{PROG} train --resume --out {out}`"
+    if isinstance(e, NonFiniteError):
+        raise NonFiniteError(str(e) + hint, e.state, e.history, e.step) from None
+    if isinstance(e, Terminated):
+        print(f"{PROG}: terminated (SIGTERM){hint}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print(f"{PROG}: interrupted{hint}", file=sys.stderr)
+    return 130
 
 
 # ------------------------------------------------------------------ encode / reconstruct
@@ -484,6 +718,8 @@ def _run_and_data(args):
     from jax_lstm_ae.train.checkpoint import load_run
 
     run = load_run(args.run)
+    if not _all_finite(run.params):
+        fail(f"{args.run}: the saved parameters are not finite; train the run again (e.g. with a lower --lr)")
     spec = data_spec(args, run.config.get("data"))
     if spec.get("source") is None:
         fail(f"no data given and {args.run} does not record its training data; pass --data PATH")
@@ -509,11 +745,11 @@ def _chunked(fn, data, chunk: int) -> np.ndarray:
 
 def _check_out_suffix(out: Path) -> None:
     if out.suffix not in (".npy", ".npz"):
-        fail(f"--out {out}: use a .npy or .npz file name")
+        fail(f"--out {out}: not a .npy or .npz file name; use one ending in .npy or .npz")
     if out.is_dir():
         fail(f"--out {out} is a directory; give a file name ending in .npy or .npz")
     if not out.parent.exists():
-        fail(f"--out {out}: folder {out.parent} does not exist")
+        fail(f"--out {out}: folder {out.parent} does not exist; create it or choose another --out")
 
 
 def _save_arrays(out: Path, arrays: dict[str, np.ndarray], main_key: str) -> list[Path]:
@@ -601,7 +837,13 @@ def run_summary(run, run_dir=None) -> dict:
         "encoder": [{"in": int(p.w_i.shape[0]), "hidden": int(p.w_h.shape[0])} for p in _lstm_layers(run.params["encoder"])],
         "decoder": [{"in": int(p.w_i.shape[0]), "hidden": int(p.w_h.shape[0])} for p in _lstm_layers(run.params["decoder"])],
     }
+    # The checkpoint's epoch decides which record is the last one: metrics.jsonl
+    # may hold a line more (an older run killed between the two) or a bad line.
     metrics = _read_metrics(Path(run_dir) / "metrics.jsonl") if run_dir is not None else []
+    done = run.extra.get("epoch")
+    last = run.extra.get("last_record")
+    if not isinstance(last, dict) or last.get("epoch") != done:
+        last = next((r for r in reversed(metrics) if r.get("epoch") == done), None)
     return {
         "model": {
             "decoder": cfg["model"]["decoder"],
@@ -621,7 +863,7 @@ def run_summary(run, run_dir=None) -> dict:
             **{k: cfg.get("train", {}).get(k) for k in ("epochs", "batch_size", "seed")},
             **{k: cfg.get("train", {}).get(k) or 0.0 for k in ("input_noise", "step_dropout")},
             "optimizer": cfg.get("optimizer"),
-            "last": metrics[-1] if metrics else None,
+            "last": last,
         },
     }
 
@@ -676,6 +918,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """The built-in subcommands: train, encode, reconstruct, info."""
     from jax_lstm_ae.nn.decoders import DECODERS
+    from jax_lstm_ae.nn.cell import ACTIVATIONS
     from jax_lstm_ae.nn.encoder import POOLINGS
 
     p = subparsers.add_parser(
@@ -687,43 +930,50 @@ def register(subparsers) -> None:
     add_data_args(p, default_help=" (default: synthetic:sines)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (only once training succeeds)")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR up to --epochs (its data and model)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR (or its interrupted partial run) up to --epochs; only --epochs "
+                        "and --patience may change, other training flags are refused")
     g = p.add_argument_group("model")
-    g.add_argument("--decoder", choices=sorted(DECODERS), default="repeat", help="decoder strategy (default repeat)")
-    g.add_argument("--embedding-dim", type=_positive, default=32, metavar="E", help="latent size (default 32)")
-    g.add_argument("--hidden", type=_int_list, default=[], metavar="H[,H...]|none",
+    g.add_argument("--decoder", choices=sorted(DECODERS), help="decoder strategy (default repeat)")
+    g.add_argument("--embedding-dim", type=_positive, metavar="E", help="latent size (default 32)")
+    g.add_argument("--hidden", type=_int_list, metavar="H[,H...]|none",
                    help="encoder LSTM sizes before the E-sized one, e.g. 64 (F -> 64 -> E); the decoder mirrors "
                    "them (default none: one LSTM layer each way, which trains fastest on the built-in sets)")
-    g.add_argument("--init", choices=("orthogonal", "uniform"), default="orthogonal",
+    g.add_argument("--init", choices=("orthogonal", "uniform"),
                    help="LSTM weight init: orthogonal recurrent weights (Keras) or U(+-1/sqrt(H)) (PyTorch)")
-    g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"), default="auto",
+    g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"),
                    help="output and loss: linear (MSE), mae, sigmoid (binary CE); auto: sigmoid for 0/1 data")
-    g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
-    g.add_argument("--pooling", choices=POOLINGS, default="last",
+    g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional encoder")
+    g.add_argument("--pooling", choices=POOLINGS,
                    help="encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both")
-    g.add_argument("--teacher-prob", type=float, default=0.0, help="conditional decoder: scheduled-sampling probability")
+    g.add_argument("--teacher-prob", type=number("[0,1]"), metavar="P",
+                   help="conditional decoder: scheduled-sampling probability in [0, 1] (default 0)")
+    g.add_argument("--activation", choices=tuple(ACTIVATIONS),
+                   help="every LSTM cell's activation, on the candidate and the cell output (Keras's; default tanh)")
+    g.add_argument("--recurrent-activation", choices=tuple(ACTIVATIONS),
+                   help="every LSTM cell's gate activation (Keras's; default sigmoid; hard_sigmoid: relu6(x + 3) / 6)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=_positive,
                    help="epochs (default 20, raised to reach --min-steps; with --resume: the run's)")
-    g.add_argument("--min-steps", type=int, metavar="N",
+    g.add_argument("--min-steps", type=integer(">=0"), metavar="N",
                    help="train at least N steps, adding epochs (default 1000 without --epochs, 0 with it), "
                         "so a small set learns: 100 sequences in batches of 32 are 2 steps an epoch")
-    g.add_argument("--batch-size", type=_positive, default=32)
-    g.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (Adam; default 0.01)")
-    g.add_argument("--schedule", choices=("constant", "cosine"), default="constant", help="learning-rate schedule")
-    g.add_argument("--warmup-steps", type=int, default=0)
-    g.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip (0: none)")
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--input-noise", type=float, default=0.0, metavar="STD",
+    g.add_argument("--batch-size", type=_positive, help="sequences per training step (default 32)")
+    g.add_argument("--lr", type=number(">0", example="0.001"), help="peak learning rate (Adam; default 0.01)")
+    g.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule (default constant)")
+    g.add_argument("--warmup-steps", type=integer(">=0"), help="steps of linear warmup (default 0)")
+    g.add_argument("--clip-norm", type=number(">=0"), help="global gradient-norm clip (default 1.0; 0: none)")
+    g.add_argument("--weight-decay", type=number(">=0"), help="AdamW weight decay (default 0)")
+    g.add_argument("--input-noise", type=number(">=0"), metavar="STD",
                    help="denoising: the encoder reads the (normalised) data plus Gaussian noise of this std while "
                         "training; the loss still reconstructs the clean data (default 0: off)")
-    g.add_argument("--step-dropout", type=float, default=0.0, metavar="RATE",
+    g.add_argument("--step-dropout", type=number("[0,1)"), metavar="RATE",
                    help="denoising: the encoder reads the data with each step zeroed at this rate while training")
-    g.add_argument("--val-fraction", type=float, default=0.2, help="share of sequences held out (default 0.2)")
+    g.add_argument("--val-fraction", type=number("[0,1)"), help="share of sequences held out, in [0, 1) (default 0.2)")
     g.add_argument("--patience", type=_positive, help="early stopping: epochs without validation improvement")
-    g.add_argument("--normalize", choices=("auto", "zscore", "minmax", "none"), default="auto",
+    g.add_argument("--normalize", choices=("auto", "zscore", "minmax", "none"),
                    help="per-feature normalisation fitted on the training split (auto: zscore, none for 0/1 data)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=checks.seed, help=f"random seed in [0, {checks.SEED_MAX}] (default 0)")
     g = p.add_argument_group("anomaly detection (see `detect`)")
     g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
     g.add_argument("--train-rows", metavar="A:B", help="one long series: train the anomaly pipeline on its normal "
@@ -755,7 +1005,7 @@ def register(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog=PROG, description="LSTM sequence autoencoders on pure JAX functions: train, encode, reconstruct."
     )
     from jax_lstm_ae import __version__
@@ -764,6 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    parser.command_names = sorted(sub.choices)
     return parser
 
 
@@ -777,9 +1028,13 @@ def entry_point() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad flag (one line already printed)
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     if getattr(args, "func", None) is None:
-        parser.print_help(sys.stderr)
+        names = ", ".join(getattr(parser, "command_names", []))
+        print(f"{PROG}: error: give a command ({names}); see `{PROG} --help`", file=sys.stderr)
         return EXIT_USER_ERROR
     return run_guarded(args.func, args)
 

@@ -52,35 +52,57 @@ def plot_losses(history: Sequence[dict], path) -> Path:
 def plot_reconstructions(x: np.ndarray, recon: np.ndarray, lengths: np.ndarray, path, *, binary: bool = False) -> Path:
     """x, recon [N, T, F] (data units), lengths [N]: one row per example.
 
-    Real data: each feature a line, input solid, reconstruction dashed.
-    Binary data: input and reconstruction side by side as images (time down).
+    Real data: each feature a colour, input solid, reconstruction dashed, a
+    legend for both. Binary data: input and reconstruction side by side as
+    images, time across and features down, with a colour bar. Each row names
+    the sequence and its length L (only its L valid steps are drawn).
     """
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
-    n = x.shape[0]
+    n, f = x.shape[0], x.shape[2]
     if binary:
-        fig, axes = plt.subplots(n, 2, figsize=(5, 1.6 * n + 0.4), squeeze=False)
+        fig, axes = plt.subplots(n, 2, figsize=(8, 1.9 * n + 0.9), squeeze=False, layout="constrained")
         for i in range(n):
             ln = int(lengths[i])
-            for j, (arr, title) in enumerate(((x, "input"), (recon, "reconstruction"))):
+            for j, (arr, title) in enumerate(((x, "input"), (recon, "reconstruction (probability)"))):
                 ax = axes[i, j]
-                ax.imshow(arr[i, :ln].T, aspect="auto", vmin=0, vmax=1, cmap="Greys", interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_title(title)
+                im = ax.imshow(arr[i, :ln].T, aspect="auto", vmin=0, vmax=1, cmap="Greys", interpolation="nearest",
+                               extent=(-0.5, ln - 0.5, f - 0.5, -0.5))  # fmt: skip
+                ax.set_xticks(range(0, ln, max(1, ln // 8)))
+                ax.set_yticks(range(0, f, max(1, f // 5)))
+                ax.set_title(f"{title}: sequence {i}, length {ln}", fontsize=9)
+                ax.set_ylabel("feature")
+                if i == n - 1:
+                    ax.set_xlabel("time step")
+        fig.colorbar(im, ax=axes, shrink=0.6, label="value (0 white, 1 black)")
     else:
-        fig, axes = plt.subplots(n, 1, figsize=(7, 1.8 * n + 0.4), squeeze=False)
+        fig, axes = plt.subplots(n, 1, figsize=(8, 1.9 * n + 1.0), squeeze=False)
+        colors = []
         for i in range(n):
             ln = int(lengths[i])
             ax = axes[i, 0]
-            for f in range(x.shape[2]):
-                line = ax.plot(x[i, :ln, f], "-", lw=1.2)[0]
-                ax.plot(recon[i, :ln, f], "--", lw=1.2, color=line.get_color())
-            ax.set_ylabel(f"#{i}")
+            for k in range(f):
+                line = ax.plot(np.arange(ln), x[i, :ln, k], "-", lw=1.2)[0]
+                ax.plot(np.arange(ln), recon[i, :ln, k], "--", lw=1.2, color=line.get_color())
+                if i == 0:
+                    colors.append(line.get_color())
+            ax.set_ylabel(f"seq {i}\nlength {ln}", fontsize=9)
+            ax.set_xlim(-0.5, x.shape[1] - 0.5)
             ax.grid(alpha=0.3)
-        axes[0, 0].set_title("input (solid) and reconstruction (dashed)")
+        axes[0, 0].set_title("input (solid) and reconstruction (dashed), data units")
         axes[-1, 0].set_xlabel("time step")
-    fig.tight_layout()
+        shown = min(f, 10)
+        handles = [Line2D([], [], color=colors[k], lw=2, label=f"feature {k}") for k in range(shown)]
+        if f > shown:
+            handles.append(Line2D([], [], color="none", label=f"... {f - shown} more"))
+        handles += [Line2D([], [], color="k", ls="-", label="input"),
+                    Line2D([], [], color="k", ls="--", label="reconstruction")]  # fmt: skip
+        fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 0.84, 1))
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Literal, NamedTuple, Sequence
 
@@ -99,9 +100,54 @@ def check_finite(x: np.ndarray, path=None, *, what: str = "value") -> None:
         )
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _real_values(x, path, what: str = "values") -> np.ndarray:
+    """A numeric array as float64, refusing complex numbers, non-numbers and
+    magnitudes float32 cannot hold (they would silently become inf)."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        raise DataError(f"{_where(path)}: holds complex {what}; give real numbers (e.g. the real part or the magnitude)")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{_where(path)}: holds {x.dtype} {what}, expected numbers; save a numeric array")
+    x = x.astype(np.float64)
+    big = np.isfinite(x) & (np.abs(x) > _F32_MAX)
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        raise DataError(
+            f"{_where(path)}: value {x[idx]:g} at index {idx} is beyond float32's range (+-3.4e38; "
+            f"{int(big.sum())} such values); rescale the data"
+        )
+    return x
+
+
+def _check_lengths(lengths, n: int, t: int, path) -> np.ndarray:
+    """lengths[N]: whole numbers in [0, T] (0: an empty sequence), checked before the cast to int32
+    (which would turn 7.9 into 7 and 2**32 + 5 into 5)."""
+    raw = np.asarray(lengths)
+    if raw.shape != (n,):
+        raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {raw.shape}; give one length per sequence")
+    if np.iscomplexobj(raw) or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool):
+        raise DataError(f"{_where(path)}: lengths hold {raw.dtype} values; give whole numbers between 0 and T={t}")
+    if np.issubdtype(raw.dtype, np.floating):
+        frac = ~np.isfinite(raw) | (raw != np.round(raw))
+        if frac.any():
+            i = int(np.flatnonzero(frac)[0])
+            raise DataError(
+                f"{_where(path)}: sequence {i} has length {raw[i]}; lengths must be whole numbers between 0 and T={t}"
+            )
+    bad = (raw < 0) | (raw > t)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{_where(path)}: sequence {i} has length {raw[i]:.0f}; every sequence needs between 0 and T={t} steps"
+        )
+    return raw.astype(np.int32)
+
+
 def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, path=None) -> Dataset:
     x = np.asarray(x, np.float32)
-    lengths = np.asarray(lengths, np.int32)
     if x.ndim != 3:
         raise DataError(f"{_where(path)}: expected sequences of shape (N, T, F), got {x.shape}")
     n, t, _ = x.shape
@@ -111,13 +157,7 @@ def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, pa
         raise DataError(f"{_where(path)}: every sequence is empty (shape {x.shape}); give at least one step")
     if x.shape[2] == 0:
         raise DataError(f"{_where(path)}: the sequences have no features (shape {x.shape}); check --columns")
-    if lengths.shape != (n,):
-        raise DataError(f"{_where(path)}: lengths must have shape ({n},), got {lengths.shape}")
-    if lengths.min() < 0 or lengths.max() > t:
-        i = int(np.flatnonzero((lengths < 0) | (lengths > t))[0])
-        raise DataError(
-            f"{_where(path)}: sequence {i} has length {int(lengths[i])}; every length must lie in [0, T={t}]"
-        )
+    lengths = _check_lengths(lengths, n, t, path)
     valid = np.arange(t)[None, :] < lengths[:, None]
     check_finite(np.where(valid[..., None], x, 0.0), path)
     x = np.where(valid[..., None], x, 0.0).astype(np.float32)
@@ -215,12 +255,16 @@ def count_empty(data: Dataset) -> int:
 
 
 # ------------------------------------------------------------------ text tables
+# A number as a data file writes it: ASCII digits, optional sign, point and
+# exponent, or nan/inf (reported as non-finite later). Python's float() also
+# takes "1_000" and digits of other scripts; a data cell should not.
+_NUMBER = re.compile(
+    r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)\s*", re.ASCII | re.IGNORECASE
+)
+
+
 def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
+    return _NUMBER.fullmatch(cell) is not None
 
 
 class _Table(NamedTuple):
@@ -236,9 +280,9 @@ def _read_table(path: Path) -> _Table:
     header."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a data file")
+        raise DataError(f"{path}: is a directory, expected a data file; give the path of a file in it")
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         text = fh.read()
     lines = text.splitlines()
@@ -256,7 +300,7 @@ def _read_table(path: Path) -> _Table:
     if rows and not any(_is_number(c) for c in rows[0]):
         header, rows, line_nos = rows[0], rows[1:], line_nos[1:]
         if not rows:
-            raise DataError(f"{path}: the file holds a header but no data rows")
+            raise DataError(f"{path}: the file holds a header but no data rows; add the data below the header")
     width = len(header) if header is not None else len(rows[0])
     for r, n in zip(rows, line_nos):
         if len(r) != width:
@@ -271,23 +315,27 @@ def _to_float(table: _Table, path: Path, cols: Sequence[int] | None = None) -> n
     """Cells -> float64 [rows, cols]; a non-number or NaN/inf names its line and column."""
     rows = table.rows if cols is None else [[r[c] for c in cols] for r in table.rows]
     col_ids = list(range(len(table.rows[0]))) if cols is None else list(cols)
-    try:
-        arr = np.array(rows, dtype=np.float64)
-    except ValueError:
-        for r, n in zip(rows, table.lines):
-            for j, c in enumerate(r):
-                if not _is_number(c):
-                    raise DataError(
-                        f"{path}: line {n}, column {col_ids[j] + 1} holds {c!r}, which is not a number; "
-                        "every cell must be numeric (a single header row is allowed)"
-                    ) from None
-        raise
+    for r, n in zip(rows, table.lines):
+        for j, c in enumerate(r):
+            if not _is_number(c):
+                raise DataError(
+                    f"{path}: line {n}, column {col_ids[j] + 1} holds {c!r}, which is not a number; "
+                    "every cell must be a plain decimal number (a single header row is allowed)"
+                )
+    arr = np.array(rows, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(
             f"{path}: line {table.lines[i]}, column {col_ids[j] + 1} is {table.rows[i][col_ids[j]]!r} (not finite; "
             f"{int(bad.sum())} such cells); remove or impute them"
+        )
+    big = np.abs(arr) > _F32_MAX
+    if big.any():
+        i, j = (int(v) for v in np.argwhere(big)[0])
+        raise DataError(
+            f"{path}: line {table.lines[i]}, column {col_ids[j] + 1} is {table.rows[i][col_ids[j]]!r}, beyond float32's "
+            f"range (+-3.4e38; {int(big.sum())} such cells); rescale the data"
         )
     return arr
 
@@ -303,7 +351,7 @@ def _resolve_columns(spec, header: list[str] | None, width: int, path: Path, wha
         if isinstance(c, (int, np.integer)):
             c = int(c)
             if not -width <= c < width:
-                raise DataError(f"{path}: {what} asks for column {c} but the file has {width} columns (0-based)")
+                raise DataError(f"{path}: {what} asks for column {c} but the file has {width} columns; give 0-based numbers below {width}")
             out.append(c % width)
         else:
             if header is None or c not in header:
@@ -311,7 +359,7 @@ def _resolve_columns(spec, header: list[str] | None, width: int, path: Path, wha
                 raise DataError(f"{path}: {what} names column {c!r} but {have}")
             out.append(header.index(c))
     if not out:
-        raise DataError(f"{path}: {what} selects no columns")
+        raise DataError(f"{path}: {what} selects no columns; give at least one column")
     return out
 
 
@@ -330,6 +378,7 @@ def load_series(path, columns=None) -> np.ndarray:
     path = Path(path)
     if path.suffix in (".npy", ".npz"):
         arr = _load_array(path, "series")
+        arr = _real_values(arr, path)
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
@@ -337,7 +386,7 @@ def load_series(path, columns=None) -> np.ndarray:
         if columns is not None:
             arr = arr[:, _resolve_columns(columns, None, arr.shape[1], path)]
         if arr.shape[0] == 0:
-            raise DataError(f"{path}: the series is empty")
+            raise DataError(f"{path}: the series is empty; give at least one row")
         check_finite(arr, path)
         return arr.astype(np.float32)
     table = _read_table(path)
@@ -348,7 +397,7 @@ def load_series(path, columns=None) -> np.ndarray:
 
 def _load_array(path: Path, what: str):
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     try:
         obj = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -357,7 +406,7 @@ def _load_array(path: Path, what: str):
         with obj:
             keys = list(obj.keys())
             if not keys:
-                raise DataError(f"{path}: the .npz file holds no arrays")
+                raise DataError(f"{path}: the .npz file holds no arrays; save the sequences as x (numpy.savez(path, x=...))")
             if what == "series" or len(keys) == 1:
                 key = "x" if "x" in keys else keys[0]
                 return obj[key]
@@ -370,17 +419,18 @@ def _load_npy(path: Path) -> Dataset:
     labels = lengths = None
     if isinstance(obj, dict):
         if "x" not in obj:
-            raise DataError(f"{path}: a .npz with several arrays needs one named 'x' (found {sorted(obj)})")
+            raise DataError(
+                f"{path}: a .npz with several arrays needs one named 'x' (found {sorted(obj)}); "
+                "save the sequences as x (numpy.savez(path, x=..., lengths=..., labels=...))"
+            )
         x, lengths, labels = obj["x"], obj.get("lengths"), obj.get("labels")
     else:
         x = obj
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{path}: holds {x.dtype} values, expected numbers")
-    x = np.asarray(x, np.float32)
+    x = _real_values(x, path)
     if x.ndim == 2:
         x = x[..., None]  # [N, T] univariate sequences
     if x.ndim != 3:
-        raise DataError(f"{path}: expected sequences of shape (N, T) or (N, T, F), got {x.shape}")
+        raise DataError(f"{path}: expected sequences of shape (N, T) or (N, T, F), got {x.shape}; reshape the array")
     if x.size == 0:
         raise DataError(f"{path}: holds no values (shape {x.shape})")
     if lengths is None:
@@ -399,7 +449,7 @@ def _load_wide(path: Path, label_column) -> Dataset:
         labels = _labels(arr[:, lab])
         arr = np.delete(arr, lab, axis=1)
     if arr.shape[1] == 0:
-        raise DataError(f"{path}: rows hold a label but no values")
+        raise DataError(f"{path}: rows hold a label but no values; check --label-column and --format")
     x = arr[:, :, None]
     return _as_dataset(x, np.full((x.shape[0],), x.shape[1], np.int32), labels, path=path)
 
@@ -470,9 +520,9 @@ def load_sequences(
     if format is not None and format not in FORMATS:
         raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a data file")
+        raise DataError(f"{path}: is a directory, expected a data file; give the path of a file in it")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the file is empty; give a file with one row per time step or per sequence")
     fmt = format
@@ -493,7 +543,10 @@ def load_sequences(
         else:
             fmt = "ucr"
     if fmt == "npy":
-        return _load_npy(path)
+        ds = _load_npy(path)
+        if columns is not None:  # features of (N, T, F) arrays, by 0-based number
+            ds = ds._replace(x=np.ascontiguousarray(ds.x[..., _resolve_columns(columns, None, ds.features, path)]))
+        return ds
     if fmt == "ts":
         from jax_lstm_ae.data.ts import load_ts
 

@@ -208,7 +208,10 @@ def atomic_write(path, data: bytes | str) -> None:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _with_path(e, path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as fh:
@@ -216,9 +219,11 @@ def atomic_write(path, data: bytes | str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _with_path(e, path) from None
         raise
     try:  # persist the rename itself
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -228,6 +233,13 @@ def atomic_write(path, data: bytes | str) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _with_path(e: OSError, path) -> OSError:
+    """The same error naming ``path`` (a full disk reports ENOSPC without a file name)."""
+    if e.filename is not None or e.errno is None:
+        return e
+    return type(e)(e.errno, e.strerror, str(path))
 
 
 def _to_host(tree):
@@ -292,14 +304,23 @@ def save_run(
 def read_config(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
+        partial = run_dir.parent / f".{run_dir.name}.partial"
+        if (partial / CONFIG_FILE).exists():  # a run stopped before its first swap into place (cli.rundir)
+            raise RunError(
+                f"{run_dir}: no such run directory; a stopped training of it is in {partial}: "
+                f"finish it with `jax-lstm-ae train --resume --out {run_dir}`"
+            )
         raise RunError(f"{run_dir}: no such run directory; train one with `jax-lstm-ae train --out {run_dir}`")
     path = run_dir / CONFIG_FILE
     if not path.exists():
         raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE}); train one with `jax-lstm-ae train`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: not valid JSON ({e})") from None
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e}); restore the file or train the run again") from None
+    if not isinstance(cfg, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(cfg).__name__}; restore the file or train the run again")
+    return cfg
 
 
 def load_run(run_dir) -> Run:
@@ -312,15 +333,25 @@ def load_run(run_dir) -> Run:
     try:
         model = build_model(config)
         optimizer = build_optimizer(config)
-    except (KeyError, TypeError) as e:
-        raise RunError(f"{run_dir / CONFIG_FILE}: incomplete or invalid model config ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RunError(
+            f"{run_dir / CONFIG_FILE}: incomplete or invalid model or optimizer config ({type(e).__name__}: {e}); "
+            "restore the file or train the run again"
+        ) from None
     # Shapes and dtypes only: no random init is run to restore a run.
     template = jax.eval_shape(lambda: create_train_state(model, optimizer, jax.random.PRNGKey(0)))
     state, extra = load_checkpoint(run_dir / CHECKPOINT_FILE, template)
     best = extra.pop("best_params", None)
     params = state.params if best is None else jax.tree.map(jax.numpy.asarray, best)
     norm = config.get("normalizer")
-    run = Run(model, params, state, config, None if norm is None else Normalizer.from_dict(norm), extra)
+    try:
+        normalizer = None if norm is None else Normalizer.from_dict(norm)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RunError(
+            f"{run_dir / CONFIG_FILE}: invalid normalizer section ({type(e).__name__}: {e}); "
+            "restore the file or train the run again"
+        ) from None
+    run = Run(model, params, state, config, normalizer, extra)
     if best is not None:
         run.extra["best_params"] = best  # kept for fit_progress_from_extra (resume)
     return run

@@ -46,6 +46,7 @@ class FitProgress(NamedTuple):
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since the best, for early stopping
     best_params: Any = None  # host copy of the params at the best epoch
+    last_record: dict | None = None  # the metrics of epoch ``epoch``, saved with the checkpoint
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self._asdict().items() if k != "best_params"}
@@ -187,10 +188,11 @@ def fit(
       patience: stop after this many epochs without a validation (or, without
         ``val``, training) loss better than the best by ``min_delta``.
       log_path: append one JSON object per epoch (epoch, step, loss, val_loss,
-        seq_per_s, time_s, lr-free metrics) to this file.
+        seq_per_s, time_s, lr-free metrics) to this file, after ``on_epoch_end``.
       progress: True writes a progress line to stderr; a stream writes there.
       on_epoch_end: called with ``(state, FitProgress)`` after every epoch,
-        e.g. to save a checkpoint. Do not keep ``state``: the next step donates it.
+        e.g. to save a checkpoint (``FitProgress.last_record`` is the epoch's
+        metrics record). Do not keep ``state``: the next step donates it.
       restore_best: with validation, return the params of the best epoch.
       max_steps: stop after this many steps in total (state.step), mid-epoch
         if need be (a partial epoch is neither logged nor passed to on_epoch_end).
@@ -292,13 +294,6 @@ def fit(
             elapsed = time.perf_counter() - t0
             watched = val_loss if val_loss is not None else train_loss
             better = watched < prog.best_loss - min_delta
-            prog = FitProgress(
-                epoch + 1,
-                watched if better else prog.best_loss,
-                epoch + 1 if better else prog.best_epoch,
-                0 if better else prog.bad_epochs + 1,
-                jax.tree.map(lambda a: np.array(a, copy=True), state.params) if better else prog.best_params,
-            )
             rec = {
                 "epoch": epoch + 1,
                 "step": step,
@@ -308,13 +303,24 @@ def fit(
                 "time_s": elapsed,
                 "compile_s": compile_s,
             }
+            prog = FitProgress(
+                epoch + 1,
+                watched if better else prog.best_loss,
+                epoch + 1 if better else prog.best_epoch,
+                0 if better else prog.bad_epochs + 1,
+                jax.tree.map(lambda a: np.array(a, copy=True), state.params) if better else prog.best_params,
+                rec,
+            )
             history.append(rec)
             bar.epoch(rec)
+            # The checkpoint first: a kill between the two then leaves an epoch
+            # the log lacks (recoverable from the checkpoint), never one the
+            # checkpoint lacks (which a resume would log twice).
+            if on_epoch_end is not None:
+                on_epoch_end(state, prog)
             if log is not None:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-            if on_epoch_end is not None:
-                on_epoch_end(state, prog)
             if patience is not None and prog.bad_epochs >= patience:
                 if stream is not None:
                     stream.write(f"early stop: no improvement for {patience} epochs (best epoch {prog.best_epoch})\n")

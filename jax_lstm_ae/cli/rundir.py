@@ -1,0 +1,200 @@
+"""Where `train` writes: a lock, a hidden partial folder, and the swap into RUN_DIR.
+
+    RUN_DIR/                  a finished (or stopped, resumable) run
+    .RUN_DIR.partial/         a run being built; after a kill it stays here and
+                              `train --resume --out RUN_DIR` continues it
+    .RUN_DIR.lock             held (flock) by the one process writing RUN_DIR
+
+A new run is built in the partial folder and swapped into RUN_DIR only when it
+ends, so an existing RUN_DIR is never touched by a run that does not finish.
+The lock is an ``flock`` on a file beside RUN_DIR: the kernel drops it when its
+process dies, even by ``kill -9``, so a stale lock never blocks a later run.
+
+Inside a run the checkpoint is written before the epoch's line is appended to
+metrics.jsonl; on resume :func:`sync_metrics` rewrites metrics.jsonl from the
+checkpoint's epoch (the epoch's record is stored in the checkpoint too), so a
+kill between the two never loses or repeats an epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from jax_lstm_ae.train.checkpoint import _umask, atomic_write
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class Busy(Exception):
+    """Another process holds the lock of a run directory."""
+
+
+def partial_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+def lock_file(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+def is_nonempty_dir(p: Path) -> bool:
+    return p.is_dir() and any(p.iterdir())
+
+
+# ------------------------------------------------------------------ folders
+def make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest last."""
+    missing = []
+    p = folder.absolute()
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(20, "is a file, not a folder", str(p))
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
+def remove_created(folders: list[Path]) -> None:
+    """Remove the folders :func:`make_parents` created, if they are empty again."""
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def new_partial(out: Path) -> Path:
+    """An empty partial folder for ``out`` (any stale one is removed first)."""
+    p = partial_dir(out)
+    if p.exists():
+        shutil.rmtree(p)
+    p.mkdir()
+    os.chmod(p, 0o777 & ~_umask())
+    return p
+
+
+def commit(work: Path, out: Path) -> None:
+    """Swap the finished run ``work`` into ``out``; the old ``out`` is removed
+    only after the new one is in place."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(work, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ lock
+class RunLock:
+    """An exclusive, non-blocking lock on ``.RUN_DIR.lock`` (POSIX flock).
+
+    ``acquire`` raises :class:`Busy` with the holder's pid when another process
+    has it. ``release`` unlinks the file, then unlocks; an acquirer that opened
+    the file before the unlink notices the inode changed and retries."""
+
+    def __init__(self, out: Path):
+        self.path = lock_file(out)
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise Busy(pid) from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def holder(out: Path) -> str | None:
+    """The pid holding ``out``'s lock, or None when nobody does."""
+    try:
+        lock = RunLock(out)
+        if not lock.path.exists():
+            return None
+        lock.acquire()
+    except Busy as e:
+        return str(e)
+    except OSError:
+        return None
+    lock.release()
+    return None
+
+
+# ------------------------------------------------------------------ metrics
+def read_metrics(path: Path) -> list[dict]:
+    """The epoch records of a metrics.jsonl; lines that are not a JSON object
+    with an integer ``epoch`` and a numeric ``loss`` (a torn last line, an
+    edit) are skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and type(rec.get("epoch")) is int and isinstance(rec.get("loss"), (int, float)):
+            out.append(rec)
+    return out
+
+
+def sync_metrics(run_dir: Path, extra: dict) -> list[dict]:
+    """Make metrics.jsonl hold exactly epochs 1..``extra["epoch"]`` (the
+    checkpoint's), one line each, the last from the checkpoint itself."""
+    done = int(extra.get("epoch", 0))
+    by_epoch: dict[int, dict] = {}
+    for rec in read_metrics(run_dir / METRICS_FILE):
+        if 1 <= rec["epoch"] <= done:
+            by_epoch.setdefault(rec["epoch"], rec)
+    last = extra.get("last_record")
+    if isinstance(last, dict) and last.get("epoch") == done:
+        by_epoch[done] = last
+    recs = [by_epoch[e] for e in sorted(by_epoch)]
+    atomic_write(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in recs))
+    return recs
+
+
+def append_metrics(run_dir: Path, rec: dict) -> None:
+    path = run_dir / METRICS_FILE
+    try:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
