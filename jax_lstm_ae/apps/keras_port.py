@@ -31,9 +31,8 @@ An ``Embedding`` first makes a token encoder (the head is then a Dense to V).
 or ``"binary_crossentropy"`` (identity head, Keras's clipping; with a final
 ``Dense(F, activation="sigmoid")`` the ``sigmoid`` head).
 
-Non-default cell activations (``activation="relu"``, ...) are passed on as
-``activation=`` / ``recurrent_activation=`` to the factories; a version of the
-library whose cells have no such option raises a clear error.
+Cell activations (``activation="relu"``, ``recurrent_activation="hard_sigmoid"``,
+...) are passed on to the factories, which use Keras's names and semantics.
 """
 
 from __future__ import annotations
@@ -136,15 +135,8 @@ def _activations(cfgs: Sequence[dict], where: str) -> dict:
 
 
 def _build(factory, sizes, kw, where: str, **more):
-    try:
-        return factory(sizes, **kw, **more)
-    except TypeError as err:
-        if kw and ("activation" in str(err)):
-            raise ValueError(
-                f"the {where} LSTM layers use {kw}, but this version's LSTM cells only have tanh / sigmoid; "
-                "rebuild the Keras model with the default activations"
-            ) from None
-        raise
+    del where  # the factories name a bad activation themselves
+    return factory(sizes, **kw, **more)
 
 
 def _lstm_layer(cfg: dict, weights: list, what: str) -> LSTMParams:

@@ -85,7 +85,8 @@ def embedding_from_torch(sd: Mapping[str, np.ndarray], prefix: str = "embedding"
 
 
 def token_encoder_from_torch(
-    sd: Mapping[str, np.ndarray], *, embedding: str = "embedding", lstm: str = "lstm", backend: str = "auto"
+    sd: Mapping[str, np.ndarray], *, embedding: str = "embedding", lstm: str = "lstm", backend: str = "auto",
+    dropout: float = 0.0,
 ) -> tuple[Encoder, PyTree]:
     """``nn.Embedding`` + (stacked, optionally bidirectional) ``nn.LSTM``, the
     seq2seq tutorials' ``EncoderRNN`` / ``EncoderLSTM`` -> ``(encoder, params)``.
@@ -93,8 +94,11 @@ def token_encoder_from_torch(
     ``encoder.apply(params, tokens[T], length)`` is the top layer's last
     hidden state, ``hidden[0][-1]`` of PyTorch's ``forward(inputs, hidden)``
     started from zeros (``concat(h_fwd, h_bwd)`` when bidirectional).
-    ``nn.LSTM(dropout=p)`` drops between layers in training only, so
-    inference matches; ``embedding`` and ``lstm`` are the submodules' names.
+    ``nn.LSTM(dropout=p)`` drops between layers in training only: pass the
+    same ``dropout`` to train with it (the encoder drops when given a key),
+    inference matches either way; ``embedding`` and ``lstm`` are the
+    submodules' names. ``encoder.apply(..., initial)`` starts from a given
+    ``hidden`` instead of zeros.
     """
     table = embedding_from_torch(sd, embedding)
     layers = lstm_from_torch(sd, lstm)
@@ -106,7 +110,7 @@ def token_encoder_from_torch(
         )
     sizes = tuple(int((layer[0] if bi else layer).w_h.shape[0]) for layer in layers)
     enc = lstm_encoder(sizes, bidirectional=bi, vocab_size=int(table.shape[0]), token_dim=int(table.shape[1]),
-                       backend=backend)
+                       backend=backend, dropout=dropout)
     return enc, {"embedding": table, "lstm": layers}
 
 

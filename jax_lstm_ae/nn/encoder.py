@@ -40,6 +40,7 @@ class Encoder(NamedTuple):
     bidirectional: bool
     pooling: str = "last"  # one of POOLINGS
     apply_batch: Callable[[PyTree, Array, Array], Array] | None = None
+    dropout: float = 0.0  # between layers, in training (the apply functions' key / keys)
 
 
 def batched_encoder(encoder: Encoder) -> Callable[[PyTree, Array, Array], Array]:
@@ -111,6 +112,7 @@ def lstm_encoder(
     pooling: str = "last",
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
+    dropout: float = 0.0,
 ) -> Encoder:
     """A stacked LSTM whose top layer, read out by ``pooling``, is the latent.
 
@@ -137,6 +139,10 @@ def lstm_encoder(
         candidate and the cell output (tanh), ``recurrent_activation`` on the
         gates (sigmoid; Keras 3's ``"hard_sigmoid"`` is relu6(x + 3) / 6).
         Other than the defaults, the fused backends fall back to plain scans.
+      dropout: PyTorch's ``nn.LSTM(dropout=)``: in training (when the model
+        passes a key) each layer's outputs but the last are dropped with this
+        probability and the rest scaled by 1 / (1 - dropout); never at
+        inference. Runs the stack layer by layer.
       pooling: how the top layer becomes one vector. ``"last"``: its hidden
         state after the last valid step (the seeds' and EncDec-AD's choice),
         [H_top]. ``"mean"``: the mean of its outputs hs[t] over the valid
@@ -154,6 +160,8 @@ def lstm_encoder(
     check_backend(backend)  # resolved when traced, so building a model starts no JAX runtime
     check_activations(activation, recurrent_activation)
     cell = {"activation": activation, "recurrent_activation": recurrent_activation}
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout is a probability in [0, 1), got {dropout}")
     if vocab_size is not None and vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
     readout = _READOUTS[pooling]  # picked once, here, not at every call
@@ -180,17 +188,20 @@ def lstm_encoder(
             z = dense(z, params["proj"]["w"], params["proj"]["b"])
         return z
 
-    def apply_fn(params: PyTree, x: Array, length: Length, initial: Sequence[LSTMState] | None = None) -> Latent:
+    def apply_fn(params: PyTree, x: Array, length: Length, initial: Sequence[LSTMState] | None = None,
+                 key: PRNGKey | None = None) -> Latent:
         with jax.named_scope("encoder"):
             xs = params["embedding"][x] if vocab_size is not None else x
-            hs, finals = lstm_stack(params["lstm"], xs, length, initial, unroll=unroll, remat=remat, **cell)
+            hs, finals = lstm_stack(params["lstm"], xs, length, initial, unroll=unroll, remat=remat, dropout=dropout,
+                                    key=key, **cell)
             return finish(params, hs, finals, length, readout)
 
-    def apply_batch(params: PyTree, x: Array, lengths: Array, initial: Sequence[LSTMState] | None = None) -> Array:
+    def apply_batch(params: PyTree, x: Array, lengths: Array, initial: Sequence[LSTMState] | None = None,
+                    keys: Array | None = None) -> Array:
         with jax.named_scope("encoder"):
             xs = params["embedding"][x] if vocab_size is not None else x
             hs, finals = lstm_stack_batched(params["lstm"], xs, lengths, initial, unroll=unroll, backend=backend,
-                                            remat=remat, **cell)
+                                            remat=remat, dropout=dropout, keys=keys, **cell)
             return finish(params, hs, finals, lengths, jax.vmap(readout))
 
-    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling, apply_batch)
+    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling, apply_batch, float(dropout))

@@ -329,6 +329,8 @@ def lstm_stack(
     out: Callable[[Array], Array] | None = None,
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
+    dropout: float = 0.0,
+    key: PRNGKey | None = None,
 ) -> tuple[Array, list]:
     """A stack of layers on one example (the batched face: :func:`lstm_stack_batched`).
 
@@ -357,6 +359,11 @@ def lstm_stack(
         names and semantics (``nn.cell.ACTIVATIONS``; default tanh, sigmoid).
         The fused backends implement only the default pair: with any other,
         every backend runs the plain scans (correct, not fused).
+      dropout, key: as ``nn.LSTM(dropout=)``: with a key, each layer's outputs
+        but the last are zeroed with probability ``dropout`` and the rest
+        scaled by 1 / (1 - dropout) before the next layer reads them (a
+        training-time regulariser; without a key nothing is dropped). Mask
+        of layer l: ``bernoulli(split(key, L - 1)[l], 1 - dropout, hs.shape)``.
     Returns:
       ``hs[T, H_out]`` of the top layer (``out(hs)`` [T, K] with ``out``) and
       the list of final states, one per layer (a ``(fwd, bwd)`` pair for a
@@ -366,6 +373,15 @@ def lstm_stack(
     first, inp = _first_input(layers, xs, first_gates, batched=False)
     steps = _steps(first, inp, steps, batched=False)
     acts = check_activations(activation, recurrent_activation)
+    if _dropping(dropout, key, len(layers), remat):
+        def one_layer(layer, xs_, gates_, state, last):
+            return lstm_stack([layer], xs_, length, [state], first_gates=gates_, steps=steps, unroll=unroll,
+                              backend=backend, out=out if last else None, activation=activation,
+                              recurrent_activation=recurrent_activation)
+
+        keys = jax.random.split(key, len(layers) - 1)
+        return _layerwise_dropout(one_layer, layers, xs, first_gates, states, float(dropout),
+                                  lambda i, shape: jax.random.bernoulli(keys[i], 1.0 - dropout, shape))
     if acts == DEFAULT_ACTIVATIONS and resolve_backend(backend) != "reference":
         batch_states = [None if s is None else LSTMState(_one(s.h), _one(s.c)) for s in states]
         xs_b, gates_b = (inp[None], None) if first == "xs" else (None, inp[None])
@@ -471,18 +487,34 @@ def lstm_stack_batched(
     out: Callable[[Array], Array] | None = None,
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
+    dropout: float = 0.0,
+    keys: Array | None = None,
 ) -> tuple[Array, list]:
     """A stack on a batch: xs[B, T, F] (or first_gates [B, T, G] / [B, G]),
     lengths[B], states of [B, H] -> (hs[B, T, H_out] or out(hs), finals).
 
     The same arguments and semantics as :func:`lstm_stack`, with a leading
     batch axis; equal to ``jax.vmap`` of it (tested for every backend). The
-    backend is resolved here, at trace time, and gets the whole batch."""
+    backend is resolved here, at trace time, and gets the whole batch.
+    ``keys`` [B]: one PRNG key per example for ``dropout`` (each row's mask
+    is the one :func:`lstm_stack` draws from that key)."""
     states = list(states) if states is not None else [None] * len(layers)
     first, inp = _first_input(layers, xs, first_gates, batched=True)
     steps = _steps(first, inp, steps, batched=True)
     lengths = jnp.asarray(lengths, jnp.int32)
     acts = check_activations(activation, recurrent_activation)
+    if _dropping(dropout, keys, len(layers), remat):
+        def one_layer(layer, xs_, gates_, state, last):
+            return lstm_stack_batched([layer], xs_, lengths, [state], first_gates=gates_, steps=steps, unroll=unroll,
+                                      backend=backend, out=out if last else None, activation=activation,
+                                      recurrent_activation=recurrent_activation)
+
+        split = jax.vmap(lambda k: jax.random.split(k, len(layers) - 1))(keys)  # [B, L - 1] keys
+
+        def mask(i, shape):
+            return jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - dropout, shape[1:]))(split[:, i])
+
+        return _layerwise_dropout(one_layer, layers, xs, first_gates, states, float(dropout), mask)
     # The fused backends hard-code tanh / sigmoid: other cells run the plain scans.
     backend = resolve_backend(backend) if acts == DEFAULT_ACTIVATIONS else "reference"
     with jax.named_scope(f"lstm_stack_{backend}"):
@@ -497,6 +529,31 @@ def lstm_stack_batched(
             return _remat_batched(fn, layers, inp, first, steps, lengths, states, int(remat), out)
         hs, finals = fn(layers, inp, lengths, states, first=first, steps=steps)
         return (hs if out is None else out(hs)), finals
+
+
+def _dropping(dropout: float, key, n_layers: int, remat) -> bool:
+    """Whether inter-layer dropout applies (checks the rate)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout is a probability in [0, 1), got {dropout}")
+    if dropout == 0.0 or key is None or n_layers < 2:
+        return False
+    if remat is not None:
+        raise ValueError("dropout between layers and remat cannot be combined; use one of them")
+    return True
+
+
+def _layerwise_dropout(one_layer, layers, xs, first_gates, states, rate: float, mask) -> tuple[Array, list]:
+    """Run a stack layer by layer, dropping the outputs between layers
+    (``mask(l, shape)`` -> keep[shape]); the top layer's outputs are kept."""
+    x, gates, finals = xs, first_gates, []
+    for i, (layer, state) in enumerate(zip(layers, states)):
+        last = i == len(layers) - 1
+        hs, (fin,) = one_layer(layer, x, gates, state, last)
+        finals.append(fin)
+        if not last:
+            hs = jnp.where(mask(i, hs.shape), hs / (1.0 - rate), 0.0)
+        x, gates = hs, None
+    return hs, finals
 
 
 def _remat_batched(fn: StackFn, layers, inp, first, t_steps, lengths, states, chunk, out):

@@ -102,8 +102,15 @@ class Autoencoder(NamedTuple):
         """One example through encoder and decoder: (z[E], logits[T, K]).
 
         ``inputs`` [T, F]: what the encoder reads instead of ``x`` (a corrupted
-        x, for denoising); the decoder's targets stay ``x``."""
-        z = self.encode_one(params, x if inputs is None else inputs, length)
+        x, for denoising); the decoder's targets stay ``x``. In training, an
+        encoder with ``dropout`` draws its masks from a key split off ``key``."""
+        enc_key = None
+        if train and key is not None and self.encoder.dropout:
+            enc_key, key = jax.random.split(key)
+        if enc_key is None:
+            z = self.encode_one(params, x if inputs is None else inputs, length)
+        else:
+            z = self.encoder.apply(params["encoder"], x if inputs is None else inputs, length, None, enc_key)
         targets = self.head.target(x) if train else None
         return z, self.decode_one(params, z, length, x.shape[0], targets, key)
 
@@ -224,8 +231,9 @@ def _decode_batch(model: Autoencoder, params, z, lengths, steps, targets=None, k
     return jnp.where(step_mask(lengths, steps)[..., None], logits, 0.0)
 
 
-def _encode_batch(model: Autoencoder, params, x, lengths):
-    z = batched_encoder(model.encoder)(params["encoder"], x, lengths)
+def _encode_batch(model: Autoencoder, params, x, lengths, keys=None):
+    enc = batched_encoder(model.encoder)
+    z = enc(params["encoder"], x, lengths) if keys is None else enc(params["encoder"], x, lengths, None, keys)
     chex.assert_shape(z, (x.shape[0], model.latent_dim))
     return z
 
@@ -238,7 +246,11 @@ def forward_batch(model: Autoencoder, params: PyTree, x: Array, lengths: Array, 
     ``keys`` [B]: one PRNG key per example (scheduled sampling), or None.
     ``train``: feed targets to the decoders that use them. ``inputs``: what the
     encoder reads instead of x (denoising)."""
-    z = _encode_batch(model, params, x if inputs is None else inputs, lengths)
+    enc_keys = None
+    if train and keys is not None and model.encoder.dropout:  # as forward_one splits each example's key
+        pairs = jax.vmap(jax.random.split)(keys)
+        enc_keys, keys = pairs[:, 0], pairs[:, 1]
+    z = _encode_batch(model, params, x if inputs is None else inputs, lengths, enc_keys)
     targets = jax.vmap(model.head.target)(x) if train else None
     return z, _decode_batch(model, params, z, lengths, x.shape[1], targets, keys)
 
