@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -438,27 +439,39 @@ def _load_series(path, columns):
 def train_series(args) -> int:
     """`train --train-rows A:B`: fit the series pipeline on rows A..B-1 and save it as a run directory."""
     from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
-    from jax_lstm_ae.cli.main import _commit_out, _prepare_out
+    from jax_lstm_ae.cli.main import _check_fresh_out
+    from jax_lstm_ae.cli.rundir import Busy, RunLock, commit, make_parents, new_partial, remove_created
 
     if args.resume:
         fail("--resume does not apply to --train-rows; train again with --force")
     setup_common(args)
     series = _load_series(args.data, args.columns)
     a, b = parse_rows(args.train_rows, series.shape[0])
-    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, decoder=args.decoder,
-                                seed=args.seed, progress=not args.quiet, epochs=args.epochs)
+    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, decoder=args.decoder or "repeat",
+                                seed=args.seed or 0, progress=not args.quiet, epochs=args.epochs)
     out = Path(args.out)
-    work = _prepare_out(out, args.force)
+    _check_fresh_out(out, args.force)  # as a plain run: built aside, swapped in when it ends, under the lock
+    created = make_parents(out.parent)
+    lock = RunLock(out)
     try:
-        det.fit(series[a:b])
-        det.save(work, data={"source": str(Path(args.data).resolve()), "format": "series", "columns": args.columns,
-                             "train_rows": [a, b]})
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    _commit_out(work, out)
+        lock.acquire()
+    except Busy as e:
+        remove_created(created)
+        fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
+    try:
+        work = new_partial(out)
+        try:
+            det.fit(series[a:b])
+            det.save(work, data={"source": str(Path(args.data).resolve()), "format": "series",
+                                 "columns": args.columns, "train_rows": [a, b]})
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        commit(work, out)
+    finally:
+        lock.release()
+        if not out.exists():
+            remove_created(created)
     info = det.config_.get("train", {})
     print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
     print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
