@@ -253,7 +253,15 @@ class Terminated(BaseException):
     way (in JAX or elsewhere) swallows it."""
 
 
+# Set by SIGTERM. The handler also raises at once, but Python drops an
+# exception raised where it cannot propagate (inside a destructor or a
+# callback that runs during JAX's compilation), so the end of every epoch
+# checks the flag too.
+_SIGTERM_SEEN: list[bool] = [False]
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal handler's signature
+    _SIGTERM_SEEN[0] = True
     raise Terminated()
 
 
@@ -558,6 +566,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Busy as e:
         remove_created(created)
         fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
+    _SIGTERM_SEEN[0] = False
     old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         if args.resume:
@@ -626,6 +635,8 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
         append_metrics(work, prog.last_record)
         saved["epoch"] = prog.epoch
         saved["best"] = prog.best_params
+        if _SIGTERM_SEEN[0]:  # a SIGTERM whose exception was dropped on the way: stop here, this epoch saved
+            raise Terminated()
 
     if not args.quiet:
         n_empty = int(config["data"].get("n_empty") or 0)
