@@ -568,6 +568,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
     _SIGTERM_SEEN[0] = False
     old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    old_mask = None
+    if old_handler is not None and hasattr(signal, "pthread_sigmask"):
+        # A blocked SIGTERM is inherited from the parent (some launchers and
+        # test runners block it); unblocked, a `kill` stops the run cleanly.
+        old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
         if args.resume:
             # a stopped new run (in the partial folder) comes first: it is the one the user last started
@@ -580,6 +585,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
+        if old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         lock.release()
         if not out.exists() and not partial_dir(out).exists():
             remove_created(created)  # the run left nothing: neither do the folders made for it
