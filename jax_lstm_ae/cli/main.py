@@ -260,9 +260,14 @@ class Terminated(BaseException):
 _SIGTERM_SEEN: list[bool] = [False]
 
 
+# Callbacks in which a raised exception would only be printed and dropped.
+_NO_RAISE_IN = ("__del__", "_xla_gc_callback")
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal handler's signature
     _SIGTERM_SEEN[0] = True
-    raise Terminated()
+    if frame is None or frame.f_code.co_name not in _NO_RAISE_IN:
+        raise Terminated()
 
 
 # Training flags and their defaults. They are None on the parser, so --resume
@@ -549,6 +554,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         fail("--resume continues RUN_DIR and --force replaces it; give only one of them")
     fit_extra = setup_common(args)  # before anything starts a JAX backend (--devices asks for CPU devices)
+    import jax
+
+    # Start JAX's backend now, before the run is built and SIGTERM is handled:
+    # a signal must not land inside the backend's start-up.
+    jax.devices()
     if args.resume:
         if not out.parent.is_dir() or not (out.is_dir() or partial_dir(out).is_dir()):
             fail(f"{out}: no such run directory; train one with `{PROG} train --out {out}`")
