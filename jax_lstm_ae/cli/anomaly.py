@@ -439,8 +439,8 @@ def _load_series(path, columns):
 def train_series(args) -> int:
     """`train --train-rows A:B`: fit the series pipeline on rows A..B-1 and save it as a run directory."""
     from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
-    from jax_lstm_ae.cli.main import _check_fresh_out
-    from jax_lstm_ae.cli.rundir import Busy, RunLock, commit, make_parents, new_partial, remove_created
+    from jax_lstm_ae.cli.main import _check_fresh_out, run_lock
+    from jax_lstm_ae.cli.rundir import commit, make_parents, new_partial
 
     if args.resume:
         fail("--resume does not apply to --train-rows; train again with --force")
@@ -451,14 +451,7 @@ def train_series(args) -> int:
                                 seed=args.seed or 0, progress=not args.quiet, epochs=args.epochs)
     out = Path(args.out)
     _check_fresh_out(out, args.force)  # as a plain run: built aside, swapped in when it ends, under the lock
-    created = make_parents(out.parent)
-    lock = RunLock(out)
-    try:
-        lock.acquire()
-    except Busy as e:
-        remove_created(created)
-        fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
-    try:
+    with run_lock(out, make_parents(out.parent)):
         work = new_partial(out)
         try:
             det.fit(series[a:b])
@@ -468,10 +461,6 @@ def train_series(args) -> int:
             shutil.rmtree(work, ignore_errors=True)
             raise
         commit(work, out)
-    finally:
-        lock.release()
-        if not out.exists():
-            remove_created(created)
     info = det.config_.get("train", {})
     print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
     print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "

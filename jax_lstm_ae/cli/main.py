@@ -16,6 +16,7 @@ other modules reuse :func:`fail`, :func:`add_data_args` and :func:`load_data`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
@@ -548,7 +549,7 @@ def _resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from jax_lstm_ae.cli.rundir import Busy, RunLock, make_parents, partial_dir, remove_created
+    from jax_lstm_ae.cli.rundir import make_parents, partial_dir
 
     out = Path(args.out)
     if args.resume and args.force:
@@ -562,7 +563,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if not out.parent.is_dir() or not (out.is_dir() or partial_dir(out).is_dir()):
             fail(f"{out}: no such run directory; train one with `{PROG} train --out {out}`")
-        created: list[Path] = []
+        setup, created = None, []  # the run is read under its lock
     else:
         if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/anomaly.py)
             from jax_lstm_ae.cli.anomaly import train_series
@@ -570,12 +571,34 @@ def cmd_train(args: argparse.Namespace) -> int:
             return train_series(args)
         setup = _fresh_setup(args, out)  # every check before anything is created
         created = make_parents(out.parent)
+    with run_lock(out, created):
+        return _train_locked(args, out, setup, fit_extra)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, created: list[Path]):
+    """Hold ``out``'s lock while a run is written; on leaving, release it and,
+    if the run left nothing, remove the folders made for it (``created``)."""
+    from jax_lstm_ae.cli.rundir import Busy, RunLock, partial_dir, remove_created
+
     lock = RunLock(out)
     try:
         lock.acquire()
     except Busy as e:
         remove_created(created)
         fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
+    try:
+        yield
+    finally:
+        lock.release()
+        if not out.exists() and not partial_dir(out).exists():
+            remove_created(created)
+
+
+def _train_locked(args: argparse.Namespace, out: Path, setup: dict | None, fit_extra: dict) -> int:
+    """Train under the run's lock: SIGTERM handled, a new run checked again."""
+    from jax_lstm_ae.cli.rundir import partial_dir
+
     _SIGTERM_SEEN[0] = False
     old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     old_mask = None
@@ -597,9 +620,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, old_handler)
         if old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        lock.release()
-        if not out.exists() and not partial_dir(out).exists():
-            remove_created(created)  # the run left nothing: neither do the folders made for it
 
 
 def _main_thread() -> bool:

@@ -192,16 +192,9 @@ def latent_as_sequence(
             )
         return {"lstm": init_stack(key, latent_dim // n_steps, sizes, init=init)}
 
-    def check(steps):
-        if steps != n_steps:
-            raise ValueError(
-                f"latent_as_sequence was built for T={n_steps} steps but the data has T={steps}; "
-                f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
-            )
-
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
         del targets, key, readout
-        check(steps)
+        _check_steps("latent_as_sequence", n_steps, steps)
         with jax.named_scope("decoder_latent_as_sequence"):
             hs, _ = lstm_stack(params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, remat=remat, out=head,
                                **cell)
@@ -209,7 +202,7 @@ def latent_as_sequence(
 
     def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
         del targets, keys, readout
-        check(steps)
+        _check_steps("latent_as_sequence", n_steps, steps)
         with jax.named_scope("decoder_latent_as_sequence"):
             hs, _ = lstm_stack_batched(params["lstm"], z.reshape(z.shape[0], n_steps, -1), lengths, unroll=unroll,
                                        backend=backend, remat=remat, out=head, **cell)
@@ -253,6 +246,15 @@ def unconditioned(
             return hs
 
     return Decoder(init_fn, apply_fn, "unconditioned", sizes, False, apply_batch)
+
+
+def _check_steps(name: str, built: int, steps: int) -> None:
+    """A decoder that fixes T at build time refuses data of another length."""
+    if steps != built:
+        raise ValueError(
+            f"{name} was built for T={built} steps but the data has T={steps}; "
+            f"pad or crop the data to T={built} or rebuild the decoder with steps={steps}"
+        )
 
 
 def _shift_right(seq: Array) -> Array:
@@ -469,23 +471,16 @@ def final_state(
             )
         return {"lstm": init_stack(key, latent_dim // n_in, sizes, init=init)}
 
-    def check(steps):
-        if steps != n_steps:
-            raise ValueError(
-                f"final_state was built for T={n_steps} steps but the data has T={steps}; "
-                f"pad or crop the data to T={n_steps} or rebuild the decoder with steps={steps}"
-            )
-
     def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head):
         del length, targets, key, readout
-        check(steps)
+        _check_steps("final_state", n_steps, steps)
         with jax.named_scope("decoder_final_state"):
             _, finals = lstm_stack(params["lstm"], z.reshape(n_in, -1), jnp.asarray(n_in), unroll=unroll, **cell)
             return head(finals[-1].h.reshape(n_steps, width))
 
     def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout=None, head):
         del targets, keys, readout
-        check(steps)
+        _check_steps("final_state", n_steps, steps)
         with jax.named_scope("decoder_final_state"):
             full = jnp.full(lengths.shape, n_in, jnp.int32)  # the latent sequence is read in full
             _, finals = lstm_stack_batched(params["lstm"], z.reshape(z.shape[0], n_in, -1), full, unroll=unroll,
