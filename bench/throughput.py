@@ -19,11 +19,13 @@ for this library XLA's own buffer account of the compiled step is added.
 library on another layer backend, to compare backends in one run;
 ``torch@1`` runs PyTorch with one intra-op thread (its OpenMP threads suffer
 most when other processes share the cores).
-``--devices N`` adds ``jax_lstm_ae:N`` beside each ``jax_lstm_ae`` spec: the same
-global batch split over N devices (``make_train_step(..., mesh=)``), so the
-ratio column shows the scaling. On CPU the N devices are fake ones carved
-out of the same cores (``--xla_force_host_platform_device_count``, set here
-before jax is imported): that shows the overhead of sharding, not a speed-up. A peer whose
+``jax_lstm_ae`` runs as the library's defaults do on this machine: the
+batch split over one CPU device per core (``la.use_all_cores()``, what the
+``jax-lstm-ae`` command does); ``jax_lstm_ae:1`` is one device (what code
+that does not ask for the split gets), ``jax_lstm_ae:N`` N devices.
+``--devices N`` adds ``jax_lstm_ae:N`` beside each ``jax_lstm_ae`` spec. The
+CPU devices are asked for before JAX starts (``jax_num_cpu_devices``); more
+devices than cores shows the overhead of sharding, not a speed-up. A peer whose
 package is missing is reported as unavailable, not a crash. Peers: ``pip
 install -e .[bench]`` (torch==2.13.0, keras>=3; flax is a core dependency).
 
@@ -72,12 +74,14 @@ def _split_impl(spec: str) -> tuple[str, dict]:
     return name, ({"backend": backend} if backend else {}) | ({"devices": int(devices)} if devices else {})
 
 
-def _force_host_devices(specs: list[str]) -> None:
-    """Enough CPU devices for the largest ``:N`` spec; must run before jax is imported."""
-    n = max([_split_impl(s)[1].get("devices", 1) for s in specs] + [1])
-    flags = os.environ.get("XLA_FLAGS", "")
-    if n > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+def _cpu_devices(specs: list[str]) -> None:
+    """One CPU device per core for the default ``jax_lstm_ae`` (and ``baseline``)
+    spec, or the largest ``:N``; must run before JAX starts."""
+    from jax_lstm_ae.train import ask_for_cpu_devices, cpu_cores
+
+    wants = [_split_impl(s)[1].get("devices", cpu_cores() if _split_impl(s)[0] in (OURS, "baseline") else 1)
+             for s in specs]
+    ask_for_cpu_devices(max(wants + [1]))
 
 
 def _status_bytes(field: str) -> int:
@@ -284,7 +288,7 @@ def main(argv=None) -> None:
     p.add_argument("--remat", type=int, default=None, help="jax_lstm_ae: checkpoint the stacks in chunks of K steps")
     p.add_argument("--seq-len", type=int, default=None, help="override the config's T")
     p.add_argument("--devices", type=int, default=None, metavar="N",
-                   help="also run jax_lstm_ae with each batch split over N devices (spec jax_lstm_ae:N)")
+                   help="also run jax_lstm_ae on N devices (spec jax_lstm_ae:N; 1: one device)")
     p.add_argument("--baseline", default=None, metavar="PATH",
                    help="also run this library as the checkout at PATH has it (impl 'baseline')")
     p.add_argument("--gemm-n", type=int, default=2048, help="size of the square float32 GEMM that measures the limit")
@@ -301,15 +305,15 @@ def main(argv=None) -> None:
 
         tune_cpu_allocator()
     if args._child:
-        _force_host_devices([args.impl])
+        _cpu_devices([args.impl])
         return _child(args)
 
     specs = [s for s in args.impl.split(",") if s]
     if args.baseline and "baseline" not in specs:
         specs.append("baseline")
-    if args.devices and args.devices > 1:
+    if args.devices:
         specs = [t for s in specs for t in ([s, f"{s}:{args.devices}"] if _split_impl(s)[0] == OURS else [s])]
-    _force_host_devices(specs)
+    _cpu_devices(specs)
     for s in specs:
         if _split_impl(s)[0] not in IMPLS:
             p.error(f"unknown impl {s!r}; choose from {sorted(IMPLS)}")

@@ -69,6 +69,7 @@ from jax_lstm_ae.train import (
     optimizer_config,
     save_run,
     step_dropout,
+    use_all_cores,
 )
 
 __version__ = "0.1.0"
@@ -128,4 +129,5 @@ __all__ = [
     "train",
     "train_val_split",
     "unconditioned",
+    "use_all_cores",
 ]

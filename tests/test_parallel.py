@@ -243,6 +243,71 @@ def test_ask_for_cpu_devices_before_and_after_jax_starts():
     assert out.stdout.split() == ["True", "2", "False", "2"]
 
 
+def _two_cores() -> set[int]:
+    """At most two of the cores this process may use (the affinity the fresh processes below get)."""
+    return set(sorted(os.sched_getaffinity(0))[:2])
+
+
+_ALL_CORES = """
+import os, sys, jax, optax, jax_lstm_ae as la
+os.sched_setaffinity(0, {cores})
+mesh = la.use_all_cores()
+n = 0 if mesh is None else mesh.devices.size
+model = la.make_autoencoder(la.lstm_encoder([4]), la.repeat([4]), la.linear(), features=2)
+opt = optax.adam(1e-3)
+state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
+batch = la.Batch(jax.numpy.ones((5, 3, 2)), jax.numpy.full((5,), 3))
+state, metrics = la.make_train_step(model, opt, mesh=mesh)(state, batch)
+print(la.train.cpu_cores(), len(jax.devices("cpu")), n, float(metrics["loss"]) > 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_use_all_cores_gives_one_cpu_device_per_core_and_a_mesh():
+    """In a fresh process limited to k cores: k CPU devices and a k-device
+    mesh the train step takes (None for one core); an odd batch is padded."""
+    cores = _two_cores()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", _ALL_CORES.format(cores=sorted(cores))], env=env,
+                         capture_output=True, text=True, check=True)
+    k = len(cores)
+    assert out.stdout.split() == [str(k), str(k), str(k if k > 1 else 0), "True"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_cli_splits_batches_over_every_core_by_default(tmp_path):
+    """`jax-lstm-ae train` with no --devices: one CPU device per core; --devices 1: one device."""
+    cores = _two_cores()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    lines = []
+    for extra in ([], ["--devices", "1"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "jax_lstm_ae", "train", "--out", str(tmp_path / f"run{len(extra)}"),
+             "--epochs", "1", *extra],
+            env=env, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        )
+        assert res.returncode == 0, res.stderr
+        lines.append(res.stderr.splitlines()[0])
+    first = f"each batch split over {len(cores)} CPU devices" if len(cores) > 1 else "one device"
+    assert lines[0].endswith(first + (" (--devices 1: one)" if len(cores) > 1 else "")), lines[0]
+    assert lines[1].endswith("; one device"), lines[1]
+
+
+def test_use_all_cores_after_jax_started_warns_and_keeps_one_device():
+    """This pytest process started JAX with one CPU device: nothing changes,
+    and the call says why (when there are more cores to use)."""
+    if len(jax.devices("cpu")) > 1:
+        pytest.skip("this process already has several CPU devices")
+    if ae.train.cpu_cores() > 1:
+        with pytest.warns(UserWarning, match="already started with 1 CPU device"):
+            assert ae.use_all_cores() is None
+    else:
+        assert ae.use_all_cores() is None
+    a = argparse.ArgumentParser()
+    add_parallel_args(a)
+    assert setup_parallel(a.parse_args([])) is None  # the CLI's auto: the same, silently
+
+
 # ----------------------------------------------------------------- one device, no subprocess
 def test_pad_batch_adds_zero_rows_of_length_zero():
     b = ae.Batch(np.arange(3 * 2 * 1, dtype=np.float32).reshape(3, 2, 1) + 1, np.array([2, 1, 2], np.int32))
@@ -311,7 +376,7 @@ def test_cli_flags():
     ap = argparse.ArgumentParser()
     add_parallel_args(ap)
     a = ap.parse_args([])
-    assert a.devices is None and setup_parallel(a) is None  # plain one-device path
+    assert a.devices == "auto" and setup_parallel(a) is None  # one device here: the plain path
     assert ap.parse_args(["--devices", "all"]).devices == "all"
     a = ap.parse_args(["--devices", "1"])
     assert a.devices == 1 and setup_parallel(a) is None
@@ -337,7 +402,7 @@ def test_cli_subcommands_take_the_flags():
                                         "--process-id", "1"])
         assert (args.devices, args.coordinator, args.num_processes, args.process_id) == ("all", "h:1", 2, 1)
     args = parser.parse_args(["encode", "--run", "r", "--out", "z.npy"])
-    _parallel.setup(args)  # the hook the CLI runs first: one device, no mesh
+    _parallel.setup(args)  # the hook the CLI runs first: auto, and this process has one device: no mesh
     assert args.mesh is None and _parallel.fit_kwargs(args) == {}
     args.mesh = make_data_mesh()
     assert _parallel.fit_kwargs(args) == {"mesh": args.mesh, "step_kwargs": {"global_batch": False}}

@@ -11,23 +11,24 @@ from jax.sharding import Mesh
 
 from jax_lstm_ae.cli.checks import integer, is_ascii_int, positive
 from jax_lstm_ae.train.distributed import initialize_distributed
-from jax_lstm_ae.train.parallel import ask_for_cpu_devices, make_data_mesh
+from jax_lstm_ae.train.parallel import all_cores_mesh, ask_for_cpu_devices, make_data_mesh
 
 
 def _devices_flag(s: str) -> int | str:
-    if s == "all":
+    if s in ("all", "auto"):
         return s
     if is_ascii_int(s) and int(s) >= 1:
         return int(s)
-    raise argparse.ArgumentTypeError(f"--devices takes a positive number or 'all', got {s!r}")
+    raise argparse.ArgumentTypeError(f"--devices takes a positive number, 'all' or 'auto', got {s!r}")
 
 
 def add_parallel_args(parser) -> None:
     """``--devices N|all`` and the multi-process flags, on an argparse parser."""
     g = parser.add_argument_group("devices and hosts")
-    g.add_argument("--devices", type=_devices_flag, default=None, metavar="N|all",
-                   help="split each batch over N devices of this process (or all); default: one device, "
-                        "or all of them when several processes run")
+    g.add_argument("--devices", type=_devices_flag, default="auto", metavar="N|all|auto",
+                   help="split each batch over N devices of this process (or all); default auto: on a CPU "
+                        "backend one device per core, on GPU/TPU one device, all of them when several "
+                        "processes run; 1 gives the plain one-device run")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="process 0's address for a multi-process run (env JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=positive, default=None, metavar="P",
@@ -44,12 +45,15 @@ def setup_parallel(args) -> Mesh | None:
     """Start ``jax.distributed`` if asked, then build the mesh the flags ask for.
 
     Returns None for a plain one-device, one-process run (the unsharded path).
-    Call it before anything touches a device."""
+    ``auto`` (the default) is :func:`all_cores_mesh`: one CPU device per core
+    on a CPU backend. Call it before anything touches a device."""
     multi = initialize_distributed(
         getattr(args, "coordinator", None), getattr(args, "num_processes", None),
         getattr(args, "process_id", None), auto=getattr(args, "distributed_auto", False),
     )
     devices = getattr(args, "devices", None)
+    if devices == "auto":
+        return make_data_mesh() if multi else all_cores_mesh(warn=False)
     if not multi and devices in (None, 1):
         return None
     if isinstance(devices, int):

@@ -636,6 +636,14 @@ def _check_fresh_out_locked(out: Path, force: bool) -> None:
         fail(f"--out {out} already exists; pass --force to replace it, or choose another --out")
 
 
+def _devices_line(mesh) -> str:
+    """Where the batches run, for the run's first line."""
+    if mesh is None:
+        return "one device"
+    d = mesh.devices.flat[0]
+    return f"each batch split over {mesh.devices.size} {d.platform.upper()} devices (--devices 1: one)"
+
+
 def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
     from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, sync_metrics
     from jax_lstm_ae.train.checkpoint import CONFIG_FILE, CONFIG_VERSION, atomic_write, save_run
@@ -682,7 +690,7 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
             f"data: {config['data']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
             f"({train.n} train, {0 if val is None else val.n} validation); model: {config['model']['decoder']} "
             f"decoder, E={config['model']['embedding_dim']}, hidden={config['model']['hidden']}, "
-            f"head={config['model']['head']}",
+            f"head={config['model']['head']}; {_devices_line(fit_extra.get('mesh'))}",
             file=sys.stderr,
         )
     history: list[dict] = []

@@ -4,7 +4,7 @@ from jax_lstm_ae.train.step import TrainState, create_train_state, make_eval_ste
 from jax_lstm_ae.train.noise import Corruption, gaussian_noise, step_dropout
 from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, budget_epochs, fit, fit_progress_from_extra
 from jax_lstm_ae.train.checkpoint import Run, RunError, build_model, build_optimizer, load_run, model_config, optimizer_config, save_run
-from jax_lstm_ae.train.parallel import ShardedStep, ask_for_cpu_devices, data_parallel, encode_dataset, make_data_mesh, map_dataset, pad_batch, reconstruct_dataset, shard_batch, shard_state, state_shardings, step_errors_dataset, to_host
+from jax_lstm_ae.train.parallel import ShardedStep, all_cores_mesh, ask_for_cpu_devices, cpu_cores, data_parallel, encode_dataset, make_data_mesh, map_dataset, pad_batch, reconstruct_dataset, shard_batch, shard_state, state_shardings, step_errors_dataset, to_host, use_all_cores
 from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
 from jax_lstm_ae.train.allocator import tune_cpu_allocator
 
@@ -16,10 +16,12 @@ __all__ = [
     "RunError",
     "ShardedStep",
     "TrainState",
+    "all_cores_mesh",
     "ask_for_cpu_devices",
     "budget_epochs",
     "build_model",
     "build_optimizer",
+    "cpu_cores",
     "create_train_state",
     "data_parallel",
     "distributed_config",
@@ -48,4 +50,5 @@ __all__ = [
     "to_host",
     "train_step_fn",
     "tune_cpu_allocator",
+    "use_all_cores",
 ]
