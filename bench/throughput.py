@@ -309,10 +309,11 @@ def main(argv=None) -> None:
         return _child(args)
 
     specs = [s for s in args.impl.split(",") if s]
-    if args.baseline and "baseline" not in specs:
+    if args.baseline and "baseline" not in {_split_impl(s)[0] for s in specs}:
         specs.append("baseline")
-    if args.devices:
-        specs = [t for s in specs for t in ([s, f"{s}:{args.devices}"] if _split_impl(s)[0] == OURS else [s])]
+    if args.devices:  # the spec's name and backend on N devices, beside it
+        more = [f"{s.partition(':')[0]}:{args.devices}" for s in specs if _split_impl(s)[0] == OURS]
+        specs = specs + [m for m in more if m not in specs]
     _cpu_devices(specs)
     for s in specs:
         if _split_impl(s)[0] not in IMPLS:

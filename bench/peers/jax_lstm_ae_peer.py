@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 import jax_lstm_ae as la
+from jax_lstm_ae.train import cpu_cores
 from peers import Runner
 from peers._data import batch
 
@@ -31,8 +32,8 @@ def build_with(la, cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: 
     versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
                 "backend": backend}
 
-    if devices is None:  # the library's default: the batch split over every CPU device (one per core)
-        devices = jax.local_device_count() if jax.default_backend() == "cpu" else 1
+    if devices is None:  # the library's default: the batch split over one CPU device per core
+        devices = min(cpu_cores(), jax.local_device_count()) if jax.default_backend() == "cpu" else 1
     mesh = la.make_data_mesh(devices) if devices > 1 else None
     if mesh is not None:  # the global batch split over the mesh, params replicated
         from jax.sharding import NamedSharding, PartitionSpec

@@ -4,6 +4,9 @@
     python bench/peers/micro.py layer    # one layer, vmapped, train (value+grad) and forward, per backend/unroll
     python bench/peers/micro.py wgrad    # dW_h as one GEMM over T*B vs per-example GEMMs summed over B
     python bench/peers/micro.py inloop   # input projection in the time loop vs hoisted, per F
+    python bench/peers/micro.py gemm     # the recurrence's [B, H] x [H, G] product in a scan: GFLOP/s vs NumPy
+    python bench/peers/micro.py wave     # two stacked layers, forward: one loop each vs one wavefront loop
+    python bench/peers/micro.py bf16     # the in-loop product with bfloat16 operands (float32 sums) vs float32
     XLA_FLAGS=... python bench/peers/micro.py gates   # an XLA flag's effect (one process per flag)
 
 ``jax_lstm_ae.tune_cpu_allocator()`` runs first, as in throughput.py; add
@@ -124,9 +127,97 @@ def inloop() -> None:
     _fast.IN_LOOP_MAX_FEATURES = library_limit
 
 
+def _recurrence(w, dtype=None):
+    """T steps of h <- tanh(h @ w)[:, :H] (the gate product and one pass over it)."""
+    def run(h0):
+        def body(h, _):
+            lhs, rhs = (h, w) if dtype is None else (h.astype(dtype), w.astype(dtype))
+            z = jnp.dot(lhs, rhs, preferred_element_type=jnp.float32)
+            return jnp.tanh(z[:, :H]), None
+        return lax.scan(body, h0, None, length=T)[0]
+    return jax.jit(run)
+
+
+def gemm() -> None:
+    """The per-step product alone: does XLA run a [B, 128] x [128, 512] GEMM in a
+    loop at the rate one core reaches? (NumPy's BLAS, same shape, for scale;
+    run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for one thread.)"""
+    import numpy as np
+
+    w = jax.random.normal(jax.random.PRNGKey(0), (H, 4 * H)) * 0.05
+    for b in (32, 64):
+        h0 = jnp.ones((b, H))
+        print(f"B={b}: {2 * b * H * 4 * H * T / 1e9:.3f} GFLOP per {T} steps")
+        _rounds({f"scan B={b}": _recurrence(w)}, (h0,), rounds=9)
+        a, m = np.ones((b, H), np.float32), np.asarray(w)
+        t = time.perf_counter()
+        for _ in range(200 * T // 10):
+            a @ m
+        dt = (time.perf_counter() - t) / (200 * T // 10)
+        print(f"numpy {b}x{H}x{4 * H}: {dt * 1e6:.1f} us per product, {2 * b * H * 4 * H / dt / 1e9:.1f} GFLOP/s")
+
+
+def bf16() -> None:
+    """The in-loop product with bfloat16 operands and float32 sums, against float32."""
+    w = jax.random.normal(jax.random.PRNGKey(0), (H, 4 * H)) * 0.05
+    for b in (32, 64):
+        h0 = jnp.ones((b, H))
+        fns = {f"float32 B={b}": _recurrence(w), f"bfloat16 B={b}": _recurrence(w, jnp.bfloat16)}
+        _rounds(fns, (h0,), rounds=9)
+
+
+def wave() -> None:
+    """Two stacked layers (F=1 -> 128 -> 64, the ecg encoder, B=32, forward):
+    one scan per layer vs one scan whose step t runs layer 1 at t and layer 2
+    at t - 1 (a wavefront: half the loop trips, two independent products)."""
+    from jax_lstm_ae.backends.fast import _activate, _gate_scale
+
+    b, h1, h2 = 32, 128, 64
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    w_i1, w_h1 = jax.random.normal(k[0], (1, 4 * h1)) * 0.1, jax.random.normal(k[1], (h1, 4 * h1)) * 0.05
+    w_i2, w_h2 = jax.random.normal(k[2], (h1, 4 * h2)) * 0.05, jax.random.normal(k[3], (h2, 4 * h2)) * 0.05
+    s1, s2 = _gate_scale(h1, jnp.float32)[None], _gate_scale(h2, jnp.float32)[None]
+    xs = jax.random.normal(k[4], (T, b, 1))
+
+    def cell(gx, h, c, w_h, s):
+        i, f, g, o = _activate(gx + h @ w_h, s)
+        c = f * c + i * g
+        return o * jnp.tanh(c), c
+
+    @jax.jit
+    def layers(xs):
+        def first(hc, x):
+            h, c = cell(x @ w_i1, *hc, w_h1, s1)
+            return (h, c), h
+
+        def second(hc, x):
+            return cell(x @ w_i2, *hc, w_h2, s2), None
+
+        _, hs = lax.scan(first, (jnp.zeros((b, h1)),) * 2, xs)
+        (h, _), _ = lax.scan(second, (jnp.zeros((b, h2)),) * 2, hs)
+        return h
+
+    @jax.jit
+    def wavefront(xs):
+        z1, z2 = jnp.zeros((b, h1)), jnp.zeros((b, h2))
+        h, c = cell(xs[0] @ w_i1, z1, z1, w_h1, s1)
+
+        def body(carry, x):
+            h, c, g, d = carry
+            n1 = cell(x @ w_i1, h, c, w_h1, s1)
+            n2 = cell(h @ w_i2, g, d, w_h2, s2)  # layer 2 at the previous step
+            return (*n1, *n2), None
+
+        (h, c, g, d), _ = lax.scan(body, (h, c, z2, z2), xs[1:])
+        return cell(h @ w_i2, g, d, w_h2, s2)[0]
+
+    print(f"max difference {float(jnp.max(jnp.abs(layers(xs) - wavefront(xs)))):.1e}")
+    _rounds({"one loop per layer": layers, "wavefront": wavefront}, (xs,), rounds=15)
+
+
 if __name__ == "__main__":
     if "--allocator=default" not in sys.argv:  # as throughput.py: glibc keeps XLA's temporaries mapped
         from jax_lstm_ae.train import tune_cpu_allocator
 
         tune_cpu_allocator()
-    {"gates": gates, "layer": layer, "wgrad": wgrad, "inloop": inloop}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()
+    {"gates": gates, "layer": layer, "wgrad": wgrad, "inloop": inloop, "gemm": gemm, "bf16": bf16, "wave": wave}[sys.argv[1] if len(sys.argv) > 1 else "gates"]()

@@ -15,6 +15,11 @@ rounds, alternating, it times one step (ms) of:
 - ``D devices, B (the split step)``: the library's data-parallel step
   (``make_train_step(..., mesh=)``), whose gradients are summed over devices.
 
+Each variant's line also gives the process's CPU time over wall time (2.0:
+both cores busy) and the busiest threads' shares: where the work runs
+(XLA:CPU's client threads show as ``python``, its intra-op pool as
+``tf_XLAEigen``).
+
 Then: ``batch efficiency`` = (B time) / (D x B/D time), what halving the rows
 costs each core; ``contention`` = (independent) / (B/D alone); ``collective``
 = (split step) / (independent); ``scaling`` = (B time) / (split step time).
@@ -32,6 +37,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _thread_cpu() -> dict[str, tuple[str, float]]:
+    """CPU seconds so far of each thread of this process, with its name (Linux /proc)."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                name = fh.read().strip()
+        except OSError:  # the thread ended
+            continue
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 def main(argv=None) -> None:
@@ -101,20 +121,32 @@ def main(argv=None) -> None:
         for _ in range(2):
             jax.block_until_ready(f())
     ms = {k: [] for k in variants}
+    wall = dict.fromkeys(variants, 0.0)
+    threads: dict[str, dict] = {k: {} for k in variants}  # variant -> thread id -> [name, CPU s]
     for r in range(args.rounds):
         names = list(variants)
         for k in names[r % len(names):] + names[: r % len(names)]:
+            before = _thread_cpu()
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 jax.block_until_ready(variants[k]())
-            ms[k].append((time.perf_counter() - t0) / args.steps * 1e3)
+            dt = time.perf_counter() - t0
+            after = _thread_cpu()
+            ms[k].append(dt / args.steps * 1e3)
+            wall[k] += dt
+            for tid, (name, cpu) in after.items():
+                rec = threads[k].setdefault(tid, [name, 0.0])
+                rec[1] += cpu - before.get(tid, (name, 0.0))[1]
 
     med = {k: statistics.median(v) for k, v in ms.items()}
     b, a, ind, sp = (med[k] for k in variants)
     print(f"# {args.config} / {args.mode}, B={cfg.batch}, {d} CPU devices, allocator {args.allocator}, "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     for k, v in ms.items():
-        print(f"{k:40s} median {med[k]:8.1f} ms   min {min(v):8.1f} ms")
+        busy = sorted(((cpu / wall[k], name) for name, cpu in threads[k].values() if cpu > 0), reverse=True)
+        top = ", ".join(f"{name} {share:.2f}" for share, name in busy[:4])
+        print(f"{k:40s} median {med[k]:8.1f} ms   min {min(v):8.1f} ms   "
+              f"CPU/wall {sum(share for share, _ in busy):.2f} ({top})")
     print(f"batch efficiency (B / ({d} x B/{d}))  {b / (d * a):.2f}")
     print(f"contention (independent / alone)     {ind / a:.2f}")
     print(f"collective (split / independent)     {sp / ind:.2f}")
