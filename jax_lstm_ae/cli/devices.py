@@ -53,7 +53,7 @@ def setup_parallel(args) -> Mesh | None:
     )
     devices = getattr(args, "devices", None)
     if devices == "auto":
-        return make_data_mesh() if multi else all_cores_mesh(warn=False)
+        return make_data_mesh() if multi else all_cores_mesh(warn=False, max_devices=getattr(args, "batch_size", None))
     if not multi and devices in (None, 1):
         return None
     if isinstance(devices, int):

@@ -485,12 +485,13 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def all_cores_mesh(*, warn: bool = True) -> Mesh | None:
+def all_cores_mesh(*, warn: bool = True, max_devices: int | None = None) -> Mesh | None:
     """The data mesh :func:`use_all_cores` returns, without touching the
     allocator: one CPU device per core asked for, then a mesh over this
-    process's CPU devices when the default backend is the CPU and it has
-    several; None otherwise (one device: the plain, unsharded path). On
-    several processes: the mesh over every process's devices."""
+    process's CPU devices (at most ``max_devices``, e.g. the batch size, so
+    that no device gets only padding) when the default backend is the CPU
+    and it has several; None otherwise (one device: the plain, unsharded
+    path). On several processes: the mesh over every process's devices."""
     asked = ask_for_cpu_devices(cpu_cores())
     if jax.process_count() > 1:
         return make_data_mesh()
@@ -503,6 +504,8 @@ def all_cores_mesh(*, warn: bool = True) -> Mesh | None:
             f"use_all_cores() before anything runs on JAX (or set jax_num_cpu_devices) to use every core",
             stacklevel=3,
         )
+    if max_devices is not None:
+        n = min(n, max(int(max_devices), 1))
     return make_data_mesh(n) if n > 1 else None
 
 
