@@ -282,11 +282,11 @@ def test_cli_splits_batches_over_every_core_by_default(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     lines = []
     for extra in ([], ["--devices", "1"]):
-        res = subprocess.run(
-            [sys.executable, "-m", "jax_lstm_ae", "train", "--out", str(tmp_path / f"run{len(extra)}"),
-             "--epochs", "1", *extra],
-            env=env, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
-        )
+        argv = ["jax-lstm-ae", "train", "--out", str(tmp_path / f"run{len(extra)}"), "--epochs", "1", *extra]
+        # The child limits itself to the cores (a preexec_fn would fork this multithreaded process).
+        code = (f"import os, runpy, sys; os.sched_setaffinity(0, {sorted(cores)}); sys.argv = {argv!r}; "
+                f"runpy.run_module('jax_lstm_ae', run_name='__main__')")
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         lines.append(res.stderr.splitlines()[0])
     first = f"each batch split over {len(cores)} CPU devices" if len(cores) > 1 else "one device"
