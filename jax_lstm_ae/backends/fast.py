@@ -141,6 +141,15 @@ def _previous(seq: Array, first: Array, mask: Array, reverse: bool) -> Array:
     return jnp.where(nxt_valid, nxt, first[None])
 
 
+def _sum_outer(a: Array, b: Array) -> Array:
+    """sum over t, b of a[t, b]^T b[t, b], for a[T, B, M] and b[T, B, N]: one
+    [M, T*B] x [T*B, N] GEMM. In this 2-D form XLA reads both operands where
+    they are (the reshapes are free); the 3-D einsum "tbm,tbn->mn" made it
+    copy both into transposed layouts first (bench/RESULTS.md)."""
+    rows = a.shape[0] * a.shape[1]
+    return lax.dot_general(a.reshape(rows, a.shape[2]), b.reshape(rows, b.shape[2]), (((0,), (0,)), ((), ())))
+
+
 def _layer_tm_bwd(mode, steps, reverse, unroll, res, cts):
     w_h, w_i, x, lengths, h0, hs, k, a, f = res
     d_hs, d_h, d_c = cts
@@ -159,12 +168,12 @@ def _layer_tm_bwd(mode, steps, reverse, unroll, res, cts):
     (dh0, dc0), dz = lax.scan(body, (d_h, d_c), (d_hs, k, a, f, mask), reverse=not reverse, unroll=unroll)
     # The weight gradients as GEMMs over all T * B rows (dz is zero on padded
     # steps). Shift hs[T, B, H], not dz[T, B, G]: a sliced operand is copied.
-    dw_h = jnp.einsum("tbh,tbg->hg", _previous(hs, h0, mask, reverse), dz)
+    dw_h = _sum_outer(_previous(hs, h0, mask, reverse), dz)
     if mode == "gates":
         return dw_h, None, None, dz, None, dh0, dc0
     if mode == "const":
         return dw_h, None, None, jnp.sum(dz, axis=0), None, dh0, dc0
-    dw_i = jnp.einsum("tbf,tbg->fg", x, dz)
+    dw_i = _sum_outer(x, dz)
     return dw_h, dw_i, jnp.sum(dz, axis=(0, 1)), dz @ w_i.T, None, dh0, dc0
 
 
