@@ -313,7 +313,7 @@ def main(argv=None) -> None:
         specs.append("baseline")
     if args.devices:  # the spec's name and backend on N devices, beside it
         more = [f"{s.partition(':')[0]}:{args.devices}" for s in specs if _split_impl(s)[0] == OURS]
-        specs = specs + [m for m in more if m not in specs]
+        specs = list(dict.fromkeys(specs + more))
     _cpu_devices(specs)
     for s in specs:
         if _split_impl(s)[0] not in IMPLS:

@@ -13,34 +13,41 @@ import jax.numpy as jnp
 import optax
 
 import jax_lstm_ae as la
-from jax_lstm_ae.train import cpu_cores
+from jax_lstm_ae.train import all_cores_mesh
 from peers import Runner
 from peers._data import batch
 
 
-def build_with(la, cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None,
-               devices: int | None = None, **_) -> Runner:
-    """The benchmark model on the package ``la`` (only names every version has)."""
-    kw = dict(backend=backend, unroll=unroll, remat=remat)
+def setup_with(la, cfg, **layer_kw):
+    """The benchmark's model on the package ``la`` (only names every version
+    has), its optimizer and initial state, and the config's batch x[B, T, F],
+    lengths[B]: (model, optimizer, state, x, lengths)."""
     model = la.make_autoencoder(
-        la.lstm_encoder(cfg.enc_sizes, **kw), la.repeat(cfg.dec_sizes, **kw), la.linear(), features=cfg.features
+        la.lstm_encoder(cfg.enc_sizes, **layer_kw), la.repeat(cfg.dec_sizes, **layer_kw), la.linear(),
+        features=cfg.features,
     )
-    x = jnp.asarray(batch(cfg))
-    lengths = jnp.full((cfg.batch,), cfg.steps, jnp.int32)
     optimizer = optax.adam(1e-3)
     state = la.create_train_state(model, optimizer, jax.random.PRNGKey(0))
+    return model, optimizer, state, jnp.asarray(batch(cfg)), jnp.full((cfg.batch,), cfg.steps, jnp.int32)
+
+
+def build_with(la, cfg, mode, *, backend: str = "auto", unroll: int = 1, remat: int | None = None,
+               devices: int | None = None, **_) -> Runner:
+    """The benchmark model on the package ``la``, as a :class:`Runner`."""
+    model, optimizer, state, x, lengths = setup_with(la, cfg, backend=backend, unroll=unroll, remat=remat)
     versions = {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
                 "backend": backend}
 
     if devices is None:  # the library's default: the batch split over one CPU device per core
-        devices = min(cpu_cores(), jax.local_device_count()) if jax.default_backend() == "cpu" else 1
-    mesh = la.make_data_mesh(devices) if devices > 1 else None
+        mesh = all_cores_mesh(warn=False)
+    else:
+        mesh = la.make_data_mesh(devices) if devices > 1 else None
     if mesh is not None:  # the global batch split over the mesh, params replicated
         from jax.sharding import NamedSharding, PartitionSpec
 
         x, lengths = jax.device_put((x, lengths), NamedSharding(mesh, PartitionSpec("data")))
         state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
-        versions["devices"] = f"{devices} x {mesh.devices.flat[0].platform}"
+        versions["devices"] = f"{mesh.devices.size} x {mesh.devices.flat[0].platform}"
 
     if mode == "train":
         train_step = la.make_train_step(model, optimizer, mesh=mesh)

@@ -49,19 +49,12 @@ def _worker(args) -> None:
         mesh = la.make_data_mesh(args.devices)
 
     import jax
-    import jax.numpy as jnp
-    import optax
 
     from peers import CONFIGS
-    from peers._data import batch as make_batch
+    from peers.jax_lstm_ae_peer import setup_with
 
     cfg = CONFIGS[args.config]
-    model = la.make_autoencoder(la.lstm_encoder(cfg.enc_sizes), la.repeat(cfg.dec_sizes), la.linear(),
-                                features=cfg.features)
-    opt = optax.adam(1e-3)
-    x = make_batch(cfg)
-    lengths = jnp.full((cfg.batch,), cfg.steps, jnp.int32)
-    state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
+    model, opt, state, x, lengths = setup_with(la, cfg)
     if args.mode == "train":
         step = la.make_train_step(model, opt, mesh=mesh, global_batch=args.process_id is not None)
         batch = la.Batch(x, lengths)
@@ -74,11 +67,11 @@ def _worker(args) -> None:
         share = cfg.batch // args.devices
         if args.process_id is not None:  # this process's rows, on its one device
             rows = slice(args.process_id * share, (args.process_id + 1) * share)
-            xs, ls = jnp.asarray(x[rows]), lengths[rows]
+            xs, ls = x[rows], lengths[rows]
         else:
             from jax.sharding import NamedSharding, PartitionSpec
 
-            xs, ls = jax.device_put((jnp.asarray(x), lengths), NamedSharding(mesh, PartitionSpec("data")))
+            xs, ls = jax.device_put((x, lengths), NamedSharding(mesh, PartitionSpec("data")))
         enc = jax.jit(model.encode)
 
         def run():

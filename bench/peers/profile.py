@@ -80,21 +80,15 @@ def main(argv=None) -> None:
 
     la.train.tune_cpu_allocator()
     import jax
-    import jax.numpy as jnp
-    import optax
     from jax.profiler import ProfileData
 
     from peers import CONFIGS
-    from peers._data import batch as make_batch
+    from peers.jax_lstm_ae_peer import setup_with
 
     cfg = CONFIGS[args.config]
     b = args.batch or cfg.batch
-    model = la.make_autoencoder(la.lstm_encoder(cfg.enc_sizes), la.repeat(cfg.dec_sizes), la.linear(),
-                                features=cfg.features)
-    opt = optax.adam(1e-3)
-    state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
-    x = jnp.asarray(make_batch(cfg))[:b]
-    lengths = jnp.full((x.shape[0],), cfg.steps, jnp.int32)
+    model, opt, state, x, lengths = setup_with(la, cfg)
+    x, lengths = x[:b], lengths[:b]
     if args.mode == "train":
         fn, fargs = jax.jit(la.train.train_step_fn(model, opt)), (state, la.Batch(x, lengths))
     else:

@@ -29,7 +29,6 @@ Encode and reconstruct have no collective (the rows are independent).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -72,24 +71,17 @@ def main(argv=None) -> None:
     la.ask_for_cpu_devices(args.devices)
 
     import jax
-    import jax.numpy as jnp
-    import optax
     from jax.sharding import NamedSharding, PartitionSpec
 
     from peers import CONFIGS
-    from peers._data import batch as make_batch
+    from peers.jax_lstm_ae_peer import setup_with
 
     cfg = CONFIGS[args.config]
     d = args.devices
     if cfg.batch % d:
         p.error(f"batch {cfg.batch} does not divide by {d} devices")
     devs = jax.devices("cpu")[:d]
-    model = la.make_autoencoder(la.lstm_encoder(cfg.enc_sizes), la.repeat(cfg.dec_sizes), la.linear(),
-                                features=cfg.features)
-    opt = optax.adam(1e-3)
-    x = jnp.asarray(make_batch(cfg))
-    lengths = jnp.full((cfg.batch,), cfg.steps, jnp.int32)
-    state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
+    model, opt, state, x, lengths = setup_with(la, cfg)
     share = cfg.batch // d
 
     if args.mode == "train":

@@ -488,19 +488,21 @@ def cpu_cores() -> int:
 def all_cores_mesh(*, warn: bool = True, max_devices: int | None = None) -> Mesh | None:
     """The data mesh :func:`use_all_cores` returns, without touching the
     allocator: one CPU device per core asked for, then a mesh over this
-    process's CPU devices (at most ``max_devices``, e.g. the batch size, so
+    process's CPU devices (one per core at most, and at most ``max_devices``,
+    e.g. the batch size, so
     that no device gets only padding) when the default backend is the CPU
     and it has several; None otherwise (one device: the plain, unsharded
     path). On several processes: the mesh over every process's devices."""
-    asked = ask_for_cpu_devices(cpu_cores())
+    cores = cpu_cores()
+    asked = ask_for_cpu_devices(cores)
     if jax.process_count() > 1:
         return make_data_mesh()
     if jax.default_backend() != "cpu":
         return None
-    n = jax.local_device_count()
-    if not asked and n < cpu_cores() and warn:
+    n = min(jax.local_device_count(), cores)  # more CPU devices than cores (asked for elsewhere) gain nothing
+    if not asked and n < cores and warn:
         warnings.warn(
-            f"JAX had already started with {n} CPU device(s) for {cpu_cores()} cores; call "
+            f"JAX had already started with {n} CPU device(s) for {cores} cores; call "
             f"use_all_cores() before anything runs on JAX (or set jax_num_cpu_devices) to use every core",
             stacklevel=3,
         )
