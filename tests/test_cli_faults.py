@@ -140,7 +140,7 @@ def test_killed_at_several_moments_resumes_to_the_uninterrupted_run(reference, t
             assert f"train --resume --out {out}" in line and _epochs(out) >= 1
 
     # 2. that run continued (or started again), stopped after a few epochs
-    again = _argv(data, out) if not (out.exists() or _partial(out).exists()) else ["train", "--out", str(out), "--resume"]
+    again = _argv(data, out) if not (out.exists() or _partial(out).exists()) else ["train", "--out", str(out), "--resume", "--quiet"]
     proc = _start(again)
     _wait(proc, lambda: _epochs(where()) >= 3, "3 epochs")
     proc.send_signal(sig)
