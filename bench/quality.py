@@ -233,7 +233,7 @@ def series_row(args, name: str, path, columns, spans, train_rows, *, ucr: bool =
         t = time.perf_counter()
         det.fit(series[a:b])
         scores[kind] = det.decision_function(series)
-        info[kind] = {"wall_s": time.perf_counter() - t, **det.config_.get("train", {})}
+        info[kind] = {"wall_s": time.perf_counter() - t, **det.config_.get("result", {})}
     row["plan"] = det.plan_._asdict()
     t = time.perf_counter()
     scores["mp"] = matrix_profile_scores(series, det.plan_)

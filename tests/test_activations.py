@@ -105,11 +105,12 @@ def test_keras_relu_autoencoder_values_and_gradients():
 
 
 def test_activations_in_the_run_config_and_errors():
-    cfg = la.model_config(2, embedding_dim=4, hidden=(), activation="relu", recurrent_activation="hard_sigmoid")
-    model = la.build_model(cfg)
-    assert cfg["activation"] == "relu" and cfg["recurrent_activation"] == "hard_sigmoid"
-    legacy = {k: v for k, v in cfg.items() if k not in ("activation", "recurrent_activation")}
-    assert la.build_model(legacy) is not model  # a run saved before the options: tanh / sigmoid
+    cfg = la.train.model_config(2, embedding_dim=4, hidden=(), activation="relu", recurrent_activation="hard_sigmoid")
+    model = la.train.build_model(cfg)
+    assert cfg["cell"]["activation"] == "relu" and cfg["cell"]["recurrent_activation"] == "hard_sigmoid"
+    legacy = {"features": 2, "embedding_dim": 4, "hidden": []}  # a version-1 run saved before the options
+    assert la.train.build_model(legacy).spec.cell.activation == "tanh"
+    assert la.train.build_model(legacy) is not model
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         la.lstm_encoder((4,), activation="gelu")
     with pytest.raises(ValueError, match="unknown recurrent_activation"):

@@ -180,7 +180,7 @@ def test_series_detector_lstm_saves_and_loads_as_a_run(tmp_path):
     x = periodic_series(n=1500)
     det = SeriesAnomalyDetector(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64).fit(x[:1200])
     s = det.decision_function(x)
-    assert np.all(np.isfinite(s)) and det.config_["train"]["epochs_run"] == 2
+    assert np.all(np.isfinite(s)) and det.config_["result"]["epochs_run"] == 2
     det.save(tmp_path / "run")
     run = load_run(tmp_path / "run")  # an ordinary run directory too
     assert run.config["model"]["embedding_dim"] == 4

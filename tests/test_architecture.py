@@ -112,7 +112,7 @@ model = la.recurrent_autoencoder(3, 4)  # "auto": "fast" once traced on the CPU
 opt = la.make_optimizer(1e-3, warmup_steps=2, decay_steps=10)
 step = la.make_train_step(model, opt)
 evals = la.make_eval_step(model)
-cfg = la.build_model({"model": la.model_config(3, decoder="teacher_forced", embedding_dim=4, hidden=(6,))})
+cfg = la.train.build_model({"model": la.train.model_config(3, decoder="teacher_forced", embedding_dim=4, hidden=(6,))})
 asked = la.ask_for_cpu_devices(3)
 devices = len(jax.devices())
 # an actual step now runs on those devices

@@ -38,32 +38,29 @@ import numpy as np
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_scorer, score_errors
 from jax_lstm_ae.apps.series import SeriesPlan, plan_series, points_to_rows, prepare
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, sliding_windows, train_val_split
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, sliding_windows
+from jax_lstm_ae.nn.spec import DecoderKind, DecoderSpec, EncoderSpec
+from jax_lstm_ae.train.runner import TrainResult, run_training, split_data
+from jax_lstm_ae.train.spec import preset
 
 DETECTOR_FILE = "detector.json"
 ARRAYS_FILE = "detector.npz"
 
 
 # ----------------------------------------------------------------- training
-def train_autoencoder(train: Dataset, val: Dataset | None, *, embedding_dim: int, hidden, decoder: str,
-                      steps: int, lr: float, batch_size: int, seed: int, progress=False, epochs: int | None = None):
-    """About ``steps`` Adam steps (whole epochs; or ``epochs`` epochs) with a cosine decay; the best
-    validation epoch's params. Returns (model, state, config) with ``config``
-    in the run-directory layout (``model``, ``optimizer``, ``train``)."""
-    from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
-    from jax_lstm_ae.train.fit import fit, steps_per_epoch
-
-    mcfg = model_config(train.features, decoder=decoder, embedding_dim=embedding_dim, hidden=tuple(hidden),
-                        steps=train.steps)
-    batch = min(int(batch_size), train.n)
-    spe = steps_per_epoch(train.n, batch)
-    epochs = max(1, -(-int(steps) // spe)) if epochs is None else int(epochs)
-    ocfg = optimizer_config(lr, decay_steps=epochs * spe)
-    model = build_model(mcfg)
-    state, hist = fit(model, build_optimizer(ocfg), train, val, epochs=epochs, batch_size=batch, seed=seed,
-                      progress=progress)
-    tcfg = {"epochs": epochs, "batch_size": batch, "seed": seed, "epochs_run": len(hist), "steps": int(state.step)}
-    return model, state, {"model": mcfg, "optimizer": ocfg, "train": tcfg}
+def _specs(preset_name: str, data: Dataset, *, embedding_dim: int, hidden, decoder: str, steps: int, lr: float,
+           batch_size: int, val_fraction: float, seed: int, epochs: int | None = None):
+    """The estimator's arguments as the named preset's specs, with ``steps``
+    Adam steps (whole epochs; or ``epochs`` epochs) cosine-decayed from ``lr``."""
+    kind = DecoderKind(decoder)
+    fixed_t = kind in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE)
+    model_spec, train_spec = preset(preset_name, data.features, embedding_dim=int(embedding_dim),
+                                    encoder=EncoderSpec(hidden=tuple(int(h) for h in hidden)),
+                                    decoder=DecoderSpec(kind, steps=data.steps if fixed_t else None))
+    budget = {"epochs": 1, "min_steps": int(steps)} if epochs is None else {"epochs": int(epochs), "min_steps": 0}
+    train_spec = train_spec.replace(batch_size=int(batch_size), val_fraction=float(val_fraction), seed=int(seed),
+                                    optimizer=train_spec.optimizer.replace(learning_rate=float(lr)), **budget)
+    return model_spec, train_spec
 
 
 def _as_3d(x) -> np.ndarray:
@@ -132,6 +129,15 @@ class _Detector(_Params):
     def fit_predict(self, *args, **kwargs) -> np.ndarray:
         return self.fit(*args, **kwargs).labels_
 
+    def _train(self, model_spec, train_spec, data: Dataset) -> None:
+        """The autoencoder through the runner (nothing with ``raw``): model_, params_, state_, config_."""
+        self.model_ = self.params_ = self.state_ = None
+        self.config_ = {}
+        if not self.raw:
+            r: TrainResult = run_training(model_spec, train_spec, data, progress=self.progress)
+            self.model_, self.params_, self.state_, self.config_ = r.model, r.params, r.state, r.config
+            self.config_["result"] = {"steps": int(r.state.step), "epochs_run": len(r.history)}
+
     def _errors(self, windows: Dataset) -> np.ndarray:
         """Error vectors [B, T, F]: |x_hat - x| of the normalised data, or the data itself (raw)."""
         if self.model_ is None:
@@ -150,7 +156,7 @@ class _Detector(_Params):
         if self.model_ is not None:
             self.config_ = {**self.config_, "data": {**self._data_config(), **(data or {})}}
             save_run(run_dir, self.state_, self.config_, self.normalizer_,
-                     extra={"epoch": self.config_.get("train", {}).get("epochs_run")})
+                     extra={"epoch": self.config_.get("result", {}).get("epochs_run")})
         g = self.scorer_.gaussian
         meta = {
             "kind": self._kind, "params": _jsonable(self.get_params()), "threshold": self.threshold_,
@@ -253,21 +259,16 @@ class SeriesAnomalyDetector(_Detector):
         ds = Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32))
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}")
-        fit_ds, hold = train_val_split(ds, self.holdout, seed=self.seed)
+        model_spec, train_spec = _specs("series", ds, embedding_dim=self.embedding_dim, hidden=self.hidden,
+                                        decoder=self.decoder, steps=self.steps, lr=self.lr,
+                                        batch_size=self.batch_size, val_fraction=self.holdout, seed=self.seed,
+                                        epochs=self.epochs)
+        self.normalizer_, fit_ds, hold = split_data(ds, train_spec)
         if hold is None:
             raise ValueError(f"the training stretch gives {ds.n} window(s), too few to hold any out; give more rows")
-        self.normalizer_ = Normalizer.fit(fit_ds)
-        fit_ds, hold = self.normalizer_.apply(fit_ds), self.normalizer_.apply(hold)
         self.n_features_ = s.shape[1]
         self.data_counts_ = {"n": ds.n, "n_train": fit_ds.n, "n_val": hold.n}  # windows
-        self.model_ = self.params_ = self.state_ = None
-        self.config_ = {}
-        if not self.raw:
-            self.model_, self.state_, self.config_ = train_autoencoder(
-                fit_ds, hold, embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder,
-                steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed, progress=self.progress,
-                epochs=self.epochs)
-            self.params_ = self.state_.params
+        self._train(model_spec, train_spec, ds)
         self.scorer_ = fit_scorer(self._errors(hold), method="mahalanobis", level="window")
         self._set_threshold(self.decision_function(s))
         return self
@@ -350,18 +351,13 @@ class SequenceAnomalyDetector(_Detector):
     def fit(self, X, y=None, lengths=None):
         """Fit on normal sequences X[B, T, F] (y is ignored)."""
         ds = self._dataset(X, lengths)
-        train, val = train_val_split(ds, self.val_fraction, seed=self.seed)
+        model_spec, train_spec = _specs("sequence", ds, embedding_dim=self.embedding_dim, hidden=self.hidden,
+                                        decoder=self.decoder, steps=self.steps, lr=self.lr,
+                                        batch_size=self.batch_size, val_fraction=self.val_fraction, seed=self.seed)
+        self.normalizer_, train, val = split_data(ds, train_spec)
         if val is None:
             raise ValueError("fit needs at least 2 sequences and val_fraction > 0 to fit the scorer on held-out ones")
-        self.normalizer_ = Normalizer.fit(train)
-        train, val = self.normalizer_.apply(train), self.normalizer_.apply(val)
-        self.model_ = self.params_ = self.state_ = None
-        self.config_ = {}
-        if not self.raw:
-            self.model_, self.state_, self.config_ = train_autoencoder(
-                train, val, embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder,
-                steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed, progress=self.progress)
-            self.params_ = self.state_.params
+        self._train(model_spec, train_spec, ds)
         level = "window" if np.all(ds.lengths == ds.steps) else "step"
         self.scorer_ = fit_scorer(self._errors(val), val.lengths, method="mahalanobis", level=level)
         self._set_threshold(self.decision_function(ds.x, ds.lengths))
@@ -402,13 +398,12 @@ class EncoderTransformer(_Params):
     def fit(self, X, y=None):
         x = self._x(X)
         ds = Dataset(x, np.full((x.shape[0],), x.shape[1], np.int32))
-        train, val = train_val_split(ds, self.val_fraction, seed=self.seed)
-        self.normalizer_ = Normalizer.fit(train)
-        self.model_, state, self.config_ = train_autoencoder(
-            self.normalizer_.apply(train), None if val is None else self.normalizer_.apply(val),
-            embedding_dim=self.embedding_dim, hidden=self.hidden, decoder=self.decoder, steps=self.steps,
-            lr=self.lr, batch_size=self.batch_size, seed=self.seed)
-        self.params_ = state.params
+        model_spec, train_spec = _specs("features", ds, embedding_dim=self.embedding_dim, hidden=self.hidden,
+                                        decoder=self.decoder, steps=self.steps, lr=self.lr,
+                                        batch_size=self.batch_size, val_fraction=self.val_fraction, seed=self.seed)
+        result = run_training(model_spec, train_spec, ds)
+        self.normalizer_, self.model_, self.params_, self.config_ = (result.normalizer, result.model, result.params,
+                                                                      result.config)
         return self
 
     def transform(self, X) -> np.ndarray:

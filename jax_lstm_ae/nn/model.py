@@ -17,7 +17,7 @@ methods check their inputs (shapes always, values when concrete), assert
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -46,6 +46,7 @@ class Autoencoder(NamedTuple):
     decoder: Decoder
     head: Head
     features: int  # F for real inputs; V for token inputs
+    spec: Any = None  # the ModelSpec it was built from (nn.spec.build), or None
 
     # ------------------------------------------------------------ properties
     @property
@@ -64,9 +65,11 @@ class Autoencoder(NamedTuple):
     def replace(self, **parts) -> "Autoencoder":
         """A new model with some parts swapped (``encoder``, ``decoder``,
         ``head``, ``features``), checked as :func:`make_autoencoder` checks."""
-        unknown = set(parts) - set(self._fields)
+        parts_ = ("encoder", "decoder", "head", "features")
+        unknown = set(parts) - set(parts_)
         if unknown:
-            raise TypeError(f"Autoencoder.replace takes {self._fields}, got {sorted(unknown)}")
+            raise TypeError(f"Autoencoder.replace takes {parts_}, got {sorted(unknown)}; for a ModelSpec use "
+                            "dataclasses.replace(spec, ...)")
         new = self._replace(**parts)
         return make_autoencoder(new.encoder, new.decoder, new.head, features=new.features)
 

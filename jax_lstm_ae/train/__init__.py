@@ -1,9 +1,11 @@
-"""Training: state and step, denoising corruptions, fit, checkpoints and runs, data parallelism, several hosts."""
+"""Training: the training spec and the one runner, state and step, denoising corruptions, fit, checkpoints and runs, data parallelism, several hosts."""
 
 from jax_lstm_ae.train.step import TrainState, create_train_state, make_eval_step, make_optimizer, make_train_step, train_step_fn
 from jax_lstm_ae.train.noise import Corruption, gaussian_noise, step_dropout
 from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, budget_epochs, fit, fit_progress_from_extra
-from jax_lstm_ae.train.checkpoint import Run, RunError, build_model, build_optimizer, load_run, model_config, optimizer_config, save_run
+from jax_lstm_ae.train.checkpoint import Run, RunError, build_model, build_optimizer, load_run, model_config, model_spec, optimizer_config, save_run
+from jax_lstm_ae.train.spec import Normalize, OptimizerSpec, PRESETS, Schedule, TrainSpec, preset
+from jax_lstm_ae.train.runner import TrainResult, data_fingerprint, read_specs, resume_training, run_training, split_data
 from jax_lstm_ae.train.parallel import ShardedStep, all_cores_mesh, ask_for_cpu_devices, cpu_cores, data_parallel, encode_dataset, make_data_mesh, map_dataset, pad_batch, reconstruct_dataset, shard_batch, shard_state, state_shardings, step_errors_dataset, to_host, use_all_cores
 from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
 from jax_lstm_ae.train.allocator import tune_cpu_allocator
@@ -12,9 +14,15 @@ __all__ = [
     "Corruption",
     "FitProgress",
     "NonFiniteError",
+    "Normalize",
+    "OptimizerSpec",
+    "PRESETS",
     "Run",
     "RunError",
+    "Schedule",
     "ShardedStep",
+    "TrainResult",
+    "TrainSpec",
     "TrainState",
     "all_cores_mesh",
     "ask_for_cpu_devices",
@@ -23,6 +31,7 @@ __all__ = [
     "build_optimizer",
     "cpu_cores",
     "create_train_state",
+    "data_fingerprint",
     "data_parallel",
     "distributed_config",
     "encode_dataset",
@@ -37,13 +46,19 @@ __all__ = [
     "make_train_step",
     "map_dataset",
     "model_config",
+    "model_spec",
     "optimizer_config",
     "pad_batch",
+    "preset",
     "process_rows",
+    "read_specs",
     "reconstruct_dataset",
+    "resume_training",
+    "run_training",
     "save_run",
     "shard_batch",
     "shard_state",
+    "split_data",
     "state_shardings",
     "step_dropout",
     "step_errors_dataset",

@@ -31,16 +31,13 @@ import optax
 from flax import serialization
 
 from jax_lstm_ae.data.datasets import Normalizer
-from jax_lstm_ae.nn.decoders import DECODERS
-from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder
-from jax_lstm_ae.nn.heads import linear, sigmoid
-from jax_lstm_ae.nn.model import Autoencoder, make_autoencoder
+from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.nn.spec import ModelSpec, SpecError, build
 from jax_lstm_ae.train.step import TrainState, create_train_state, make_optimizer
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.msgpack"
-HEAD_NAMES = ("linear", "mae", "sigmoid")
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: the model section is ModelSpec's dict; 1: model_config's keys (still read)
 
 
 class RunError(ValueError):
@@ -57,105 +54,28 @@ class Run(NamedTuple):
 
 
 # ------------------------------------------------------------------ configs
-def model_config(
-    features: int,
-    *,
-    decoder: str = "repeat",
-    embedding_dim: int = 16,
-    hidden: tuple[int, ...] | list[int] = (32,),
-    head: str = "linear",
-    steps: int | None = None,
-    bidirectional: bool = False,
-    pooling: str = "last",
-    teacher_prob: float = 0.0,
-    reverse_target: bool | None = None,
-    unroll: int = 1,
-    init: str = "uniform",
-    activation: str = "tanh",
-    recurrent_activation: str = "sigmoid",
-) -> dict:
-    """A JSON-able model description that :func:`build_model` turns into a model.
+def model_spec(config: dict) -> ModelSpec:
+    """The :class:`ModelSpec` of a run config (or of its ``model`` section):
+    version 2 stores the spec's dict form, version 1 ``model_config``'s keys."""
+    cfg = config["model"] if "model" in config else config
+    if not isinstance(cfg, dict):
+        raise SpecError(f"model: expected an object, got {cfg!r}")
+    return ModelSpec.from_dict(cfg) if "encoder" in cfg else ModelSpec.from_v1(cfg)
 
-    Encoder LSTM sizes are ``(*hidden, E)``; decoder sizes mirror them,
-    ``(E, *reversed(hidden))`` (the seeds' F -> 2E -> E -> E -> 2E -> F when
-    hidden = (2E,)). ``steps`` (T) is needed by ``latent_as_sequence`` only.
-    ``pooling`` is the encoder's readout (``lstm_encoder``); with a
-    bidirectional encoder or ``"last_mean"`` a Dense layer maps it to E.
-    ``activation`` / ``recurrent_activation``: every LSTM cell's non-linearities
-    (Keras's names, ``nn.cell.ACTIVATIONS``).
-    """
-    cfg = {
-        "features": int(features),
-        "decoder": decoder,
-        "embedding_dim": int(embedding_dim),
-        "hidden": [int(h) for h in hidden],
-        "head": head,
-        "steps": None if steps is None else int(steps),
-        "bidirectional": bool(bidirectional),
-        "pooling": pooling,
-        "teacher_prob": float(teacher_prob),
-        "reverse_target": reverse_target,
-        "unroll": int(unroll),
-        "init": init,
-        "activation": activation,
-        "recurrent_activation": recurrent_activation,
-    }
-    build_model(cfg)  # validate now, with the user's words, not at load time
-    return cfg
+
+def model_config(features: int, **v1_fields) -> dict:
+    """A model section from version 1's keys (``decoder``, ``embedding_dim``,
+    ``hidden``, ``head``, ``steps``, ``bidirectional``, ``pooling``,
+    ``teacher_prob``, ``reverse_target``, ``unroll``, ``init``, ``activation``,
+    ``recurrent_activation``), read as a version-1 config.json is
+    (:meth:`ModelSpec.from_v1`); returns the spec's dict (version 2)."""
+    return ModelSpec.from_v1({"features": features, **v1_fields}).to_dict()
 
 
 def build_model(config: dict) -> Autoencoder:
-    """Rebuild the model from :func:`model_config` (or a run config holding it under ``"model"``).
-
-    Equal configs give the *same* model object (memoised), so jitted functions
-    keyed on the model (``model.encode``, :func:`fit`'s default steps) compile
-    once per process, e.g. for ``train`` followed by ``encode`` or a resume."""
-    cfg = config["model"] if "model" in config else config
-    return _build_model(json.dumps(cfg, sort_keys=True))
-
-
-@functools.lru_cache(maxsize=64)
-def _build_model(key: str) -> Autoencoder:
-    cfg = json.loads(key)
-    name, e, hidden = cfg["decoder"], int(cfg["embedding_dim"]), tuple(cfg["hidden"])
-    if name not in DECODERS:
-        raise RunError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
-    if e < 1 or any(h < 1 for h in hidden):
-        raise RunError(f"embedding size and hidden sizes must be >= 1, got E={e}, hidden={list(hidden)}")
-    if cfg["head"] not in HEAD_NAMES:
-        raise RunError(f"unknown head {cfg['head']!r}; choose one of {', '.join(HEAD_NAMES)}")
-    unroll = int(cfg.get("unroll", 1))
-    init = cfg.get("init", "uniform")
-    # runs saved before the options existed used tanh / sigmoid cells
-    kw = {"unroll": unroll, "init": init, "activation": cfg.get("activation", "tanh"),
-          "recurrent_activation": cfg.get("recurrent_activation", "sigmoid")}
-    bi = bool(cfg.get("bidirectional", False))
-    pooling = cfg.get("pooling", "last")  # runs saved before the option read out the last state
-    if pooling not in POOLINGS:
-        raise RunError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-    wide = bi or pooling == "last_mean"  # the readout is wider than E: project it to E
-    encoder = lstm_encoder((*hidden, e), bidirectional=bi, pooling=pooling, latent_dim=e if wide else None, **kw)
-    sizes = (e, *reversed(hidden))
-    if name == "latent_as_sequence":
-        t = cfg.get("steps")
-        if not t or e % int(t):
-            raise RunError(
-                f"the latent_as_sequence decoder reshapes z[E={e}] into T={t} steps, so E must be a multiple of T; "
-                f"use --embedding-dim {int(t or 1) * max(1, round(e / int(t or 1)))} or another decoder"
-            )
-        decoder = DECODERS[name](sizes, steps=int(t), **kw)
-    elif name == "teacher_forced":
-        rev = cfg.get("reverse_target")
-        decoder = DECODERS[name](sizes, reverse_target=True if rev is None else bool(rev), **kw)
-    elif name == "conditional":
-        rev = cfg.get("reverse_target")
-        decoder = DECODERS[name](
-            sizes, teacher_prob=float(cfg.get("teacher_prob", 0.0)), reverse_target=bool(rev), **kw
-        )
-    else:
-        decoder = DECODERS[name](sizes, **kw)
-    head = {"linear": lambda: linear("mse"), "mae": lambda: linear("mae"), "sigmoid": sigmoid}[cfg["head"]]()
-    return make_autoencoder(encoder, decoder, head, features=int(cfg["features"]))
+    """The model a run config describes (memoised on its spec: equal configs,
+    the same model object, so jitted functions compile once per process)."""
+    return build(model_spec(config))
 
 
 def optimizer_config(
@@ -178,14 +98,16 @@ def optimizer_config(
 
 
 def build_optimizer(config: dict) -> optax.GradientTransformation:
-    """:func:`make_optimizer` from :func:`optimizer_config` (memoised like :func:`build_model`)."""
+    """:func:`make_optimizer` from :func:`optimizer_config` (memoised on its
+    values like :func:`build_model`, so fits with equal settings share the
+    compiled step)."""
     cfg = config["optimizer"] if "optimizer" in config else config
-    return _build_optimizer(json.dumps(cfg, sort_keys=True))
+    return _build_optimizer(tuple(sorted(cfg.items())))
 
 
 @functools.lru_cache(maxsize=64)
-def _build_optimizer(key: str) -> optax.GradientTransformation:
-    cfg = json.loads(key)
+def _build_optimizer(items: tuple) -> optax.GradientTransformation:
+    cfg = dict(items)
     return make_optimizer(
         cfg["learning_rate"],
         clip_norm=cfg.get("clip_norm"),
@@ -289,15 +211,16 @@ def save_run(
 ) -> Path:
     """Write config.json and checkpoint.msgpack into ``run_dir`` (created if
     needed). ``config`` holds ``"model"`` and ``"optimizer"`` sections (see
-    :func:`model_config`, :func:`optimizer_config`) and anything JSON-able."""
+    ``ModelSpec.to_dict()``, :func:`optimizer_config`) and anything JSON-able."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for key in ("model", "optimizer"):
         if key not in config:
             raise ValueError(f"config needs a {key!r} section (see {key}_config)")
-    cfg = dict(config, version=CONFIG_VERSION, normalizer=None if normalizer is None else normalizer.to_dict())
+    version = CONFIG_VERSION if "encoder" in config["model"] else 1
+    cfg = dict(config, version=version, normalizer=None if normalizer is None else normalizer.to_dict())
     save_checkpoint(run_dir / CHECKPOINT_FILE, state, extra, best_params)
-    atomic_write(run_dir / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
+    atomic_write(run_dir / CONFIG_FILE, json.dumps(cfg, indent=2, allow_nan=False) + "\n")
     return run_dir
 
 
@@ -335,7 +258,7 @@ def load_run(run_dir) -> Run:
         optimizer = build_optimizer(config)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise RunError(
-            f"{run_dir / CONFIG_FILE}: incomplete or invalid model or optimizer config ({type(e).__name__}: {e}); "
+            f"{run_dir / CONFIG_FILE}: invalid model or optimizer config ({e}); "
             "restore the file or train the run again"
         ) from None
     # Shapes and dtypes only: no random init is run to restore a run.

@@ -1,0 +1,276 @@
+"""The one training runner: split, normalisation, budget, optimiser,
+checkpoints, resume, metrics and callbacks around :func:`train.fit.fit`.
+
+    result = run_training(model_spec, train_spec, data)                # in memory
+    result = run_training(model_spec, train_spec, data, workdir=RUN)   # a run folder, resumable
+    result = resume_training(RUN, data, changes={"epochs": 40})        # continue it exactly
+
+``jax-lstm-ae train``, the detectors and transformer of ``apps.detectors``,
+the series pipeline and the quality benchmarks all train through here; the
+research path (``make_train_step`` on a ``TrainState``) is what it runs.
+
+With ``workdir``, config.json is written before the first step (the run is
+resumable from then on) and, after every epoch, the checkpoint first, then
+the epoch's line of metrics.jsonl: a kill between the two leaves an epoch the
+log lacks, never one the checkpoint lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import numpy as np
+
+from jax_lstm_ae.data.datasets import Dataset, Normalizer, train_val_split
+from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.nn.spec import HeadKind, ModelSpec, SpecError, build
+from jax_lstm_ae.train.checkpoint import (
+    CONFIG_FILE,
+    RunError,
+    atomic_write,
+    build_optimizer,
+    load_run,
+    optimizer_config,
+    save_run,
+)
+from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
+from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
+from jax_lstm_ae.train.spec import Normalize, Schedule, TrainSpec
+from jax_lstm_ae.train.step import TrainState
+
+CONFIG_VERSION = 2
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainResult(NamedTuple):
+    model: Autoencoder
+    state: TrainState  # the last state (what a resume continues)
+    params: Any  # the best validation epoch's params (the last ones without validation)
+    normalizer: Normalizer
+    train: Dataset  # normalised
+    val: Dataset | None  # normalised, or None (val_fraction 0)
+    history: list[dict]  # this call's epoch records
+    config: dict  # config.json's content
+
+
+def data_fingerprint(data: Dataset) -> dict:
+    """Size and SHA-256 of the sequences and lengths: a resume refuses other data."""
+    h = hashlib.sha256()
+    for a in (data.x, data.lengths):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return {"n": int(data.n), "steps": int(data.steps), "features": int(data.features), "sha256": h.hexdigest()}
+
+
+def normalize_mode(model_spec: ModelSpec, train_spec: TrainSpec) -> str:
+    """``auto``: none for the sigmoid head (binary data must stay in [0, 1]), else zscore."""
+    mode = train_spec.normalize
+    if mode is Normalize.AUTO:
+        return "none" if model_spec.head.kind is HeadKind.SIGMOID else "zscore"
+    if mode is Normalize.ZSCORE and model_spec.head.kind is HeadKind.SIGMOID:
+        raise SpecError("train.normalize: zscore would move binary data out of [0, 1]; use none with the sigmoid head")
+    return mode.value
+
+
+def corruption(train_spec: TrainSpec):
+    """The denoising corruption the spec asks for, or None."""
+    if train_spec.input_noise:
+        return gaussian_noise(train_spec.input_noise)
+    return step_dropout(train_spec.step_dropout) if train_spec.step_dropout else None
+
+
+def _optimizer(train_spec: TrainSpec, total_steps: int) -> tuple[dict, Any]:
+    o = train_spec.optimizer
+    cfg = optimizer_config(o.learning_rate, clip_norm=o.clip_norm, weight_decay=o.weight_decay,
+                           warmup_steps=o.warmup_steps,
+                           decay_steps=total_steps if o.schedule is Schedule.COSINE else None)
+    return cfg, build_optimizer(cfg)
+
+
+def _runtime(model_spec: ModelSpec, mesh) -> dict:
+    """How the run is computed, recorded when it starts (this starts JAX's backend)."""
+    from jax_lstm_ae.nn.layer import resolve_backend
+
+    return {"backend": resolve_backend(model_spec.backend.value), "platform": jax.default_backend(),
+            "devices": 1 if mesh is None else int(mesh.devices.size), "jax": jax.__version__}
+
+
+def split_data(data: Dataset, train_spec: TrainSpec, model_spec: ModelSpec | None = None,
+               normalizer: Normalizer | None = None) -> tuple[Normalizer, Dataset, Dataset | None]:
+    """``(normalizer, train, val)``: the spec's random split (``val_fraction``,
+    ``seed``), the normaliser fitted on the training part (unless given) and
+    both parts normalised. What the runner trains on, for callers that score."""
+    if data.n == 0:
+        raise ValueError("the training set is empty")
+    train, val = train_val_split(data, train_spec.val_fraction, seed=train_spec.seed)
+    if normalizer is None:
+        mode = normalize_mode(model_spec, train_spec) if model_spec is not None else (
+            "zscore" if train_spec.normalize is Normalize.AUTO else train_spec.normalize.value)
+        normalizer = Normalizer.fit(train, mode)
+    return normalizer, normalizer.apply(train), None if val is None else normalizer.apply(val)
+
+
+def _epoch_saver(workdir: Path | None, config: dict, normalizer, callback):
+    """fit's on_epoch_end: checkpoint, then metrics, then the caller's callback."""
+
+    def on_epoch_end(state, prog: FitProgress):
+        if workdir is not None:
+            if not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(state.params)):
+                raise NonFiniteError(
+                    f"training stopped after epoch {prog.epoch}: the parameters are not finite (the loss was "
+                    f"{prog.last_record['loss']}); lower the learning rate or check the data for extreme values",
+                    state, [], int(state.step))
+            save_run(workdir, state, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
+            with open(workdir / METRICS_FILE, "a") as fh:
+                fh.write(json.dumps(prog.last_record, allow_nan=False) + "\n")
+        if callback is not None:
+            callback(state, prog)
+
+    return on_epoch_end
+
+
+def _fit(model, optimizer, train, val, config, normalizer, *, batch, epochs, train_spec, workdir, progress, mesh,
+         step_kwargs, callback, state, resume, max_steps):
+    kw = dict(step_kwargs or {})
+    corrupt = corruption(train_spec)
+    if corrupt is not None:
+        kw["corrupt"] = corrupt
+    return fit(model, optimizer, train, val, epochs=epochs, batch_size=batch, seed=train_spec.seed,
+               patience=train_spec.patience, progress=progress, state=state, resume=resume,
+               on_epoch_end=_epoch_saver(workdir, config, normalizer, callback), restore_best=False,
+               max_steps=max_steps, mesh=mesh, step_kwargs=kw)
+
+
+def _result(model, state, history, normalizer, train, val, config, best) -> TrainResult:
+    params = state.params if best is None else jax.tree.map(jax.numpy.asarray, best)
+    return TrainResult(model, state, params, normalizer, train, val, history, config)
+
+
+def run_training(
+    model_spec: ModelSpec, train_spec: TrainSpec, data: Dataset, *, workdir=None, data_info: dict | None = None,
+    progress=False, mesh=None, step_kwargs: dict | None = None,
+    callback: Callable[[TrainState, FitProgress], None] | None = None, max_steps: int | None = None,
+) -> TrainResult:
+    """Train a new model on ``data`` (raw units; the runner splits and normalises).
+
+    Args:
+      workdir: a folder to write the run into (config.json, checkpoint.msgpack,
+        metrics.jsonl), resumable with :func:`resume_training`; None: in memory.
+      data_info: where the data came from (kept in config.json's ``data``).
+      progress: True writes a progress line to stderr; a stream writes there.
+      mesh, step_kwargs: data parallelism (``make_train_step``'s options).
+      callback: called with ``(state, FitProgress)`` after each epoch is saved.
+      max_steps: stop after this many steps in total.
+    """
+    if data.features != model_spec.features and model_spec.encoder.vocab_size is None:
+        raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}")
+    normalizer, train, val = split_data(data, train_spec, model_spec)
+    batch, spe, epochs = train_spec.budget(train.n)
+    ocfg, optimizer = _optimizer(train_spec, epochs * spe)
+    model = build(model_spec)
+    config = {
+        "version": CONFIG_VERSION, "model": model_spec.to_dict(), "train": train_spec.to_dict(), "optimizer": ocfg,
+        "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
+        "data": {**(data_info or {}), "fingerprint": data_fingerprint(data), "n_train": train.n,
+                 "n_val": 0 if val is None else val.n, "n_empty": int(np.sum(data.lengths == 0))},
+        "runtime": _runtime(model_spec, mesh),
+    }
+    workdir = None if workdir is None else Path(workdir)
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(dict(config, normalizer=normalizer.to_dict()), indent=2, allow_nan=False)
+        atomic_write(workdir / CONFIG_FILE, text + "\n")  # resumable from here on
+    best: list = [None]
+
+    def keep_best(state, prog):
+        best[0] = prog.best_params
+        if callback is not None:
+            callback(state, prog)
+
+    state, history = _fit(model, optimizer, train, val, config, normalizer, batch=batch, epochs=epochs,
+                          train_spec=train_spec, workdir=workdir, progress=progress, mesh=mesh,
+                          step_kwargs=step_kwargs, callback=keep_best, state=None, resume=None, max_steps=max_steps)
+    return _result(model, state, history, normalizer, train, val, config, best[0])
+
+
+def read_specs(config: dict) -> tuple[ModelSpec, TrainSpec | None]:
+    """The specs a config.json records (version 2, or version 1's sections)."""
+    version = config.get("version", 1)
+    if version == CONFIG_VERSION:
+        return ModelSpec.from_dict(config["model"]), TrainSpec.from_dict(config["train"])
+    if version == 1:
+        return ModelSpec.from_v1(config["model"]), None
+    raise SpecError(f"config version {version!r} is not one this library reads (1 or {CONFIG_VERSION}); "
+                    "upgrade jax_lstm_ae")
+
+
+def resume_training(
+    workdir, data: Dataset, *, changes: dict | None = None, allow_other_data: bool = False, progress=False,
+    mesh=None, step_kwargs: dict | None = None, callback=None, max_steps: int | None = None,
+) -> TrainResult:
+    """Continue the run in ``workdir`` on the same ``data`` from its last
+    checkpoint (or from its start, if it stopped before its first epoch), to
+    the same bits the uninterrupted run reaches.
+
+    ``changes``: new values of the fields a resume may change
+    (``TrainSpec.RESUMABLE``), honoured and recorded under ``resumed``.
+    Data whose fingerprint differs from the recorded one is refused unless
+    ``allow_other_data``."""
+    workdir = Path(workdir)
+    from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE, read_config
+
+    config = read_config(workdir)
+    try:
+        model_spec, train_spec = read_specs(config)
+    except (KeyError, SpecError) as e:
+        raise RunError(f"{workdir / CONFIG_FILE}: {e}; restore the file or train the run again") from None
+    if train_spec is None:
+        raise RunError(f"{workdir}: a version-1 run cannot be resumed by this version; train it again")
+    fp, want = data_fingerprint(data), (config.get("data") or {}).get("fingerprint")
+    if want is not None and fp != want and not allow_other_data:
+        raise RunError(f"{workdir}: the data differs from the data the run started on ({want['n']} sequences, "
+                       f"sha256 {want['sha256'][:12]}...; now {fp['n']}, {fp['sha256'][:12]}...); resume on the same "
+                       "data, or allow other data explicitly")
+    bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
+    if bad:
+        raise SpecError(f"train.{bad[0]}: cannot change when resuming; a resume may change "
+                        f"{', '.join(TrainSpec.RESUMABLE)}")
+    state = prog = None
+    extra: dict = {}
+    if (workdir / CHECKPOINT_FILE).exists():
+        run = load_run(workdir)
+        state, extra = run.state, run.extra
+        prog = fit_progress_from_extra(extra)
+    normalizer = Normalizer.from_dict(config["normalizer"])
+    done = int(extra.get("epoch", 0))
+    real = {k: v for k, v in (changes or {}).items() if getattr(train_spec, k) != v}
+    if real:
+        train_spec = train_spec.replace(**real)
+        config["train"] = train_spec.to_dict()
+        config.setdefault("resumed", []).append({"at_epoch": done, **real})
+    _, train, val = split_data(data, train_spec, model_spec, normalizer)
+    batch, spe, epochs = train_spec.budget(train.n)
+    if "epochs" not in real and "min_steps" not in real:
+        epochs = int(config["budget"]["epochs"])  # the budget the run started with
+    config["budget"] = {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe}
+    optimizer = build_optimizer(config["optimizer"])
+    model = build(model_spec)
+    best: list = [extra.get("best_params")]
+
+    def keep_best(st, p):
+        best[0] = p.best_params
+        if callback is not None:
+            callback(st, p)
+
+    history: list[dict] = []
+    if done < epochs:
+        state, history = _fit(model, optimizer, train, val, config, normalizer, batch=batch, epochs=epochs,
+                              train_spec=train_spec, workdir=workdir, progress=progress, mesh=mesh,
+                              step_kwargs=step_kwargs, callback=keep_best, state=state, resume=prog,
+                              max_steps=max_steps)
+    return _result(model, state, history, normalizer, train, val, config, best[0])
