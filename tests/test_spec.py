@@ -152,3 +152,26 @@ def test_auto_backend_is_saved_as_asked_and_resolved_when_the_run_starts(tmp_pat
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["model"]["backend"] == "auto" and cfg["runtime"]["backend"] == "fast"  # the CPU's
     assert res.model.spec.backend == "auto"
+
+
+def test_runner_is_the_research_path_with_its_settings_written_down():
+    """A caller-chosen validation set, no normalisation: the runner's state is
+    exactly fit() on the same model, optimiser, budget and seed."""
+    from jax_lstm_ae.train.fit import fit
+    from jax_lstm_ae.train.step import make_optimizer
+
+    data, val = _data(), _data(n=8, seed=3)
+    spec = dataclasses.replace(SMALL_TRAIN, normalize="none")
+    res = runner.run_training(SMALL, spec, data, val=val)
+    by_hand, _ = fit(build(SMALL), make_optimizer(1e-2, clip_norm=1.0, decay_steps=4 * 3), data, val, epochs=4,
+                     batch_size=8, seed=0, progress=False, restore_best=False)
+    for u, v in zip(jax.tree.leaves(res.state), jax.tree.leaves(by_hand), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    assert res.val.n == 8 and res.config["data"]["val_fingerprint"]["n"] == 8
+
+
+def test_unprojected_wide_readout():
+    spec = ModelSpec(features=2, embedding_dim=4, encoder=EncoderSpec(pooling="last_mean", project=False))
+    model = build(spec)
+    assert model.latent_dim == 8 and "proj" not in model.init(jax.random.PRNGKey(0))["encoder"]
+    assert build(dataclasses.replace(spec, encoder=EncoderSpec(pooling="last_mean"))).latent_dim == 4

@@ -11,7 +11,8 @@ the seeds' models do: the encoder runs ``(*encoder.hidden, E)``, the decoder
 ``(E, *decoder.hidden)`` where ``decoder.hidden=None`` means the encoder's
 hidden sizes reversed (F -> 2E -> E -> E -> 2E -> F for ``hidden=(2E,)``).
 A readout wider than E (bidirectional, or ``pooling="last_mean"``) is
-projected to E by a Dense layer.
+projected to E by a Dense layer (``EncoderSpec.project`` says otherwise: the
+latent is then the readout itself, e.g. 2E wide).
 
 ``build(spec)`` is memoised on the spec (equal specs give the same model
 object), so jitted functions keyed on the model compile once per spec, and a
@@ -233,6 +234,7 @@ class EncoderSpec(Spec):
     vocab_size: int | None = None  # V: inputs are integer tokens [T] embedded by a [V, token_dim] table
     token_dim: int = 32
     dropout: float = 0.0  # between layers, in training (PyTorch's nn.LSTM(dropout=))
+    project: bool | None = None  # a Dense readout -> E; None: only when the readout is wider than E
     _name = "model.encoder"
 
     def _check(self) -> None:
@@ -370,9 +372,10 @@ def build(spec: ModelSpec) -> Autoencoder:
     kw = dict(init=c.init.value, unroll=c.unroll, backend=spec.backend.value, remat=c.remat,
               activation=c.activation.value, recurrent_activation=c.recurrent_activation.value)
     enc = spec.encoder
-    wide = enc.bidirectional or enc.pooling is Pooling.LAST_MEAN  # the readout is wider than E: project it
+    wide = enc.bidirectional or enc.pooling is Pooling.LAST_MEAN  # the readout is wider than E
+    project = wide if enc.project is None else enc.project
     encoder = lstm_encoder(spec.encoder_sizes, bidirectional=enc.bidirectional, pooling=enc.pooling.value,
-                           latent_dim=e if wide else None, vocab_size=enc.vocab_size, token_dim=enc.token_dim,
+                           latent_dim=e if project else None, vocab_size=enc.vocab_size, token_dim=enc.token_dim,
                            dropout=enc.dropout, **kw)
     d, sizes = spec.decoder, spec.decoder_sizes
     match d.kind:

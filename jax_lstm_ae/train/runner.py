@@ -152,13 +152,16 @@ def _result(model, state, history, normalizer, train, val, config, best) -> Trai
 
 
 def run_training(
-    model_spec: ModelSpec, train_spec: TrainSpec, data: Dataset, *, workdir=None, data_info: dict | None = None,
-    progress=False, mesh=None, step_kwargs: dict | None = None,
+    model_spec: ModelSpec, train_spec: TrainSpec, data: Dataset, *, val: Dataset | None = None, workdir=None,
+    data_info: dict | None = None, progress=False, mesh=None, step_kwargs: dict | None = None,
     callback: Callable[[TrainState, FitProgress], None] | None = None, max_steps: int | None = None,
 ) -> TrainResult:
     """Train a new model on ``data`` (raw units; the runner splits and normalises).
 
     Args:
+      val: a validation set the caller chose (the best epoch and early
+        stopping watch it); then ``data`` is all training data, nothing is
+        split off, and the normaliser is fitted on ``data``.
       workdir: a folder to write the run into (config.json, checkpoint.msgpack,
         metrics.jsonl), resumable with :func:`resume_training`; None: in memory.
       data_info: where the data came from (kept in config.json's ``data``).
@@ -169,14 +172,20 @@ def run_training(
     """
     if data.features != model_spec.features and model_spec.encoder.vocab_size is None:
         raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}")
-    normalizer, train, val = split_data(data, train_spec, model_spec)
+    given_val = val
+    if val is None:
+        normalizer, train, val = split_data(data, train_spec, model_spec)
+    else:
+        normalizer = Normalizer.fit(data, normalize_mode(model_spec, train_spec))
+        train, val = normalizer.apply(data), normalizer.apply(val)
     batch, spe, epochs = train_spec.budget(train.n)
     ocfg, optimizer = _optimizer(train_spec, epochs * spe)
     model = build(model_spec)
     config = {
         "version": CONFIG_VERSION, "model": model_spec.to_dict(), "train": train_spec.to_dict(), "optimizer": ocfg,
         "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
-        "data": {**(data_info or {}), "fingerprint": data_fingerprint(data), "n_train": train.n,
+        "data": {**(data_info or {}), "fingerprint": data_fingerprint(data),
+                 "val_fingerprint": None if given_val is None else data_fingerprint(given_val), "n_train": train.n,
                  "n_val": 0 if val is None else val.n, "n_empty": int(np.sum(data.lengths == 0))},
         "runtime": _runtime(model_spec, mesh),
     }
@@ -210,7 +219,8 @@ def read_specs(config: dict) -> tuple[ModelSpec, TrainSpec | None]:
 
 
 def resume_training(
-    workdir, data: Dataset, *, changes: dict | None = None, allow_other_data: bool = False, progress=False,
+    workdir, data: Dataset, *, val: Dataset | None = None, changes: dict | None = None,
+    allow_other_data: bool = False, progress=False,
     mesh=None, step_kwargs: dict | None = None, callback=None, max_steps: int | None = None,
 ) -> TrainResult:
     """Continue the run in ``workdir`` on the same ``data`` from its last
@@ -231,11 +241,16 @@ def resume_training(
         raise RunError(f"{workdir / CONFIG_FILE}: {e}; restore the file or train the run again") from None
     if train_spec is None:
         raise RunError(f"{workdir}: a version-1 run cannot be resumed by this version; train it again")
-    fp, want = data_fingerprint(data), (config.get("data") or {}).get("fingerprint")
-    if want is not None and fp != want and not allow_other_data:
-        raise RunError(f"{workdir}: the data differs from the data the run started on ({want['n']} sequences, "
-                       f"sha256 {want['sha256'][:12]}...; now {fp['n']}, {fp['sha256'][:12]}...); resume on the same "
-                       "data, or allow other data explicitly")
+    recorded = config.get("data") or {}
+    if (val is None) != (recorded.get("val_fingerprint") is None):
+        raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
+                       "its own; resume it the same way")
+    for what, given, key in (("data", data, "fingerprint"), ("validation data", val, "val_fingerprint")):
+        fp, want = None if given is None else data_fingerprint(given), recorded.get(key)
+        if want is not None and fp != want and not allow_other_data:
+            raise RunError(f"{workdir}: the {what} differs from what the run started on ({want['n']} sequences, "
+                           f"sha256 {want['sha256'][:12]}...; now {fp['n']}, {fp['sha256'][:12]}...); resume on the "
+                           "same data, or allow other data explicitly")
     bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
     if bad:
         raise SpecError(f"train.{bad[0]}: cannot change when resuming; a resume may change "
@@ -253,7 +268,10 @@ def resume_training(
         train_spec = train_spec.replace(**real)
         config["train"] = train_spec.to_dict()
         config.setdefault("resumed", []).append({"at_epoch": done, **real})
-    _, train, val = split_data(data, train_spec, model_spec, normalizer)
+    if val is None:
+        _, train, val = split_data(data, train_spec, model_spec, normalizer)
+    else:
+        train, val = normalizer.apply(data), normalizer.apply(val)
     batch, spe, epochs = train_spec.budget(train.n)
     if "epochs" not in real and "min_steps" not in real:
         epochs = int(config["budget"]["epochs"])  # the budget the run started with
