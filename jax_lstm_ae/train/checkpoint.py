@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from jax_lstm_ae.data.datasets import Normalizer
+from jax_lstm_ae.data import Normalizer
 from jax_lstm_ae.nn.decoders import DECODERS
 from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder
 from jax_lstm_ae.nn.heads import linear, sigmoid
