@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from jax_lstm_ae.apps.anomaly import points_from_windows  # noqa: E402
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences, load_series  # noqa: E402
+from jax_lstm_ae.data import Dataset, Normalizer, load_sequences, load_series  # noqa: E402
 from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder  # noqa: E402
 from jax_lstm_ae.train.fit import fit  # noqa: E402
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout  # noqa: E402

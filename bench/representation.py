@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict  # noqa: E402
 from jax_lstm_ae.apps.probe import classify, encode_all, fit_pca, pca_transform, resample  # noqa: E402
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, load_sequences  # noqa: E402
+from jax_lstm_ae.data import Dataset, Normalizer, load_sequences  # noqa: E402
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
 from jax_lstm_ae.train.fit import fit  # noqa: E402
 from jax_lstm_ae.train.noise import gaussian_noise  # noqa: E402

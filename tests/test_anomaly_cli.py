@@ -8,7 +8,7 @@ import pytest
 
 from jax_lstm_ae.cli import anomaly as cli
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config, save_run
-from jax_lstm_ae.data.datasets import Normalizer, synthetic
+from jax_lstm_ae.data import Normalizer, synthetic
 from jax_lstm_ae.train.fit import fit
 from jax_lstm_ae.apps.metrics import roc_auc
 
@@ -217,7 +217,7 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
     assert table.shape == (2400, 3)
     assert table[:, 2].mean() == pytest.approx(0.02, abs=0.001)  # --contamination 0.02 flags 2 % of points
     det = load_detector(tmp_path / "run")
-    from jax_lstm_ae.data.datasets import load_series
+    from jax_lstm_ae.data import load_series
 
     np.testing.assert_allclose(table[:, 1], det.decision_function(load_series(tmp_path / "s.csv", ["a", "b"])),
                                rtol=1e-5)  # the CSV keeps 6 significant digits

@@ -22,7 +22,7 @@ from jax_lstm_ae.apps.series import (
     stretches,
     top_stretches,
 )
-from jax_lstm_ae.data.datasets import sliding_windows
+from jax_lstm_ae.data import sliding_windows
 
 
 def periodic_series(n=3000, period=50, seed=0, anomaly=(2000, 2040)):
@@ -197,7 +197,7 @@ def test_series_detector_lstm_saves_and_loads_as_a_run(tmp_path):
 
 
 def test_sequence_detector_ranks_injected_anomalies():
-    from jax_lstm_ae.data.datasets import synthetic
+    from jax_lstm_ae.data import synthetic
 
     train = synthetic("sines", n=300, seed=0)
     test = synthetic("sines", n=200, seed=1)
@@ -219,7 +219,7 @@ def test_encoder_transformer_in_an_sklearn_pipeline():
     from sklearn.pipeline import make_pipeline
 
     from jax_lstm_ae.apps.probe import encode_all
-    from jax_lstm_ae.data.datasets import synthetic
+    from jax_lstm_ae.data import synthetic
 
     data = synthetic("sines", n=120, seed=0)
     flat = data.x.reshape(data.n, -1)  # sklearn's [n_samples, n_features]: T * F columns

@@ -69,6 +69,102 @@ def test_imports_point_one_way():
     assert not any((getattr(n, "module", "") or "").startswith("jax_lstm_ae.backends") for n in top_level)
 
 
+
+# ------------------------------------------------------------------ import cycles inside one folder
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(folder: Path, root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> the modules of ``folder`` it imports, anywhere in its source (inside
+    functions too: a deferred import still makes a loop, only a hidden one).
+
+    Nodes are dotted names (``jax_lstm_ae.data.core``; a package is its
+    ``__init__``). ``from pkg import name`` is an edge to ``pkg.name`` when that is a
+    module of the folder, else to ``pkg``; relative imports are resolved."""
+    mods = {_module_name(p, root): p for p in sorted(Path(folder).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in mods:  # "pkg.mod.attr" -> "pkg.mod"
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    edges.add(t)
+        graph[name] = edges
+    return graph
+
+
+def _assert_acyclic(graph: dict[str, set[str]]) -> None:
+    """Fail with one cycle, written a -> b -> ... -> a, if the graph has any."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_import_graph_helpers_find_a_cycle(tmp_path):
+    pkg = tmp_path / "jax_lstm_ae" / "demo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from jax_lstm_ae.demo.a import f\n")
+    (pkg / "a.py").write_text("from .b import g\ndef f():\n    return g()\n")
+    (pkg / "b.py").write_text("def g():\n    from jax_lstm_ae.demo import a  # deferred, still a loop\n    return a\n")
+    graph = _import_graph(pkg, root=tmp_path)
+    assert graph == {"jax_lstm_ae.demo": {"jax_lstm_ae.demo.a"}, "jax_lstm_ae.demo.a": {"jax_lstm_ae.demo.b"},
+                     "jax_lstm_ae.demo.b": {"jax_lstm_ae.demo.a"}}
+    try:
+        _assert_acyclic(graph)
+    except AssertionError as e:
+        assert "jax_lstm_ae.demo.a -> jax_lstm_ae.demo.b -> jax_lstm_ae.demo.a" in str(e)
+    else:
+        raise AssertionError("the cycle was not found")
+
+
+def test_data_modules_form_no_import_cycle():
+    graph = _import_graph(PKG / "data")
+    assert "jax_lstm_ae.data.core" in graph and "jax_lstm_ae.data.datasets" not in graph
+    assert graph["jax_lstm_ae.data.core"] == set(), "data.core is the bottom of the data layer"
+    _assert_acyclic(graph)
+
+
+def test_data_layer_imports_no_jax_at_module_level():
+    """NumPy only: reading data must not pull in JAX (a JAX key is recognised without importing it)."""
+    bad = []
+    for path in sorted((PKG / "data").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name}: {n}" for n in names if n == "jax" or n.startswith(("jax.", "flax", "optax"))]
+    assert not bad, bad
+
+
 def test_curated_top_level():
     names = la.__all__
     assert names == sorted(names) and len(set(names)) == len(names)

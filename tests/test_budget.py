@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jax_lstm_ae.data.datasets import Normalizer, synthetic
+from jax_lstm_ae.data import Normalizer, synthetic
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
 from jax_lstm_ae.train.fit import DEFAULT_MIN_STEPS, budget_epochs, fit
 

@@ -23,7 +23,7 @@ from jax_lstm_ae.train.checkpoint import (
     optimizer_config,
     save_run,
 )
-from jax_lstm_ae.data.datasets import Normalizer, synthetic
+from jax_lstm_ae.data import Normalizer, synthetic
 from jax_lstm_ae.train.fit import fit, fit_progress_from_extra
 from jax_lstm_ae.train.step import create_train_state
 

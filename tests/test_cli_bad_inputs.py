@@ -164,7 +164,7 @@ CASES = [
     (T.replace("good.npz", "strings.npy"), "holds <U1 values, expected numbers"),
     (T.replace("good.npz", "onedim.npy"), "expected sequences of shape (N, T) or (N, T, F)"),
     (T.replace("good.npz", "huge.npy"), "is beyond float32's range"),
-    (T.replace("good.npz", "garbage.npy"), "cannot read it as a NumPy file"),
+    (T.replace("good.npz", "garbage.npy"), "not a NumPy file (it starts with neither"),
     (T.replace("{d}/good.npz", "synthetic:bogus"), "unknown synthetic data set 'bogus'"),
     # --- encode / reconstruct / info: runs and outputs
     ("encode --run {o}/norun --out {o}/z.npy", "no such run directory"),

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_lstm_ae.data.datasets import (
+from jax_lstm_ae.data import (
     DataError,
     Dataset,
     Normalizer,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
-from jax_lstm_ae.data.datasets import synthetic
+from jax_lstm_ae.data import synthetic
 from jax_lstm_ae.train.fit import NonFiniteError, fit
 
 # Moving one: every valid step is one-hot over 10 features, so the best

@@ -38,7 +38,7 @@ import numpy as np
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_scorer, score_errors
 from jax_lstm_ae.apps.series import SeriesPlan, plan_series, points_to_rows, prepare
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, sliding_windows
+from jax_lstm_ae.data import Dataset, Normalizer, sliding_windows
 from jax_lstm_ae.nn.spec import DecoderKind, DecoderSpec, EncoderSpec
 from jax_lstm_ae.train.runner import TrainResult, run_training, split_data
 from jax_lstm_ae.train.spec import preset

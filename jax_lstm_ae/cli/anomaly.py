@@ -325,7 +325,7 @@ def run_detect(args) -> int:
 def _run_validation(run):
     """The held-out normal sequences of a run trained with --normal-class (the same split as train's)."""
     from jax_lstm_ae.cli.main import _normal_only
-    from jax_lstm_ae.data.datasets import train_val_split
+    from jax_lstm_ae.data import train_val_split
 
     spec = run.config["data"]
     data = _normal_only(load_data(spec), spec)
@@ -429,7 +429,7 @@ def parse_rows(text: str, n: int, what: str = "--train-rows") -> tuple[int, int]
 
 
 def _load_series(path, columns):
-    from jax_lstm_ae.data.datasets import load_series
+    from jax_lstm_ae.data import load_series
 
     if path is None or str(path).startswith("synthetic:"):
         fail("the series pipeline needs --data PATH: one long series, one row per time step")

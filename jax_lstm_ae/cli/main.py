@@ -51,7 +51,7 @@ def fail(message: str):
 # ------------------------------------------------------------------ error handling
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from jax_lstm_ae.train.checkpoint import RunError
-    from jax_lstm_ae.data.datasets import DataError
+    from jax_lstm_ae.data import DataError
 
     return (CliError, DataError, RunError, ValueError, TypeError, OSError)
 
@@ -204,7 +204,7 @@ def data_spec(args: argparse.Namespace, defaults: dict | None = None) -> dict:
 def load_data(spec: dict):
     """``data_spec`` -> Dataset. ``synthetic:NAME`` (or NAME when no such file)
     picks a built-in set."""
-    from jax_lstm_ae.data.datasets import load_sequences, synthetic
+    from jax_lstm_ae.data import load_sequences, synthetic
 
     src = spec.get("source")
     if src is None:
@@ -430,7 +430,7 @@ def _normal_only(data, spec: dict):
 def _fresh_setup(args: argparse.Namespace, out: Path) -> dict:
     """Everything a new run needs, checked before anything is written."""
     from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
-    from jax_lstm_ae.data.datasets import Normalizer, train_val_split
+    from jax_lstm_ae.data import Normalizer, train_val_split
     from jax_lstm_ae.train.fit import DEFAULT_MIN_STEPS, budget_epochs, steps_per_epoch
 
     for dest, default in TRAIN_DEFAULTS.items():
@@ -509,7 +509,7 @@ def _resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     from jax_lstm_ae.train.checkpoint import (
         CHECKPOINT_FILE, RunError, build_model, build_optimizer, load_run, read_config,
     )  # fmt: skip
-    from jax_lstm_ae.data.datasets import Normalizer
+    from jax_lstm_ae.data import Normalizer
     from jax_lstm_ae.train.fit import fit_progress_from_extra
 
     if (work / CHECKPOINT_FILE).exists():
@@ -647,7 +647,7 @@ def _devices_line(mesh) -> str:
 def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
     from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, sync_metrics
     from jax_lstm_ae.train.checkpoint import CONFIG_FILE, CONFIG_VERSION, atomic_write, save_run
-    from jax_lstm_ae.data.datasets import train_val_split
+    from jax_lstm_ae.data import train_val_split
     from jax_lstm_ae.train.fit import NonFiniteError, fit
 
     config, model, optimizer, normalizer = setup["config"], setup["model"], setup["optimizer"], setup["normalizer"]

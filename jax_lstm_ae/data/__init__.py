@@ -1,7 +1,24 @@
-"""Host-side data: loaders, padding, normalisation, windows, batches, synthetic sets (NumPy only)."""
+"""Host-side data: loaders, padding, normalisation, windows, batches, synthetic sets (NumPy only).
 
-from jax_lstm_ae.data.datasets import Batch, DataError, Dataset, FORMATS, Normalizer, batches, count_empty, from_arrays, load_sequences, load_series, pad_sequences, sliding_windows, synthetic, train_val_split, windows_to_points
+Modules, each importing only those above it:
+  core         DataError, Batch, Dataset, shared checks, pad_sequences, from_arrays
+  tables       delimited text files as cells and numbers
+  numpy_files  .npy / .npz files
+  ts           the sktime/aeon .ts format
+  windows      one long series <-> sliding windows
+  loaders      load_sequences / load_series: pick the format, lay out the sequences
+  normalize    Normalizer
+  batching     batches, train_val_split
+  synthetic    built-in data sets
+"""
+
+from jax_lstm_ae.data.batching import batches, train_val_split
+from jax_lstm_ae.data.core import Batch, DataError, Dataset, count_empty, from_arrays, pad_sequences
+from jax_lstm_ae.data.loaders import FORMATS, load_sequences, load_series
+from jax_lstm_ae.data.normalize import Normalizer
+from jax_lstm_ae.data.synthetic import synthetic
 from jax_lstm_ae.data.ts import TsFile, TsHeader, load_ts, read_ts
+from jax_lstm_ae.data.windows import sliding_windows, windows_to_points
 
 __all__ = [
     "Batch",

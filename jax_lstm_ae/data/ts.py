@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jax_lstm_ae.data.datasets import DataError, Dataset, _as_dataset
+from jax_lstm_ae.data.core import F32_MAX, DataError, Dataset, _as_dataset
 
 _BOOL = {"true": True, "false": False}
 _TIMESTAMPED = re.compile(r"\(\s*([^(),]*?)\s*,\s*([^(),]*?)\s*\)")
@@ -154,6 +154,13 @@ def _parse_values(field: str, timestamps: bool, path: Path, n: int, start: int, 
     except ValueError:
         vals = None
     if vals is not None and np.isfinite(vals).all():
+        big = np.abs(vals) > F32_MAX
+        if big.any():
+            j = int(np.flatnonzero(big)[0])
+            raise DataError(
+                f"{path}: line {n}, dimension {dim}, value {j + 1} is {cells[j].strip()!r}, beyond float32's range "
+                f"(+-3.4e38; {int(big.sum())} such values in this dimension); rescale the data (e.g. divide by a power of ten)"
+            )
         return vals
     for j, c in enumerate(cells):
         c_s = c.strip()
@@ -189,7 +196,8 @@ def _labels(raw: list[str], header: TsHeader, path: Path, lines: list[int]) -> n
     for r, n in zip(raw, lines):
         if r not in known:
             raise DataError(
-                f"{path}: line {n}: class {r!r} is not among those @classLabel declares ({' '.join(header.class_labels)})"
+                f"{path}: line {n}: class {r!r} is not among those @classLabel declares ({' '.join(header.class_labels)}); "
+                "fix the label or add it to the @classLabel line"
             )
     if all(re.fullmatch(r"[+-]?\d+", r) for r in raw):
         return np.array([int(r) for r in raw], np.int64)
@@ -213,11 +221,20 @@ def read_ts(path) -> TsFile:
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a .ts file")
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        lines = fh.read().splitlines()
+        raise DataError(f"{path}: is a directory, expected a .ts file; give the path of a file in it")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(
+            f"{path}: the file is empty; a .ts file needs its @ headers, then @data, then one case per line"
+        )
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataError(
+            f"{path}: is not a UTF-8 text file (byte {nul} is NUL: binary data, or UTF-16 text); save the .ts file as UTF-8"
+        )
+    lines = raw.decode("utf-8-sig", errors="replace").splitlines()
     header, first = _parse_header(lines, path)
     has_label = header.class_labels is not None or header.target_label
     dims_expected = header.dimensions if header.dimensions is not None else (1 if header.univariate else None)
@@ -271,7 +288,7 @@ def read_ts(path) -> TsFile:
         cases.append(np.stack(dims, axis=1))  # [T_i, F]
         case_lines.append(n)
     if not cases:
-        raise DataError(f"{path}: no cases after @data; a .ts file needs at least one case")
+        raise DataError(f"{path}: no cases after @data; add at least one case, one per line after @data")
     lengths = np.array([c.shape[0] for c in cases], np.int32)
     if header.equal_length and len(set(lengths.tolist())) > 1:
         i = int(np.flatnonzero(lengths != lengths[0])[0])

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from jax_lstm_ae.data.datasets import Normalizer
+from jax_lstm_ae.data import Normalizer
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.nn.spec import ModelSpec, SpecError, build
 from jax_lstm_ae.train.step import TrainState, create_train_state, make_optimizer

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_lstm_ae.data.datasets import Dataset, batches
+from jax_lstm_ae.data import Dataset, batches
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.train.parallel import data_parallel
 from jax_lstm_ae.train.step import Batch, TrainState, create_train_state, make_eval_step, train_step_fn

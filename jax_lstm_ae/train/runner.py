@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from jax_lstm_ae.data.datasets import Dataset, Normalizer, train_val_split
+from jax_lstm_ae.data import Dataset, Normalizer, train_val_split
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.nn.spec import HeadKind, ModelSpec, SpecError, build
 from jax_lstm_ae.train.checkpoint import (

@@ -23,7 +23,7 @@ import optax
 from jax import lax
 from flax import struct
 
-from jax_lstm_ae.data.datasets import Batch
+from jax_lstm_ae.data import Batch
 from jax_lstm_ae.nn.model import Autoencoder, error_terms
 from jax_lstm_ae.train.noise import Corruption
 from jax_lstm_ae.train.parallel import DATA, data_parallel, shard_rows
