@@ -289,7 +289,7 @@ def ecg_cli(args) -> dict:
                  "--force", "--hidden", "64", "--embedding-dim", "32", "--batch-size", "16", "--lr", "5e-3",
                  "--schedule", "cosine", "--epochs", str(args.ecg_epochs), "--seed", str(args.seed), "--quiet"]
     detect_cmd = ["detect", "--run", str(work / "run"), "--data", str(work / "test.txt"), "--normal-class", "1",
-                  "--threshold", "contamination", "--out", str(work / "scores.csv"), "--quiet"]
+                  "--threshold", "contamination", "--out", str(work / "scores.csv"), "--force", "--quiet"]
     t = time.perf_counter()
     for cmd in (train_cmd, detect_cmd):
         print("jax-lstm-ae " + " ".join(cmd), flush=True)

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from jax_lstm_ae.cli import anomaly as cli
+from jax_lstm_ae.cli.main import main
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config, save_run
 from jax_lstm_ae.data import Normalizer, synthetic
 from jax_lstm_ae.train.fit import fit
@@ -38,7 +38,7 @@ def test_detect_finds_injected_anomalies_in_sequences(run_dir, capsys):
     normal = synthetic("sines", n=300, seed=2)
     np.savez(run_dir / "normal.npz", x=normal.x[normal.labels == 0][:200])  # 200 rows: same batch shape as test
     out = run_dir / "scores.csv"
-    rc = cli.main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "test.npz"),
+    rc = main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "test.npz"),
                    "--labels", str(run_dir / "labels.txt"), "--fit-data", str(run_dir / "normal.npz"),
                    "--threshold", "fbeta", "--beta", "1", "--out", str(out)])
     assert rc == 0
@@ -66,7 +66,7 @@ def test_detect_on_a_long_series_points_at_the_anomaly(run_dir, capsys):
     labels = ((t >= 700) & (t < 712)).astype(int)
     np.savetxt(run_dir / "point_labels.txt", labels, fmt="%d")
     out = run_dir / "points.csv"
-    rc = cli.main(["detect", "--run", str(run_dir / "run"), "--data", str(path), "--columns", "a,b,c",
+    rc = main(["detect", "--run", str(run_dir / "run"), "--data", str(path), "--columns", "a,b,c",
                    "--window", "32", "--stride", "4", "--level", "step", "--fit-data", str(normal_path),
                    "--threshold", "contamination", "--contamination", "0.02",
                    "--labels", str(run_dir / "point_labels.txt"), "--out", str(out)])
@@ -97,7 +97,7 @@ def test_bad_labels_give_a_clear_error(run_dir, capsys, content, message):
         np.savez(run_dir / "test.npz", x=test.x, labels=test.labels)
     bad = run_dir / "bad_labels.txt"
     bad.write_text(content)
-    rc = cli.main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "test.npz"),
+    rc = main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "test.npz"),
                    "--labels", str(bad), "--out", str(run_dir / "x.csv")])
     err = capsys.readouterr().err
     assert rc == 2
@@ -108,7 +108,7 @@ def test_bad_labels_give_a_clear_error(run_dir, capsys, content, message):
 def test_threshold_errors_are_clear(run_dir, capsys):
     test = synthetic("sines", n=50, seed=4)
     np.savez(run_dir / "small.npz", x=test.x)
-    rc = cli.main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "small.npz"),
+    rc = main(["detect", "--run", str(run_dir / "run"), "--data", str(run_dir / "small.npz"),
                    "--threshold", "fbeta", "--out", str(run_dir / "y.csv")])
     assert rc == 2 and "needs labels" in capsys.readouterr().err
     # the same through the full `jax-lstm-ae` entry point, where detect is registered
@@ -122,7 +122,7 @@ def test_threshold_errors_are_clear(run_dir, capsys):
 def test_probe_command_reports_three_representations(run_dir, capsys):
     data = synthetic("sines", n=240, seed=5)
     np.savez(run_dir / "probe.npz", x=data.x, labels=data.labels)
-    rc = cli.main(["probe", "--run", str(run_dir / "run"), "--data", str(run_dir / "probe.npz"),
+    rc = main(["probe", "--run", str(run_dir / "run"), "--data", str(run_dir / "probe.npz"),
                    "--out", str(run_dir / "probe.json")])
     assert rc == 0
     res = json.loads((run_dir / "probe.json").read_text())
@@ -144,8 +144,8 @@ def test_detect_and_probe_split_over_two_devices_agree_with_one(run_dir, capsys)
     common = ["--run", str(run_dir / "run"), "--data", str(run_dir / "mesh.npz"), "--batch-size", "64"]
     detect = ["detect", *common, "--normal-class", "0", "--threshold", "fbeta", "--beta", "1"]
     probe = ["probe", *common]
-    assert cli.main([*detect, "--out", str(run_dir / "one.csv")]) == 0
-    assert cli.main([*probe, "--out", str(run_dir / "one.json")]) == 0
+    assert main([*detect, "--out", str(run_dir / "one.csv")]) == 0
+    assert main([*probe, "--out", str(run_dir / "one.json")]) == 0
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     for argv in ([*detect, "--out", str(run_dir / "two.csv")], [*probe, "--out", str(run_dir / "two.json")]):
         res = subprocess.run([sys.executable, "-m", "jax_lstm_ae", *argv, "--devices", "2"], env=env,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jax_lstm_ae.train.checkpoint import load_run
-from jax_lstm_ae.cli.main import _save_arrays, main
+from jax_lstm_ae.cli.arrays import _save_arrays
+from jax_lstm_ae.cli.main import main
 
 TINY = ["--embedding-dim", "4", "--batch-size", "8", "--quiet"]  # one LSTM layer each way
 
@@ -227,7 +228,7 @@ def _texts(fig) -> set[str]:
 def test_plots_have_axes_legends_and_lengths(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from jax_lstm_ae.cli.anomaly import _plot
+    from jax_lstm_ae.cli.scoring import plot as _plot
     from jax_lstm_ae.cli.plots import plot_reconstructions
 
     lengths = np.array([5, 3])

@@ -1,5 +1,5 @@
 """Command-line flags for devices and hosts: ``--devices N|all`` and the
-multi-process flags, as a hook of ``cli.main.COMMON_ARG_MODULES``
+multi-process flags, as a hook of ``cli.args.COMMON_ARG_MODULES``
 (``add_args``, ``setup``, ``fit_kwargs``)."""
 
 from __future__ import annotations

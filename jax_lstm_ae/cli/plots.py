@@ -19,6 +19,20 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> Path:
+    """Write the figure under a temporary name beside ``path``, then rename it:
+    a failure leaves the old PNG or none, never a torn one."""
+    from jax_lstm_ae.cli.outputs import replacing
+
+    plt = _pyplot()
+    try:
+        with replacing(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
 def have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -44,9 +58,7 @@ def plot_losses(history: Sequence[dict], path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_reconstructions(x: np.ndarray, recon: np.ndarray, lengths: np.ndarray, path, *, binary: bool = False) -> Path:
@@ -100,9 +112,5 @@ def plot_reconstructions(x: np.ndarray, recon: np.ndarray, lengths: np.ndarray, 
                     Line2D([], [], color="k", ls="--", label="reconstruction")]  # fmt: skip
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 0.84, 1))
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+        return _save(fig, path)
+    return _save(fig, path)

@@ -18,12 +18,14 @@ kill between the two never loses or repeats an epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.train.checkpoint import _umask, atomic_write
 
 METRICS_FILE = "metrics.jsonl"
@@ -43,6 +45,15 @@ def lock_file(out: Path) -> Path:
 
 def is_nonempty_dir(p: Path) -> bool:
     return p.is_dir() and any(p.iterdir())
+
+
+RUN_MARKERS = ("checkpoint.msgpack", "detector.json")  # one of them, beside config.json
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run directory of this library: config.json and a checkpoint (or a detector)."""
+    p = Path(path)
+    return p.is_dir() and (p / "config.json").is_file() and any((p / m).is_file() for m in RUN_MARKERS)
 
 
 # ------------------------------------------------------------------ folders
@@ -82,6 +93,9 @@ def new_partial(out: Path) -> Path:
 def commit(work: Path, out: Path) -> None:
     """Swap the finished run ``work`` into ``out``; the old ``out`` is removed
     only after the new one is in place."""
+    if is_nonempty_dir(out) and not is_run_dir(out):  # files were put there while the run trained
+        fail(f"--out {out} is no longer a run directory, so it is left as it is; the new run stays in {work}: "
+             "move it where you want it")
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -137,6 +151,24 @@ class RunLock:
             pass
         os.close(self.fd)
         self.fd = None
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, created: list[Path]):
+    """Hold ``out``'s lock while a run is written; on leaving, release it and,
+    if the run left nothing, remove the folders made for it (``created``)."""
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except Busy as e:
+        remove_created(created)
+        fail(f"--out {out} is being written by another training (pid {e}); wait for it to end or choose another --out")
+    try:
+        yield
+    finally:
+        lock.release()
+        if not out.exists() and not partial_dir(out).exists():
+            remove_created(created)
 
 
 def holder(out: Path) -> str | None:

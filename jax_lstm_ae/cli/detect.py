@@ -1,0 +1,168 @@
+"""`jax-lstm-ae detect`: reconstruction-error anomaly scores (EncDec-AD) of
+sequences, or of the points of a long series cut into windows; a run of the
+series pipeline is scored by ``series``.
+
+    jax-lstm-ae detect --run RUN --data beats.txt --out scores.csv [--labels y.txt]
+    jax-lstm-ae detect --run RUN --data series.txt --window 64 --stride 4 --out points.csv
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+from jax_lstm_ae.apps.metrics import detection_report
+from jax_lstm_ae.apps.series import top_stretches
+from jax_lstm_ae.cli.args import (
+    add_common_args, add_data_args, data_for_run, is_number, load_data, load_run_for_use, normal_only, setup_common,
+)  # fmt: skip
+from jax_lstm_ae.cli.checks import number, positive
+from jax_lstm_ae.cli.scoring import (
+    check_threshold_args, plan_outputs, plot, plot_path, print_stretches, read_labels, threshold, write_table,
+)  # fmt: skip
+from jax_lstm_ae.cli.shell import fail
+
+
+def register(sub) -> None:
+    """Add `detect` to an argparse subparsers object."""
+    p = sub.add_parser(
+        "detect",
+        help="score sequences (or points of a long series) for anomalies",
+        description=(
+            "Reconstruction-error anomaly scores (EncDec-AD). Writes one row per sequence, or per time point "
+            "when --window cuts a long series, with the score and the 0/1 decision, plus a PNG."
+        ),
+    )
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory written by `jax-lstm-ae train`")
+    add_data_args(p, default_help=" (sequences to score; a long series with --window)")
+    p.add_argument("--out", required=True, help="CSV to write: index,score,anomaly[,label]")
+    p.add_argument("--force", action="store_true", help="replace --out, --plot and --explain if they exist")
+    p.add_argument("--labels", default=None,
+                   help="0/1 per sequence (or per time point), one per line or .npy; enables metrics and --threshold fbeta")
+    p.add_argument("--normal-class", default=None,
+                   help="derive 0/1 labels from the data file's own labels: this class is normal, others anomalous")
+    p.add_argument("--fit-data", default=None,
+                   help="NORMAL data to fit the scorer and the unlabelled threshold on (default: the scored data)")
+    p.add_argument("--method", choices=("mahalanobis", "mae", "mse"), default="mahalanobis")
+    p.add_argument("--level", choices=("window", "step"), default=None,
+                   help="Gaussian per window ([T*F] vector) or per step ([F]); default window for equal-length "
+                        "sequences, step otherwise")
+    p.add_argument("--threshold", default="auto",
+                   help="fbeta (needs labels), contamination, meanstd, auto, or a number (auto: fbeta with labels, "
+                        "else contamination for a run of the series pipeline or with --fit-data, else meanstd)")
+    p.add_argument("--beta", type=number(">0"), default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
+    p.add_argument("--contamination", type=number("[0,1)"), default=0.01,
+                   help="share of the scored items (points of a series) to flag: the threshold is that quantile "
+                        "of their scores (default 0.01)")
+    p.add_argument("--top", type=positive, default=5, help="print the K highest anomalous stretches (or sequences)")
+    p.add_argument("--explain", default=None, metavar="CSV",
+                   help="series pipeline: write, per top stretch, the step and feature that contributed most")
+    p.add_argument("--k", type=number("any"), default=3.0, help="mean + k * std (meanstd)")
+    p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
+    p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
+    add_common_args(p)
+    p.set_defaults(func=run_detect)
+
+def run_detect(args) -> int:
+    check_threshold_args(args)
+    plan = plan_outputs(args)  # every output checked before any work
+    setup_common(args)  # --devices / several processes: args.mesh
+    mesh = getattr(args, "mesh", None)
+    from jax_lstm_ae.apps.detectors import is_detector_run
+
+    if is_detector_run(args.run):
+        from jax_lstm_ae.cli.series import detect_series
+
+        return detect_series(args, plan)
+    run = load_run_for_use(args.run)
+    data, series = data_for_run(run, args, args.data, "data to score")
+    x, lengths, file_labels = data.x, data.lengths, data.labels
+    if series is not None:
+        stride = int(data.starts[1] - data.starts[0]) if data.n > 1 else 1
+        whose = "given" if args.window is not None else "the run's"
+        print(f"windows of {data.steps} rows, stride {stride} ({whose})")
+    n_items = series.shape[0] if series is not None else x.shape[0]
+    what = "one per time point of the series" if series is not None else "one per sequence"
+    labels = None
+    if args.labels is not None:
+        labels = read_labels(args.labels, n_items, what)
+    elif args.normal_class is not None:
+        if file_labels is None:
+            fail(f"--normal-class needs labels in {args.data or 'the run’s training data'}; give --labels FILE instead")
+        fl_arr = np.asarray(file_labels)
+        if np.issubdtype(fl_arr.dtype, np.number) and is_number(args.normal_class):
+            labels = fl_arr.astype(np.float64) != float(args.normal_class)
+        else:
+            labels = fl_arr.astype(str) != str(args.normal_class)
+        if labels.all():
+            fail(f"--normal-class {args.normal_class} matches no label in {args.data or 'the run’s training data'}; "
+                 f"give one of its labels: {', '.join(map(str, np.unique(fl_arr)[:10]))}")
+    level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
+
+    err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size, mesh=mesh)
+    if args.fit_data is not None:
+        fit_data, _ = data_for_run(run, args, args.fit_data, "--fit-data")
+        fl = fit_data.lengths
+        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
+    elif run.config.get("data", {}).get("normal_class") is not None:
+        # trained with --normal-class: fit the scorer on the run's own held-out normal sequences
+        fit_data = _run_validation(run)
+        fl = fit_data.lengths
+        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
+        print(f"scorer fitted on the run's {fit_data.n} held-out sequences of class {run.config['data']['normal_class']}")
+    else:
+        fit_err, fl = err, lengths
+    scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
+    scores = _item_scores(scorer, err, data)
+    # Unlabelled thresholds come from the normal data's scores, on the same
+    # scale as the scores they cut (points for a series, sequences otherwise).
+    fit_scores = _item_scores(scorer, fit_err, fit_data) if args.fit_data is not None else scores
+    thr, how = threshold(args, labels, scores, fit_scores, args.fit_data is not None)
+    flags = scores > thr
+
+    out, png = args.out, plot_path(args)
+    plan.make_parents()
+    try:
+        write_table(out, scores, flags, labels)
+        plot(png, scores, thr, flags, labels, series)
+    except BaseException:
+        plan.discard()
+        raise
+
+    unit = "points" if series is not None else "sequences"
+    print(f"scored {n_items} {unit} with {args.method}/{level}; threshold {thr:.6g} ({how}); "
+          f"flagged {int(flags.sum())}")
+    if series is not None:
+        print_stretches(top_stretches(scores, thr, args.top))
+    else:
+        top = np.argsort(-scores, kind="stable")[: args.top]
+        print("top sequences (index score): " + ", ".join(f"{i} {scores[i]:.4g}" for i in top))
+    if labels is not None and labels.any() and not labels.all():
+        rep = detection_report(labels, scores, thr)
+        print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
+    print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
+    return 0
+
+
+def _run_validation(run):
+    """The held-out normal sequences of a run trained with --normal-class (the same split as train's)."""
+    from jax_lstm_ae.data import train_val_split
+
+    spec = run.config["data"]
+    data = normal_only(load_data(spec), spec)
+    _, val = train_val_split(data, run.config["train"]["val_fraction"], seed=run.config["train"]["seed"])
+    if val is None:
+        fail(f"the run kept no validation sequences of {spec.get('source')} to fit the scorer on; "
+             "pass --fit-data NORMAL_FILE")
+    return run.normalizer.apply(val) if run.normalizer is not None else val
+
+
+def _item_scores(scorer, errors, data) -> np.ndarray:
+    """One score per sequence, or per point when ``data`` holds windows of a series."""
+    win, steps = score_errors(scorer, errors, data.lengths)
+    if data.starts is None:
+        return win
+    n_points = int(data.starts.max()) + data.steps
+    return points_from_windows(steps if steps is not None else win, data.starts, n_points, window=data.steps)
+
+

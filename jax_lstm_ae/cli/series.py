@@ -1,0 +1,134 @@
+"""The series pipeline on the command line: `train --train-rows A:B` fits a
+``SeriesAnomalyDetector`` on rows A..B-1 of one long series and saves it as a
+run directory; `detect` on such a run scores every row with its own plan,
+columns and scorer (and --explain names the step and feature behind each
+top stretch).
+
+    jax-lstm-ae train  --data series.csv --columns 1,2 --train-rows 0:2800 --out RUN
+    jax-lstm-ae detect --run RUN --out points.csv [--data other.csv] [--top 5] [--explain why.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from jax_lstm_ae.apps.metrics import detection_report
+from jax_lstm_ae.apps.series import points_to_rows, top_stretches
+from jax_lstm_ae.cli.args import parse_rows, setup_common
+from jax_lstm_ae.cli.outputs import FilesPlan, inputs_of, plan_run_dir, write_bytes
+from jax_lstm_ae.cli.scoring import plot, plot_path, print_stretches, read_labels, threshold, write_table
+from jax_lstm_ae.cli.shell import fail
+
+
+def _load_series(path, columns):
+    from jax_lstm_ae.data import load_series
+
+    if path is None or str(path).startswith("synthetic:"):
+        fail("the series pipeline needs --data PATH: one long series, one row per time step")
+    return load_series(path, columns)
+
+
+def train_series(args) -> int:
+    """`train --train-rows A:B`: fit the series pipeline on rows A..B-1 and save it as a run directory."""
+    from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
+    from jax_lstm_ae.cli.rundir import commit, make_parents, new_partial, run_lock
+
+    if args.resume:
+        fail("--resume does not apply to --train-rows; train again with --force")
+    out = Path(args.out)
+    plan_run_dir(out, force=args.force, inputs=inputs_of(args, ("data",)))  # as a plain run: checked first,
+    setup_common(args)  # built aside, swapped in when it ends, under the lock
+    series = _load_series(args.data, args.columns)
+    a, b = parse_rows(args.train_rows, series.shape[0])
+    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, decoder=args.decoder or "repeat",
+                                seed=args.seed or 0, progress=not args.quiet, epochs=args.epochs)
+    with run_lock(out, make_parents(out.parent)):
+        work = new_partial(out)
+        try:
+            det.fit(series[a:b])
+            det.save(work, data={"source": str(Path(args.data).resolve()), "format": "series",
+                                 "columns": args.columns, "train_rows": [a, b]})
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        commit(work, out)
+    info = det.config_.get("train", {})
+    print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
+    print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
+          f"{det.contamination:g} of the training rows)")
+    print(f"run saved in {out}/: config.json checkpoint.msgpack detector.json detector.npz")
+    return 0
+
+
+def detect_series(args, plan: FilesPlan) -> int:
+    """`detect` on a run of the series pipeline: its plan, columns and scorer."""
+    from jax_lstm_ae.apps.detectors import load_detector
+
+    det = load_detector(args.run)
+    dcfg = det.config_.get("data", {}) or json.loads((Path(args.run) / "detector.json").read_text()).get("data", {})
+    source = args.data or dcfg.get("source")
+    columns = args.columns if args.columns is not None else dcfg.get("columns")
+    if args.fit_data is not None or args.normal_class is not None:
+        fail("a run of the series pipeline scores with its own fitted scorer; drop --fit-data / --normal-class "
+             "(give --labels for metrics)")
+    if args.window is not None and args.window != det.plan_.window:
+        fail(f"this run's windows are {det.plan_.window} steps (chosen at train time); drop --window")
+    series = _load_series(source, columns)
+    n = series.shape[0]
+    w, starts, err = det.score_windows(series)
+    scores = points_to_rows(w, starts, det.plan_, n)
+    rows = dcfg.get("train_rows")
+    print(f"using the run's {det.plan_.describe()}, chosen from its training rows "
+          f"{'%d:%d' % tuple(rows) if rows else '(not recorded)'}")
+    labels = read_labels(args.labels, n, "one per time point of the series") if args.labels else None
+    kind = "contamination" if args.threshold == "auto" and labels is None else args.threshold
+    thr, how = threshold(argparse.Namespace(**{**vars(args), "threshold": kind}), labels, scores, scores, True)
+    flags = scores > thr
+    out, png = args.out, plot_path(args)
+    plan.make_parents()
+    try:
+        write_table(out, scores, flags, labels)
+        plot(png, scores, thr, flags, labels, det.normalizer_.apply(series))
+    except BaseException:
+        plan.discard()
+        raise
+    print(f"scored {n} points; threshold {thr:.6g} ({how}); flagged {int(flags.sum())} ({flags.mean():.2%})")
+    spans = top_stretches(scores, thr, args.top)
+    print_stretches(spans)
+    if labels is not None and labels.any() and not labels.all():
+        rep = detection_report(labels, scores, thr)
+        print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
+    if args.explain:
+        rows = explain_stretches(det, spans, w, starts, err, columns)
+        write_bytes(Path(args.explain), "start,end,score,window_start,window_end,peak_row_start,peak_row_end,"
+                                      "feature,step_share,feature_share\n" + "".join(rows))
+        print(f"wrote {args.explain}")
+    print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
+    return 0
+
+
+def explain_stretches(det, spans, window_scores, starts, errors, columns=None) -> list[str]:
+    """One CSV line per stretch: its highest-scoring window, the pooled step and
+    feature of that window with the largest standardised squared error
+    (``det.contributions``), and their shares of the window's total."""
+    d, wl = det.plan_.pool, det.plan_.window
+    contrib = det.contributions(errors)
+    names = list(columns) if columns is not None else list(range(errors.shape[2]))
+    lines = []
+    for a, b, v in spans:
+        cover = (starts * d < b) & ((starts + wl) * d > a)
+        k = int(np.flatnonzero(cover)[np.argmax(window_scores[cover])]) if cover.any() else int(np.argmax(window_scores))
+        c = contrib[k]
+        t, f = np.unravel_index(int(np.argmax(c)), c.shape)
+        tot = float(c.sum()) or 1.0
+        row0 = (int(starts[k]) + int(t)) * d
+        lines.append(f"{a},{b},{v:.6g},{int(starts[k]) * d},{(int(starts[k]) + wl) * d},{row0},{row0 + d},"
+                     f"{names[f] if f < len(names) else f},{c[t, f] / tot:.4f},{c[:, f].sum() / tot:.4f}\n")
+    return lines
+
+
