@@ -39,9 +39,9 @@ import numpy as np
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_scorer, score_errors
 from jax_lstm_ae.apps.series import SeriesPlan, plan_series, points_to_rows, prepare
 from jax_lstm_ae.data import Dataset, Normalizer, sliding_windows
-from jax_lstm_ae.nn.spec import DecoderKind, DecoderSpec, EncoderSpec
+from jax_lstm_ae.nn.spec import DecoderKind, DecoderSpec, EncoderSpec, ModelSpec
 from jax_lstm_ae.train.runner import TrainResult, run_training, split_data
-from jax_lstm_ae.train.spec import preset
+from jax_lstm_ae.train.spec import TrainSpec, preset
 
 DETECTOR_FILE = "detector.json"
 ARRAYS_FILE = "detector.npz"
@@ -61,6 +61,14 @@ def _specs(preset_name: str, data: Dataset, *, embedding_dim: int, hidden, decod
     train_spec = train_spec.replace(batch_size=int(batch_size), val_fraction=float(val_fraction), seed=int(seed),
                                     optimizer=train_spec.optimizer.replace(learning_rate=float(lr)), **budget)
     return model_spec, train_spec
+
+
+def _fit_to(model_spec: ModelSpec, data: Dataset) -> ModelSpec:
+    """``model_spec`` for ``data``: its F, and its T where the decoder fixes it."""
+    d = model_spec.decoder
+    if d.kind in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE):
+        d = d.replace(steps=data.steps)
+    return model_spec.replace(features=data.features, decoder=d)
 
 
 def _as_3d(x) -> np.ndarray:
@@ -196,7 +204,10 @@ class _Detector(_Params):
 
 
 def _jsonable(d: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    if d.get("specs") is not None:
+        out["specs"] = {"model": d["specs"][0].to_dict(), "train": d["specs"][1].to_dict()}
+    return out
 
 
 def is_detector_run(run_dir) -> bool:
@@ -217,6 +228,8 @@ def load_detector(run_dir):
     if cls is None:
         raise RunError(f"{path}: unknown detector kind {meta.get('kind')!r}")
     params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["params"].items()}
+    if params.get("specs") is not None:
+        params["specs"] = (ModelSpec.from_dict(params["specs"]["model"]), TrainSpec.from_dict(params["specs"]["train"]))
     det = cls(**params)
     det._restore(run_dir, meta)
     return det
@@ -236,6 +249,9 @@ class SeriesAnomalyDetector(_Detector):
         best epoch and fit the scorer.
       contamination: share of the training stretch's rows above ``threshold_``.
       raw: no autoencoder; score the normalised windows themselves.
+      specs: ``(ModelSpec, TrainSpec)`` to train with instead of the ones the
+        arguments above make from the ``series`` preset (``features`` and a
+        decoder's fixed T are set from the windows; ``val_fraction`` is the holdout).
     """
 
     _kind = "series"
@@ -243,8 +259,8 @@ class SeriesAnomalyDetector(_Detector):
     def __init__(self, window: int = 64, stride: int = 1, embedding_dim: int = 16, hidden=(32,),
                  decoder: str = "repeat", steps: int = 1500, lr: float = 1e-2, batch_size: int = 32,
                  holdout: float = 0.2, contamination: float = 0.01, seed: int = 0, raw: bool = False,
-                 progress=False, epochs: int | None = None):
-        self.window, self.stride, self.epochs = window, stride, epochs
+                 progress=False, epochs: int | None = None, specs: tuple[ModelSpec, TrainSpec] | None = None):
+        self.window, self.stride, self.epochs, self.specs = window, stride, epochs, specs
         self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
         self.holdout, self.contamination, self.seed, self.raw, self.progress = holdout, contamination, seed, raw, progress
@@ -263,7 +279,9 @@ class SeriesAnomalyDetector(_Detector):
                                         decoder=self.decoder, steps=self.steps, lr=self.lr,
                                         batch_size=self.batch_size, val_fraction=self.holdout, seed=self.seed,
                                         epochs=self.epochs)
-        self.normalizer_, fit_ds, hold = split_data(ds, train_spec)
+        if self.specs is not None:
+            model_spec, train_spec = _fit_to(self.specs[0], ds), self.specs[1]
+        self.normalizer_, fit_ds, hold = split_data(ds, train_spec, model_spec)
         if hold is None:
             raise ValueError(f"the training stretch gives {ds.n} window(s), too few to hold any out; give more rows")
         self.n_features_ = s.shape[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_lstm_ae.cli.rundir import read_metrics
+from jax_lstm_ae.train.checkpoint import read_metrics
 
 
 def register(subparsers) -> None:

@@ -11,7 +11,7 @@ The lock is an ``flock`` on a file beside RUN_DIR: the kernel drops it when its
 process dies, even by ``kill -9``, so a stale lock never blocks a later run.
 
 Inside a run the checkpoint is written before the epoch's line is appended to
-metrics.jsonl; on resume :func:`sync_metrics` rewrites metrics.jsonl from the
+metrics.jsonl; on resume :func:`train.checkpoint.sync_metrics` rewrites metrics.jsonl from the
 checkpoint's epoch (the epoch's record is stored in the checkpoint too), so a
 kill between the two never loses or repeats an epoch.
 """
@@ -26,9 +26,8 @@ import tempfile
 from pathlib import Path
 
 from jax_lstm_ae.cli.shell import fail
-from jax_lstm_ae.train.checkpoint import _umask, atomic_write
+from jax_lstm_ae.train.checkpoint import METRICS_FILE, _umask, atomic_write, read_metrics
 
-METRICS_FILE = "metrics.jsonl"
 
 
 class Busy(Exception):
@@ -187,46 +186,3 @@ def holder(out: Path) -> str | None:
 
 
 # ------------------------------------------------------------------ metrics
-def read_metrics(path: Path) -> list[dict]:
-    """The epoch records of a metrics.jsonl; lines that are not a JSON object
-    with an integer ``epoch`` and a numeric ``loss`` (a torn last line, an
-    edit) are skipped."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and type(rec.get("epoch")) is int and isinstance(rec.get("loss"), (int, float)):
-            out.append(rec)
-    return out
-
-
-def sync_metrics(run_dir: Path, extra: dict) -> list[dict]:
-    """Make metrics.jsonl hold exactly epochs 1..``extra["epoch"]`` (the
-    checkpoint's), one line each, the last from the checkpoint itself."""
-    done = int(extra.get("epoch", 0))
-    by_epoch: dict[int, dict] = {}
-    for rec in read_metrics(run_dir / METRICS_FILE):
-        if 1 <= rec["epoch"] <= done:
-            by_epoch.setdefault(rec["epoch"], rec)
-    last = extra.get("last_record")
-    if isinstance(last, dict) and last.get("epoch") == done:
-        by_epoch[done] = last
-    recs = [by_epoch[e] for e in sorted(by_epoch)]
-    atomic_write(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in recs))
-    return recs
-
-
-def append_metrics(run_dir: Path, rec: dict) -> None:
-    path = run_dir / METRICS_FILE
-    try:
-        with open(path, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-    except OSError as e:
-        if e.filename is None:
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise

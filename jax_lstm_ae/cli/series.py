@@ -23,6 +23,7 @@ from jax_lstm_ae.cli.args import parse_rows, setup_common
 from jax_lstm_ae.cli.outputs import FilesPlan, inputs_of, plan_run_dir, write_bytes
 from jax_lstm_ae.cli.scoring import plot, plot_path, print_stretches, read_labels, threshold, write_table
 from jax_lstm_ae.cli.shell import fail
+from jax_lstm_ae.cli.specs import apply_flags
 
 
 def _load_series(path, columns):
@@ -37,16 +38,29 @@ def train_series(args) -> int:
     """`train --train-rows A:B`: fit the series pipeline on rows A..B-1 and save it as a run directory."""
     from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
     from jax_lstm_ae.cli.rundir import commit, make_parents, new_partial, run_lock
+    from jax_lstm_ae.train.spec import preset
 
     if args.resume:
         fail("--resume does not apply to --train-rows; train again with --force")
     out = Path(args.out)
     plan_run_dir(out, force=args.force, inputs=inputs_of(args, ("data",)))  # as a plain run: checked first,
     setup_common(args)  # built aside, swapped in when it ends, under the lock
+    for dest, why in (("normal_class", "the series pipeline trains on rows, not on labelled sequences"),
+                      ("id_column", "a long series has one row per step, not sequence ids"),
+                      ("label_column", "the series pipeline reads no labels")):
+        if getattr(args, dest, None) is not None:
+            fail(f"--{dest.replace('_', '-')} does not apply to --train-rows: {why}; drop it")
+    if args.format not in (None, "series"):
+        fail(f"--format {args.format} does not apply to --train-rows: it reads one long series; drop --format")
+    if args.head == "sigmoid":
+        fail("--head sigmoid does not apply to --train-rows: the series pipeline reconstructs normalised real "
+             "values; drop --head")
     series = _load_series(args.data, args.columns)
     a, b = parse_rows(args.train_rows, series.shape[0])
-    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, decoder=args.decoder or "repeat",
-                                seed=args.seed or 0, progress=not args.quiet, epochs=args.epochs)
+    # Every model and training flag is a field of the series preset's specs: none is ignored.
+    specs = apply_flags(args, *preset("series", series.shape[1]), fields={"head.kind": "linear"})
+    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, progress=not args.quiet,
+                                specs=specs)
     with run_lock(out, make_parents(out.parent)):
         work = new_partial(out)
         try:
@@ -57,7 +71,7 @@ def train_series(args) -> int:
             shutil.rmtree(work, ignore_errors=True)
             raise
         commit(work, out)
-    info = det.config_.get("train", {})
+    info = det.config_.get("result", {})
     print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
     print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
           f"{det.contamination:g} of the training rows)")

@@ -166,7 +166,8 @@ def apply_flags(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tra
     try:
         return ModelSpec.from_dict(dicts["model"]), TrainSpec.from_dict(dicts["train"])
     except SpecError as e:
-        fail(_flag_error(e, FLAGS) + "; change the flag's value")
+        msg = _flag_error(e, FLAGS)
+        fail(msg if "; " in msg else msg + "; change the flag's value")
 
 
 def _plain(value):

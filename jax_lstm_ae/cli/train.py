@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_lstm_ae.cli import checks
-from jax_lstm_ae.cli.args import add_common_args, add_data_args, all_finite, int_list, setup_common
-from jax_lstm_ae.cli.checks import integer, number, positive
+from jax_lstm_ae.cli.args import add_common_args, add_data_args, setup_common
 from jax_lstm_ae.cli.shell import PROG, CliError, Terminated, fail
+from jax_lstm_ae.cli.specs import add_spec_flags
 from jax_lstm_ae.cli.train_setup import fresh_setup, resume_setup
 
 # Set by SIGTERM. The handler also raises at once, but Python drops an
@@ -40,9 +39,7 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal handler's signature
 
 def register(subparsers) -> None:
     """Add `train` to an argparse subparsers object."""
-    from jax_lstm_ae.nn.decoders import DECODERS
-    from jax_lstm_ae.nn.cell import ACTIVATIONS
-    from jax_lstm_ae.nn.encoder import POOLINGS
+    from jax_lstm_ae.train.spec import preset
 
     p = subparsers.add_parser(
         "train",
@@ -54,55 +51,15 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (only once training succeeds)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in RUN_DIR (or its interrupted partial run) up to --epochs; only --epochs "
-                        "and --patience may change, other training flags are refused")
-    g = p.add_argument_group("model")
-    g.add_argument("--decoder", choices=sorted(DECODERS), help="decoder strategy (default repeat)")
-    g.add_argument("--embedding-dim", type=positive, metavar="E", help="latent size (default 32)")
-    g.add_argument("--hidden", type=int_list, metavar="H[,H...]|none",
-                   help="encoder LSTM sizes before the E-sized one, e.g. 64 (F -> 64 -> E); the decoder mirrors "
-                   "them (default none: one LSTM layer each way, which trains fastest on the built-in sets)")
-    g.add_argument("--init", choices=("orthogonal", "uniform"),
-                   help="LSTM weight init: orthogonal recurrent weights (Keras) or U(+-1/sqrt(H)) (PyTorch)")
-    g.add_argument("--head", choices=("auto", "linear", "mae", "sigmoid"),
-                   help="output and loss: linear (MSE), mae, sigmoid (binary CE); auto: sigmoid for 0/1 data")
-    g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional encoder")
-    g.add_argument("--pooling", choices=POOLINGS,
-                   help="encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both")
-    g.add_argument("--teacher-prob", type=number("[0,1]"), metavar="P",
-                   help="conditional decoder: scheduled-sampling probability in [0, 1] (default 0)")
-    g.add_argument("--activation", choices=tuple(ACTIVATIONS),
-                   help="every LSTM cell's activation, on the candidate and the cell output (Keras's; default tanh)")
-    g.add_argument("--recurrent-activation", choices=tuple(ACTIVATIONS),
-                   help="every LSTM cell's gate activation (Keras's; default sigmoid; hard_sigmoid: relu6(x + 3) / 6)")
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=positive,
-                   help="epochs (default 20, raised to reach --min-steps; with --resume: the run's)")
-    g.add_argument("--min-steps", type=integer(">=0"), metavar="N",
-                   help="train at least N steps, adding epochs (default 1000 without --epochs, 0 with it), "
-                        "so a small set learns: 100 sequences in batches of 32 are 2 steps an epoch")
-    g.add_argument("--batch-size", type=positive, help="sequences per training step (default 32)")
-    g.add_argument("--lr", type=number(">0", example="0.001"), help="peak learning rate (Adam; default 0.01)")
-    g.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule (default constant)")
-    g.add_argument("--warmup-steps", type=integer(">=0"), help="steps of linear warmup (default 0)")
-    g.add_argument("--clip-norm", type=number(">=0"), help="global gradient-norm clip (default 1.0; 0: none)")
-    g.add_argument("--weight-decay", type=number(">=0"), help="AdamW weight decay (default 0)")
-    g.add_argument("--input-noise", type=number(">=0"), metavar="STD",
-                   help="denoising: the encoder reads the (normalised) data plus Gaussian noise of this std while "
-                        "training; the loss still reconstructs the clean data (default 0: off)")
-    g.add_argument("--step-dropout", type=number("[0,1)"), metavar="RATE",
-                   help="denoising: the encoder reads the data with each step zeroed at this rate while training")
-    g.add_argument("--val-fraction", type=number("[0,1)"), help="share of sequences held out, in [0, 1) (default 0.2)")
-    g.add_argument("--patience", type=positive, help="early stopping: epochs without validation improvement")
-    g.add_argument("--normalize", choices=("auto", "zscore", "minmax", "none"),
-                   help="per-feature normalisation fitted on the training split (auto: zscore, none for 0/1 data)")
-    g.add_argument("--seed", type=checks.seed, help=f"random seed in [0, {checks.SEED_MAX}] (default 0)")
+                   help="continue the run in RUN_DIR (or its interrupted partial run) up to --epochs; only --epochs, "
+                        "--min-steps and --patience may change, other model and training flags are refused")
+    add_spec_flags(p, preset("cli", 1))
     g = p.add_argument_group("anomaly detection (see `detect`)")
     g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
     g.add_argument("--train-rows", metavar="A:B", help="one long series: train the anomaly pipeline on its normal "
                    "rows A..B-1 (':' all rows, e.g. a separate normal file); window, pooling and detrending are "
-                   "chosen from those rows; model and training: the pipeline's defaults (E=16, LSTM 32, 1,500 steps), "
-                   "--window --stride --decoder --epochs --seed apply")
+                   "chosen from those rows; model and training flags apply on top of the pipeline's own defaults "
+                   "(E=16, hidden 32, about 1,500 steps of cosine-decayed Adam)")
     add_common_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -187,69 +144,47 @@ def _devices_line(mesh) -> str:
     return f"each batch split over {mesh.devices.size} {d.platform.upper()} devices (--devices 1: one)"
 
 
-def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
-    from jax_lstm_ae.cli.rundir import append_metrics, commit, is_nonempty_dir, new_partial, sync_metrics
-    from jax_lstm_ae.train.checkpoint import CONFIG_FILE, CONFIG_VERSION, atomic_write, save_run
-    from jax_lstm_ae.data import train_val_split
-    from jax_lstm_ae.train.fit import NonFiniteError, fit
+def _describe(setup: dict, n_train: int, n_val: int, mesh) -> str:
+    m, data = setup["model_spec"], setup["data"]
+    n_empty = int(np.sum(data.lengths == 0))
+    empty = f" ({n_empty} empty: they add nothing to the loss)" if n_empty else ""
+    hidden = ",".join(map(str, m.encoder.hidden)) or "none"
+    return (f"data: {setup['data_info']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
+            f"({n_train} train, {n_val} validation); model: {m.decoder.kind.value} decoder, E={m.embedding_dim}, "
+            f"hidden={hidden}, head={m.head.kind.value} ({m.head.loss.value}), backend={m.backend.value}; "
+            f"{_devices_line(mesh)}")
 
-    config, model, optimizer, normalizer = setup["config"], setup["model"], setup["optimizer"], setup["normalizer"]
-    data, tr = setup["data"], config["train"]
-    if setup["corrupt"] is not None:
-        fit_extra["step_kwargs"] = {**fit_extra.get("step_kwargs", {}), "corrupt": setup["corrupt"]}
-    train, val = train_val_split(data, tr["val_fraction"], seed=tr["seed"])
-    train, val = normalizer.apply(train), None if val is None else normalizer.apply(val)
+
+def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
+    from jax_lstm_ae.cli.rundir import commit, is_nonempty_dir, new_partial
+    from jax_lstm_ae.nn.spec import HeadKind
+    from jax_lstm_ae.train.fit import NonFiniteError
+    from jax_lstm_ae.train.runner import resume_training, run_training, split_data
 
     old_run = is_nonempty_dir(out)  # a run in RUN_DIR that must survive a new run that does not finish
     fresh = not args.resume
-    if fresh:
-        work = new_partial(out)
-    else:
-        work = setup["work"]
-        sync_metrics(work, setup["extra"])
-    cfg_text = json.dumps(
-        dict(config, version=CONFIG_VERSION, normalizer=None if normalizer is None else normalizer.to_dict()), indent=2
-    )
-    saved = {"epoch": int((setup.get("extra") or {}).get("epoch", 0))}
+    work = new_partial(out) if fresh else setup["work"]
+    saved = {"epoch": int((setup.get("extra") or {}).get("epoch", 0)), "best": None}
+    if not fresh:
+        saved["best"] = (setup.get("extra") or {}).get("best_params")
 
-    def on_epoch_end(st, prog):
-        if not all_finite(st.params):
-            raise NonFiniteError(
-                f"training stopped after epoch {prog.epoch}: the parameters are not finite (the loss was "
-                f"{prog.last_record['loss']}); lower the learning rate (--lr) or check the data for extreme values",
-                st, [], int(st.step),
-            )
-        save_run(work, st, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
-        append_metrics(work, prog.last_record)
-        saved["epoch"] = prog.epoch
-        saved["best"] = prog.best_params
+    def on_epoch_end(st, prog):  # after the runner saved the epoch
+        saved["epoch"], saved["best"] = prog.epoch, prog.best_params
         if _SIGTERM_SEEN[0]:  # a SIGTERM whose exception was dropped on the way: stop here, this epoch saved
             raise Terminated()
 
+    mesh = fit_extra.get("mesh")
+    kw = dict(progress=not args.quiet, mesh=mesh, step_kwargs=fit_extra.get("step_kwargs"), callback=on_epoch_end)
+    model_spec, data = setup["model_spec"], setup["data"]
     if not args.quiet:
-        n_empty = int(config["data"].get("n_empty") or 0)
-        empty = f" ({n_empty} empty: they add nothing to the loss)" if n_empty else ""
-        print(
-            f"data: {config['data']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
-            f"({train.n} train, {0 if val is None else val.n} validation); model: {config['model']['decoder']} "
-            f"decoder, E={config['model']['embedding_dim']}, hidden={config['model']['hidden']}, "
-            f"head={config['model']['head']}; {_devices_line(fit_extra.get('mesh'))}",
-            file=sys.stderr,
-        )
-    history: list[dict] = []
-    state = setup["state"]
+        _, tr, va = split_data(data, setup["train_spec"], model_spec)
+        print(_describe(setup, tr.n, 0 if va is None else va.n, mesh), file=sys.stderr)
     try:
         if fresh:
-            atomic_write(work / CONFIG_FILE, cfg_text + "\n")  # resumable from here on
-        if not setup.get("finishing"):
-            state, history = fit(
-                model, optimizer, train, val,
-                epochs=tr["epochs"], batch_size=tr["batch_size"], seed=tr["seed"], patience=tr["patience"],
-                log_path=None, progress=not args.quiet, state=state, resume=setup["progress"],
-                on_epoch_end=on_epoch_end, restore_best=False, **fit_extra,
-            )  # fmt: skip
-        elif saved["epoch"]:
-            saved["best"] = setup["extra"].get("best_params")
+            result = run_training(model_spec, setup["train_spec"], data, workdir=work, data_info=setup["data_info"],
+                                  **kw)
+        else:
+            result = resume_training(work, data, changes=setup["changes"], **kw)
     except (NonFiniteError, KeyboardInterrupt, Terminated) as e:
         return _stopped(e, out, work, old_run, saved["epoch"])
     except BaseException:
@@ -259,10 +194,10 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     try:
         # The checkpoint holds the last state (to resume exactly) and the best
         # params (what load_run hands out for use); plots show the latter.
-        params = state.params if saved.get("best") is None else saved["best"]
-        shown = val if val is not None else train
-        binary = config["model"]["head"] == "sigmoid"
-        plots = _make_plots(work, history, model, params, shown, normalizer, binary, args.quiet)
+        shown = result.val if result.val is not None else result.train
+        binary = model_spec.head.kind is HeadKind.SIGMOID
+        plots = _make_plots(work, result.history, result.model, result.params, shown, result.normalizer, binary,
+                            args.quiet)
         if work != out:
             commit(work, out)
     except (KeyboardInterrupt, Terminated) as e:
@@ -275,7 +210,7 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
         raise
     last = _read_metrics(out / "metrics.jsonl")
     files = ["config.json", "checkpoint.msgpack", "metrics.jsonl", *plots]
-    summary = f"trained {int(state.step)} steps"
+    summary = f"trained {int(result.state.step)} steps"
     if last:
         summary += f", final train loss {last[-1]['loss']:.5f}"
         vals = [r["val_loss"] for r in last if r.get("val_loss") is not None]
@@ -338,7 +273,7 @@ def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary:
 
 
 def _read_metrics(path: Path) -> list[dict]:
-    from jax_lstm_ae.cli.rundir import read_metrics
+    from jax_lstm_ae.train.checkpoint import read_metrics
 
     return read_metrics(Path(path))
 

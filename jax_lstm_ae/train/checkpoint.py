@@ -278,3 +278,52 @@ def load_run(run_dir) -> Run:
     if best is not None:
         run.extra["best_params"] = best  # kept for fit_progress_from_extra (resume)
     return run
+
+
+# ------------------------------------------------------------------ metrics.jsonl
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The epoch records of a metrics.jsonl; lines that are not a JSON object
+    with an integer ``epoch`` and a numeric ``loss`` (a torn last line, an
+    edit) are skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and type(rec.get("epoch")) is int and isinstance(rec.get("loss"), (int, float)):
+            out.append(rec)
+    return out
+
+
+def sync_metrics(run_dir: Path, extra: dict) -> list[dict]:
+    """Make metrics.jsonl hold exactly epochs 1..``extra["epoch"]`` (the
+    checkpoint's), one line each, the last from the checkpoint itself."""
+    done = int(extra.get("epoch", 0))
+    by_epoch: dict[int, dict] = {}
+    for rec in read_metrics(run_dir / METRICS_FILE):
+        if 1 <= rec["epoch"] <= done:
+            by_epoch.setdefault(rec["epoch"], rec)
+    last = extra.get("last_record")
+    if isinstance(last, dict) and last.get("epoch") == done:
+        by_epoch[done] = last
+    recs = [by_epoch[e] for e in sorted(by_epoch)]
+    atomic_write(run_dir / METRICS_FILE, "".join(json.dumps(r, allow_nan=False) + "\n" for r in recs))
+    return recs
+
+
+def append_metrics(run_dir: Path, rec: dict) -> None:
+    path = run_dir / METRICS_FILE
+    try:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(rec, allow_nan=False) + "\n")
+            fh.flush()
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise

@@ -31,19 +31,20 @@ from jax_lstm_ae.nn.spec import HeadKind, ModelSpec, SpecError, build
 from jax_lstm_ae.train.checkpoint import (
     CONFIG_FILE,
     RunError,
+    append_metrics,
     atomic_write,
     build_optimizer,
     load_run,
     optimizer_config,
     save_run,
+    sync_metrics,
 )
 from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
-from jax_lstm_ae.train.spec import Normalize, Schedule, TrainSpec
+from jax_lstm_ae.train.spec import Normalize, OptimizerSpec, Schedule, TrainSpec
 from jax_lstm_ae.train.step import TrainState
 
 CONFIG_VERSION = 2
-METRICS_FILE = "metrics.jsonl"
 
 
 class TrainResult(NamedTuple):
@@ -126,8 +127,7 @@ def _epoch_saver(workdir: Path | None, config: dict, normalizer, callback):
                     f"{prog.last_record['loss']}); lower the learning rate or check the data for extreme values",
                     state, [], int(state.step))
             save_run(workdir, state, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
-            with open(workdir / METRICS_FILE, "a") as fh:
-                fh.write(json.dumps(prog.last_record, allow_nan=False) + "\n")
+            append_metrics(workdir, prog.last_record)
         if callback is not None:
             callback(state, prog)
 
@@ -207,15 +207,27 @@ def run_training(
     return _result(model, state, history, normalizer, train, val, config, best[0])
 
 
-def read_specs(config: dict) -> tuple[ModelSpec, TrainSpec | None]:
+def read_specs(config: dict) -> tuple[ModelSpec, TrainSpec]:
     """The specs a config.json records (version 2, or version 1's sections)."""
     version = config.get("version", 1)
     if version == CONFIG_VERSION:
         return ModelSpec.from_dict(config["model"]), TrainSpec.from_dict(config["train"])
     if version == 1:
-        return ModelSpec.from_v1(config["model"]), None
+        return ModelSpec.from_v1(config["model"]), _train_spec_v1(config)
     raise SpecError(f"config version {version!r} is not one this library reads (1 or {CONFIG_VERSION}); "
                     "upgrade jax_lstm_ae")
+
+
+def _train_spec_v1(config: dict) -> TrainSpec:
+    """A version-1 run's training, with its budget resolved to whole epochs."""
+    tr, o = config["train"], config["optimizer"]
+    return TrainSpec(
+        batch_size=tr["batch_size"], epochs=tr["epochs"], min_steps=0, patience=tr.get("patience"),
+        val_fraction=tr["val_fraction"], normalize=tr.get("normalize", "zscore"), seed=tr["seed"],
+        input_noise=tr.get("input_noise") or 0.0, step_dropout=tr.get("step_dropout") or 0.0,
+        optimizer=OptimizerSpec(learning_rate=o["learning_rate"], warmup_steps=o.get("warmup_steps", 0),
+                                schedule="cosine" if o.get("decay_steps") else "constant",
+                                clip_norm=o.get("clip_norm") or 0.0, weight_decay=o.get("weight_decay", 0.0)))
 
 
 def resume_training(
@@ -237,10 +249,8 @@ def resume_training(
     config = read_config(workdir)
     try:
         model_spec, train_spec = read_specs(config)
-    except (KeyError, SpecError) as e:
+    except (KeyError, TypeError, SpecError) as e:
         raise RunError(f"{workdir / CONFIG_FILE}: {e}; restore the file or train the run again") from None
-    if train_spec is None:
-        raise RunError(f"{workdir}: a version-1 run cannot be resumed by this version; train it again")
     recorded = config.get("data") or {}
     if (val is None) != (recorded.get("val_fingerprint") is None):
         raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
@@ -261,7 +271,11 @@ def resume_training(
         run = load_run(workdir)
         state, extra = run.state, run.extra
         prog = fit_progress_from_extra(extra)
-    normalizer = Normalizer.from_dict(config["normalizer"])
+    sync_metrics(workdir, extra)  # exactly the checkpoint's epochs: a kill may have left one more line, or one less
+    try:
+        normalizer = Normalizer.from_dict(config["normalizer"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{workdir / CONFIG_FILE}: invalid normalizer section ({e}); train the run again") from None
     done = int(extra.get("epoch", 0))
     real = {k: v for k, v in (changes or {}).items() if getattr(train_spec, k) != v}
     if real:
@@ -274,7 +288,7 @@ def resume_training(
         train, val = normalizer.apply(data), normalizer.apply(val)
     batch, spe, epochs = train_spec.budget(train.n)
     if "epochs" not in real and "min_steps" not in real:
-        epochs = int(config["budget"]["epochs"])  # the budget the run started with
+        epochs = int(config.get("budget", {}).get("epochs", train_spec.budget(train.n)[2]))  # as it started
     config["budget"] = {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe}
     optimizer = build_optimizer(config["optimizer"])
     model = build(model_spec)

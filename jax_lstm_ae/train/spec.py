@@ -92,7 +92,8 @@ class TrainSpec(Spec):
         if not 0.0 <= self.step_dropout < 1.0:
             raise SpecError(f"train.step_dropout: a rate in [0, 1), got {self.step_dropout}")
         if self.input_noise and self.step_dropout:
-            raise SpecError("train.step_dropout: input_noise and step_dropout are two corruptions; give only one")
+            raise SpecError("train.step_dropout: input_noise and step_dropout are two kinds of corruption; give only "
+                            "one of them, not both")
 
     def budget(self, n_train: int) -> tuple[int, int, int]:
         """``(batch, steps_per_epoch, epochs)`` for ``n_train`` training sequences.
