@@ -925,7 +925,7 @@ def run_summary(run, run_dir=None) -> dict:
 
 
 def _lstm_layers(tree) -> list:
-    from jax_lstm_ae.nn.cell import LSTMParams
+    from jax_lstm_ae.kernels.cell import LSTMParams
 
     out = []
     for p in tree.get("lstm", []):
@@ -974,7 +974,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """The built-in subcommands: train, encode, reconstruct, info."""
     from jax_lstm_ae.nn.decoders import DECODERS
-    from jax_lstm_ae.nn.cell import ACTIVATIONS
+    from jax_lstm_ae.kernels.cell import ACTIVATIONS
     from jax_lstm_ae.nn.encoder import POOLINGS
 
     p = subparsers.add_parser(

@@ -82,7 +82,7 @@ def model_config(
     ``pooling`` is the encoder's readout (``lstm_encoder``); with a
     bidirectional encoder or ``"last_mean"`` a Dense layer maps it to E.
     ``activation`` / ``recurrent_activation``: every LSTM cell's non-linearities
-    (Keras's names, ``nn.cell.ACTIVATIONS``).
+    (Keras's names, ``kernels.cell.ACTIVATIONS``).
     """
     cfg = {
         "features": int(features),
