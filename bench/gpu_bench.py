@@ -234,26 +234,26 @@ def part_lower(configs, rec, clock, args):
 
 def _layer_fn(backend: str, **pallas_opts):
     """backend -> f(params, xs[B,T,F], lengths) -> hs[B,T,H] (with h and c folded in)."""
-    from jax_lstm_ae.nn import layer as _layer
+    from jax_lstm_ae.kernels.reference import lstm_layer
 
     if backend == "reference":
         def run(p, xs, lengths):
-            hs, _ = jax.vmap(lambda x, n: _layer.lstm_layer(p, x, n, backend="reference"))(xs, lengths)
+            hs, _ = jax.vmap(lambda x, n: lstm_layer(p, x, n))(xs, lengths)
             return hs
         return run
     if backend == "cudnn":
-        from jax_lstm_ae.backends.cudnn import cudnn_layer_xs
+        from jax_lstm_ae.kernels.cudnn import cudnn_layer_xs
 
         def run(p, xs, lengths):
             z = jnp.zeros((xs.shape[0], p.w_h.shape[0]), jnp.float32)
             return cudnn_layer_xs(p, xs, lengths, z, z)[0]
         return run
     if backend.startswith("pallas"):
-        from jax_lstm_ae.backends.pallas import make_pallas_layer
+        from jax_lstm_ae.kernels.pallas import make_pallas_layer
 
         fn = make_pallas_layer(matmul_dtype=jnp.bfloat16 if backend == "pallas_bf16" else jnp.float32, **pallas_opts)
     else:
-        from jax_lstm_ae.backends.fast import lstm_fast as fn
+        from jax_lstm_ae.kernels.fast import lstm_fast as fn
 
     def run(p, xs, lengths):
         z = jnp.zeros((xs.shape[0], p.w_h.shape[0]), jnp.float32)
@@ -593,8 +593,8 @@ def main(argv=None):
     print("# jax_lstm_ae GPU benchmark")
     for k, v in rec.meta.items():
         print(f"- {k}: {v}")
-    import jax_lstm_ae.backends.cudnn  # noqa: F401 - register the GPU backends
-    import jax_lstm_ae.backends.pallas  # noqa: F401
+    import jax_lstm_ae.kernels.cudnn  # noqa: F401 - register the GPU backends
+    import jax_lstm_ae.kernels.pallas  # noqa: F401
 
     broken: set = set()
     if "floor" in parts:

@@ -1,8 +1,10 @@
 """jax_lstm_ae: LSTM sequence autoencoders on pure JAX functions.
 
-The layers of the package, arrows pointing one way:
+The layers of the package, arrows pointing one way (down):
 
-    nn (cell -> layer -> encoder, decoders, heads -> model)   backends (fast, pallas, cudnn)
+    kernels (cell, per-example reference scans; fast, pallas, cudnn kernels)
+      -> backends (the backend set, resolved when traced; the batched stack)
+        -> nn (encoder, decoders, heads -> model)
     data (NumPy loaders, batches)
       -> train (step, fit, checkpoints, data parallelism)
         -> apps (anomaly scores, metrics, probe, weight import)
@@ -12,7 +14,7 @@ This module holds the names most code needs; everything else is reachable
 through the subpackages (``jax_lstm_ae.nn.lstm_stack``, ``jax_lstm_ae.apps.roc_auc``).
 """
 
-from jax_lstm_ae import apps, backends, data, nn, train
+from jax_lstm_ae import apps, backends, data, kernels, nn, train
 from jax_lstm_ae.apps import (
     error_vectors,
     fit_probe,
@@ -109,6 +111,7 @@ __all__ = [
     "from_arrays",
     "gaussian_noise",
     "initialize_distributed",
+    "kernels",
     "latent_as_sequence",
     "linear",
     "load_run",

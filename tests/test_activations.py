@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
-from jax_lstm_ae.nn import layer as _layer
-from jax_lstm_ae.nn.cell import ACTIVATIONS, gate_math, init_lstm
+from jax_lstm_ae.backends import lstm_stack_batched
+from jax_lstm_ae.kernels.cell import ACTIVATIONS, gate_math, init_lstm
 
 NP_ACTS = {
     "tanh": np.tanh,
@@ -116,8 +116,8 @@ def test_activations_in_the_run_config_and_errors():
     with pytest.raises(ValueError, match="unknown recurrent_activation"):
         la.repeat((4,), recurrent_activation="nope")
     with pytest.raises(ValueError, match="unknown activation"):
-        _layer.lstm_stack_batched([init_lstm(jax.random.PRNGKey(0), 1, 2)], jnp.zeros((1, 2, 1)), jnp.ones(1, jnp.int32),
-                                  activation="swish")
+        lstm_stack_batched([init_lstm(jax.random.PRNGKey(0), 1, 2)], jnp.zeros((1, 2, 1)), jnp.ones(1, jnp.int32),
+                           activation="swish")
 
 
 def test_encoder_initial_state_as_pytorch_forward_inputs_hidden():

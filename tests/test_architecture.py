@@ -1,5 +1,6 @@
-"""The package's shape: no private JAX API, arrows that point one way, a
-curated top level, and model building that never starts a JAX runtime."""
+"""The package's shape: no private JAX API, arrows that point one way (down the
+floors kernels -> backends -> nn -> ...), no import cycles, a curated top
+level, and model building that never starts a JAX runtime."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ import jax_lstm_ae as la
 PKG = Path(la.__file__).resolve().parent
 ROOT = PKG.parent
 
-# Layer -> the layers it may import from (besides itself and the shared typing module).
+# Floor -> the floors it may import from (besides itself and the shared typing module).
 ALLOWED = {
-    "nn": {"backends"},  # the layer picks a backend when traced
-    "backends": {"nn"},  # backends use the cell's parameter types only
+    "kernels": set(),  # the cell, the reference scans and the batched kernels
+    "backends": {"kernels"},  # the backend set and the batched dispatch
+    "nn": {"kernels", "backends"},
     "data": set(),
-    "train": {"nn", "data"},
-    "apps": {"nn", "data", "train"},
-    "cli": {"nn", "data", "train", "apps"},
+    "train": {"kernels", "backends", "nn", "data"},
+    "apps": {"kernels", "backends", "nn", "data", "train"},
+    "cli": {"kernels", "backends", "nn", "data", "train", "apps"},
 }
+# The folders whose modules must import one another without cycles (the
+# import-cycle check below covers these three floors only).
+ACYCLIC = ("kernels", "backends", "nn")
 
 
 def _modules():
@@ -63,10 +68,95 @@ def test_imports_point_one_way():
             if target in ALLOWED and target != layer and target not in ALLOWED[layer]:
                 wrong.append(f"{'/'.join(parts)} imports {mod}")
     assert not wrong, "\n".join(wrong)
-    # nn.layer reaches the backends only when one is chosen (inside stack_function)
-    top_level = [n for n in ast.parse((PKG / "nn" / "layer.py").read_text()).body
+    # the dispatch loads the GPU kernels only when their backend is chosen (inside stack_function)
+    top_level = [n for n in ast.parse((PKG / "backends" / "dispatch.py").read_text()).body
                  if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert not any((getattr(n, "module", "") or "").startswith("jax_lstm_ae.backends") for n in top_level)
+    gpu = ("jax_lstm_ae.kernels.pallas", "jax_lstm_ae.kernels.cudnn")
+    named = [(getattr(n, "module", "") or "", [a.name for a in n.names]) for n in top_level]
+    assert not [m for m, names in named
+                if m.startswith(gpu) or any(f"{m}.{a}".startswith(gpu) or a.startswith(gpu) for a in names)]
+
+
+def _module_name(parts: tuple[str, ...]) -> str:
+    parts = parts[:-1] if parts[-1] == "__init__.py" else parts[:-1] + (parts[-1][:-3],)
+    return ".".join(("jax_lstm_ae",) + parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, at any depth of its code
+    (function-level imports included); ``from pkg import name`` counts as an
+    import of ``pkg.name`` where that is a module, else of ``pkg``, and
+    every import counts as one of the packages above the imported module."""
+    names = {_module_name(parts): path for path, parts in _modules()}
+    graph: dict[str, set[str]] = {}
+    for mod, path in names.items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: resolve against the importing package
+                    head = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{head}.{base}" if base else head
+                for a in node.names:
+                    deps.add(f"{base}.{a.name}" if f"{base}.{a.name}" in names else base)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        # Importing a.b.c first runs the packages a.b and a: count them too,
+        # except the importer's own packages (already being imported).
+        own = {mod.rsplit(".", k)[0] for k in range(1, mod.count(".") + 1)}
+        deps |= {d.rsplit(".", k)[0] for d in list(deps) for k in range(1, d.count(".") + 1)} - own
+        graph[mod] = {d for d in deps if d in names and d != mod}
+    return graph
+
+
+def _cyclic_groups(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups = []
+
+    def visit(mod: str) -> None:
+        index[mod] = low[mod] = len(index)
+        stack.append(mod)
+        on_stack.add(mod)
+        for dep in sorted(graph[mod]):
+            if dep not in index:
+                visit(dep)
+                low[mod] = min(low[mod], low[dep])
+            elif dep in on_stack:
+                low[mod] = min(low[mod], index[dep])
+        if low[mod] == index[mod]:
+            group = []
+            while True:
+                m = stack.pop()
+                on_stack.discard(m)
+                group.append(m)
+                if m == mod:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for mod in sorted(graph):
+        if mod not in index:
+            visit(mod)
+    return groups
+
+
+def test_no_import_cycles_in_the_model_floors():
+    """No module of kernels/, backends/ or nn/ (``ACYCLIC``) lies on an import
+    cycle. The graph is the whole package's, so a cycle that leaves those
+    folders and comes back counts; cycles wholly among the other folders are
+    not checked here."""
+    graph = _import_graph()
+    covered = {m for m in graph if m.count(".") >= 1 and m.split(".")[1] in ACYCLIC}
+    assert {m.split(".")[1] for m in covered} == set(ACYCLIC)
+    assert "jax_lstm_ae.backends.dispatch" in graph["jax_lstm_ae.backends"]
+    assert "jax_lstm_ae.kernels.fast" in graph["jax_lstm_ae.backends.dispatch"]  # a function-level import
+    bad = [group for group in _cyclic_groups(graph) if covered.intersection(group)]
+    assert not bad, "modules that import one another in a cycle: " + "; ".join(" <-> ".join(g) for g in bad)
 
 
 
@@ -170,7 +260,7 @@ def test_data_layer_imports_no_jax_at_module_level():
 def test_curated_top_level():
     names = la.__all__
     assert names == sorted(names) and len(set(names)) == len(names)
-    assert 40 <= len(names) <= 60, len(names)
+    assert 40 <= len(names) <= 64, len(names)
     for name in names:
         assert getattr(la, name) is not None, name
     for sub in (la.nn, la.data, la.train, la.apps):
@@ -235,8 +325,8 @@ state = la.create_train_state(model, opt, jax.random.PRNGKey(0))
 import numpy as np
 state, m = step(state, la.Batch(np.zeros((2, 5, 3), np.float32), np.array([5, 2], np.int32)))
 print(json.dumps({"asked": asked, "devices": devices, "models": len(built), "finite": bool(m["finite"]),
-                  "gpu_modules": sorted(k for k in sys.modules if k in ("jax_lstm_ae.backends.pallas",
-                                                                        "jax_lstm_ae.backends.cudnn"))}))
+                  "gpu_modules": sorted(k for k in sys.modules if k in ("jax_lstm_ae.kernels.pallas",
+                                                                        "jax_lstm_ae.kernels.cudnn"))}))
 """
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from jax.experimental import rnn
 
-from jax_lstm_ae.nn.cell import LSTMParams, LSTMState
-from jax_lstm_ae.backends.cudnn import (
+from jax_lstm_ae.kernels.cell import LSTMParams, LSTMState
+from jax_lstm_ae.kernels.cudnn import (
     cudnn_available,
     cudnn_bidirectional_xs,
     flip_valid,
@@ -21,7 +21,7 @@ from jax_lstm_ae.backends.cudnn import (
     make_cudnn_layer,
     to_cudnn_weights,
 )
-from jax_lstm_ae.nn.layer import project_inputs, scan_gates
+from jax_lstm_ae.kernels.reference import project_inputs, scan_gates
 
 cuda_only = pytest.mark.skipif(not cudnn_available(), reason="needs a CUDA GPU with JAX's cuDNN RNN")
 

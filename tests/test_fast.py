@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
-from jax_lstm_ae.backends import fast as _fast
-from jax_lstm_ae.nn import layer as _layer
-from jax_lstm_ae.nn.cell import LSTMState, init_lstm
-from jax_lstm_ae.backends.fast import lstm_fast
-from jax_lstm_ae.nn.layer import lstm_layer, lstm_stack, scan_gates
+from jax_lstm_ae.backends import dispatch as _dispatch
+from jax_lstm_ae.backends import lstm_layer, lstm_stack, scan_gates
+from jax_lstm_ae.kernels import fast as _fast
+from jax_lstm_ae.kernels.cell import LSTMState, init_lstm
+from jax_lstm_ae.kernels.fast import lstm_fast
 
 from reference import np_layer
 
@@ -292,10 +292,17 @@ def test_remat_rejects_bidirectional_and_bad_chunks():
 def test_backends_are_a_closed_set_resolved_when_traced(monkeypatch):
     with pytest.raises(ValueError, match="unknown LSTM backend 'nope'"):
         la.lstm_encoder((4,), backend="nope")
-    assert [_layer.resolve_backend("auto", p) for p in ("cpu", "gpu", "tpu")] == ["fast", "cudnn", "fast"]
-    assert _layer.resolve_backend("pallas", "cpu") == "pallas"  # a concrete name is kept
+    assert [_dispatch.resolve_backend("auto", p) for p in ("cpu", "gpu", "tpu")] == ["fast", "cudnn", "fast"]
+    assert _dispatch.resolve_backend("pallas", "cpu") == "pallas"  # a concrete name is kept
+    # an Enum with a str mixin: members and plain names are interchangeable, and specs keep plain strings
+    assert la.nn.Backend.FAST == "fast" and la.nn.Backend("cudnn") is la.nn.Backend.CUDNN
+    assert la.nn.BACKENDS == tuple(b.value for b in la.nn.Backend) and all(type(b) is str for b in la.nn.BACKENDS)
+    assert type(_dispatch.check_backend(la.nn.Backend.PALLAS)) is str
+    assert _dispatch.resolve_backend(la.nn.Backend.AUTO, "gpu") == "cudnn"
+    with pytest.raises(ValueError, match=r"unknown LSTM backend 'nope'; choose one of \('auto', 'reference'"):
+        _dispatch.check_backend("nope")
     calls = []
-    real = _layer.stack_function
+    real = _dispatch.stack_function
 
     def spy(backend, *, unroll=1):
         fn = real(backend, unroll=unroll)
@@ -306,7 +313,7 @@ def test_backends_are_a_closed_set_resolved_when_traced(monkeypatch):
 
         return stack
 
-    monkeypatch.setattr(_layer, "stack_function", spy)
+    monkeypatch.setattr(_dispatch, "stack_function", spy)
     model = la.make_autoencoder(la.lstm_encoder((H,), backend="fast"), la.repeat((H,), backend="fast"), features=F)
     params = model.init(jax.random.PRNGKey(0))
     _, xs, _, _ = _data(8)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lstm_ae.nn.cell import LSTMParams, LSTMState
-from jax_lstm_ae.nn.layer import project_inputs, scan_gates
-from jax_lstm_ae.backends.pallas import make_pallas_layer, padded_hidden, pallas_layer
+from jax_lstm_ae.kernels.cell import LSTMParams, LSTMState
+from jax_lstm_ae.kernels.pallas import make_pallas_layer, padded_hidden, pallas_layer
+from jax_lstm_ae.kernels.reference import project_inputs, scan_gates
 
 gpu_only = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs an NVIDIA GPU (Triton)")
 

@@ -76,8 +76,8 @@ def gates() -> None:
 
 
 def layer() -> None:
-    from jax_lstm_ae.nn.cell import init_lstm
-    from jax_lstm_ae.nn.layer import lstm_layer
+    from jax_lstm_ae.backends import lstm_layer
+    from jax_lstm_ae.kernels.cell import init_lstm
 
     p = init_lstm(jax.random.PRNGKey(0), F, H)
     xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, F))
@@ -107,8 +107,9 @@ def inloop() -> None:
     """A layer's input gates x_t @ w_i + b inside the time loop vs one
     [T*B, F] x [F, G] GEMM before it (``_fast.IN_LOOP_MAX_FEATURES``), per F,
     train (value and gradient) of a one-layer stack, H=128."""
-    from jax_lstm_ae.backends import fast as _fast
-    from jax_lstm_ae.nn.layer import init_stack, lstm_stack
+    from jax_lstm_ae.backends import lstm_stack
+    from jax_lstm_ae.kernels import fast as _fast
+    from jax_lstm_ae.kernels.reference import init_stack
 
     library_limit = _fast.IN_LOOP_MAX_FEATURES
     for f in (1, 16, 64, 128, 256):

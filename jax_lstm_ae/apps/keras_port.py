@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae.nn.cell import LSTMParams
+from jax_lstm_ae.kernels.cell import LSTMParams
 from jax_lstm_ae.nn.composite import Composite, make_composite
 from jax_lstm_ae.nn.decoders import final_state, latent_as_sequence, repeat
 from jax_lstm_ae.nn.encoder import lstm_encoder

@@ -18,9 +18,8 @@ from typing import Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae.nn.cell import LSTMParams
+from jax_lstm_ae.kernels.cell import LayerParams, LSTMParams
 from jax_lstm_ae.nn.encoder import Encoder, lstm_encoder
-from jax_lstm_ae.nn.layer import LayerParams
 from jax_lstm_ae.nn.model import Autoencoder, recurrent_autoencoder
 from jax_lstm_ae._typing import PyTree
 

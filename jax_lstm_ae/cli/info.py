@@ -62,7 +62,7 @@ def run_summary(run, run_dir=None) -> dict:
 
 
 def _lstm_layers(tree) -> list:
-    from jax_lstm_ae.nn.cell import LSTMParams
+    from jax_lstm_ae.kernels.cell import LSTMParams
 
     out = []
     for p in tree.get("lstm", []):

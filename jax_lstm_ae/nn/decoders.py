@@ -33,10 +33,10 @@ read them. ``keys`` are one PRNG key per example (scheduled sampling).
 ``teacher_forced(first_output="state")`` is EncDec-AD as the paper writes it:
 output 0 from the initial state, then L-1 steps (see its docstring).
 
-Steps at or past ``length`` keep the carry and emit zeros (see ``nn.layer``).
+Steps at or past ``length`` keep the carry and emit zeros (see ``kernels.reference``).
 Every factory takes ``activation=`` and ``recurrent_activation=`` (the
 cell's non-linearities, Keras's names; default tanh and sigmoid), ``backend=`` (how ``apply_batch`` runs its LSTM layers:
-``"auto"``, ``"reference"``, ``"fast"``, ...; ``nn.layer`` module doc) and ``remat=`` (chunked
+``"auto"``, ``"reference"``, ``"fast"``, ...; ``backends.dispatch`` module doc) and ``remat=`` (chunked
 checkpointing of the stack for long sequences); the free-running loop of the
 conditional and teacher-forced decoders at inference steps cells directly.
 """
@@ -49,9 +49,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae.nn.cell import DEFAULT_ACTIVATIONS, Init, LSTMState, check_activations, dense, lstm_step
+from jax_lstm_ae.backends import check_backend, lstm_stack_batched
+from jax_lstm_ae.kernels.cell import DEFAULT_ACTIVATIONS, Init, LSTMState, check_activations, dense, lstm_step
+from jax_lstm_ae.kernels.reference import init_stack, lstm_stack
 from jax_lstm_ae.nn.encoder import _check_init, _check_sizes, _dense_init
-from jax_lstm_ae.nn.layer import check_backend, init_stack, lstm_stack, lstm_stack_batched
 from jax_lstm_ae._typing import Array, Latent, PRNGKey, PyTree
 
 Readout = Callable[[Array], Array]

@@ -14,8 +14,9 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jax_lstm_ae.nn.cell import INITS, Init, LSTMState, check_activations, dense
-from jax_lstm_ae.nn.layer import check_backend, init_stack, lstm_stack, lstm_stack_batched, stack_output_size
+from jax_lstm_ae.backends import check_backend, lstm_stack_batched
+from jax_lstm_ae.kernels.cell import INITS, Init, LSTMState, check_activations, dense
+from jax_lstm_ae.kernels.reference import init_stack, lstm_stack, stack_output_size
 from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
 
 
@@ -128,14 +129,14 @@ def lstm_encoder(
         embedded by a learned [V, token_dim] table before the LSTM.
       init: ``"uniform"`` (PyTorch) or ``"orthogonal"`` (Keras) weights.
       unroll: ``lax.scan`` unroll factor.
-      backend: how ``apply_batch`` runs the LSTM layers (``nn.layer`` module
-        doc): ``"auto"`` (fastest for the platform, picked when traced),
+      backend: how ``apply_batch`` runs the LSTM layers (``backends.dispatch``
+        module doc): ``"auto"`` (fastest for the platform, picked when traced),
         ``"reference"`` (plain scans), ``"fast"``, ... The per-example
         ``apply`` always runs the plain scans: it is the specification.
       remat: checkpoint the stack in chunks of this many steps (long
         sequences: training memory; see ``lstm_stack``).
       activation, recurrent_activation: the cell's non-linearities, Keras's
-        names and semantics (``nn.cell.ACTIVATIONS``): ``activation`` on the
+        names and semantics (``kernels.cell.ACTIVATIONS``): ``activation`` on the
         candidate and the cell output (tanh), ``recurrent_activation`` on the
         gates (sigmoid; Keras 3's ``"hard_sigmoid"`` is relu6(x + 3) / 6).
         Other than the defaults, the fused backends fall back to plain scans.

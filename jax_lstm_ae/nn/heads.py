@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jax_lstm_ae.nn.cell import dense
+from jax_lstm_ae.kernels.cell import dense
 from jax_lstm_ae.nn.encoder import _dense_init
 from jax_lstm_ae._typing import Array, PRNGKey, PyTree
 

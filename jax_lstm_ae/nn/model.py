@@ -27,7 +27,7 @@ import numpy as np
 from jax_lstm_ae.nn.decoders import Decoder, batched_decoder, output_width, repeat
 from jax_lstm_ae.nn.encoder import Encoder, batched_encoder, lstm_encoder
 from jax_lstm_ae.nn.heads import Head, linear, softmax
-from jax_lstm_ae.nn.layer import reverse_valid
+from jax_lstm_ae.kernels.reference import reverse_valid
 from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Length, Lengths, PRNGKey, PyTree
 
 

@@ -29,7 +29,8 @@ import types
 import typing
 from typing import Any
 
-from jax_lstm_ae.nn.cell import ACTIVATIONS, INITS
+from jax_lstm_ae.backends import Backend
+from jax_lstm_ae.kernels.cell import ACTIVATIONS, INITS
 from jax_lstm_ae.nn.decoders import (
     conditional,
     final_state,
@@ -40,7 +41,6 @@ from jax_lstm_ae.nn.decoders import (
 )
 from jax_lstm_ae.nn.encoder import lstm_encoder
 from jax_lstm_ae.nn.heads import identity, linear, sigmoid, softmax
-from jax_lstm_ae.nn.layer import BACKENDS
 from jax_lstm_ae.nn.model import Autoencoder, make_autoencoder
 
 
@@ -101,9 +101,7 @@ class DType(str, enum.Enum):
 Init = enum.Enum("Init", {name.upper(): name for name in INITS}, type=str)
 Init.__doc__ = "Weight initialisation: uniform (PyTorch) or orthogonal (Keras)."
 Activation = enum.Enum("Activation", {name.upper(): name for name in ACTIVATIONS}, type=str)
-Activation.__doc__ = "A cell non-linearity, Keras's names (``nn.cell.ACTIVATIONS``)."
-Backend = enum.Enum("Backend", {name.upper(): name for name in BACKENDS}, type=str)
-Backend.__doc__ = "How the LSTM stacks run (``nn.layer`` module doc); ``auto`` is resolved when traced."
+Activation.__doc__ = "A cell non-linearity, Keras's names (``kernels.cell.ACTIVATIONS``)."
 
 
 # ----------------------------------------------------------------- the machinery

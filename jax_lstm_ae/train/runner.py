@@ -95,7 +95,7 @@ def _optimizer(train_spec: TrainSpec, total_steps: int) -> tuple[dict, Any]:
 
 def _runtime(model_spec: ModelSpec, mesh) -> dict:
     """How the run is computed, recorded when it starts (this starts JAX's backend)."""
-    from jax_lstm_ae.nn.layer import resolve_backend
+    from jax_lstm_ae.backends import resolve_backend
 
     return {"backend": resolve_backend(model_spec.backend.value), "platform": jax.default_backend(),
             "devices": 1 if mesh is None else int(mesh.devices.size), "jax": jax.__version__}

@@ -47,9 +47,9 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import rnn
 
-from jax_lstm_ae.backends.common import layerwise_stack
-from jax_lstm_ae.backends.fast import lstm_fast
-from jax_lstm_ae.nn.cell import LSTMParams
+from jax_lstm_ae.kernels.common import layerwise_stack
+from jax_lstm_ae.kernels.fast import lstm_fast
+from jax_lstm_ae.kernels.cell import LSTMParams
 from jax_lstm_ae._typing import Array
 
 __all__ = [
@@ -296,7 +296,7 @@ def make_cudnn_layer(*, precision: Any = None, impl: str | None = None, takes: s
 
 @functools.lru_cache(maxsize=None)
 def stack_function() -> Callable:
-    """The backend's batched stack (``nn.layer`` contract): cuDNN per layer on
+    """The backend's batched stack (``backends.dispatch`` contract): cuDNN per layer on
     raw inputs; a layer fed precomputed gates (layer 0 of the repeat and
     unconditioned decoders) runs on the "fast" backend's layer."""
     return layerwise_stack(make_cudnn_layer(takes="xs"), takes="xs", gates_fn=lstm_fast)

@@ -48,8 +48,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from jax_lstm_ae.backends.common import layerwise_stack
-from jax_lstm_ae.nn.cell import LSTMParams
+from jax_lstm_ae.kernels.common import layerwise_stack
+from jax_lstm_ae.kernels.cell import LSTMParams
 from jax_lstm_ae._typing import Array
 
 __all__ = ["make_pallas_layer", "pallas_layer", "pallas_supported", "padded_hidden"]
@@ -433,6 +433,6 @@ def make_pallas_layer(
 
 @functools.lru_cache(maxsize=None)
 def stack_function(*, bf16: bool = False) -> Callable:
-    """The backend's batched stack (``nn.layer`` contract): this kernel per
+    """The backend's batched stack (``backends.dispatch`` contract): this kernel per
     layer, with bf16 recurrent matmuls when ``bf16`` ("pallas_bf16")."""
     return layerwise_stack(make_pallas_layer(matmul_dtype=jnp.bfloat16 if bf16 else jnp.float32))

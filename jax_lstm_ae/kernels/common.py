@@ -8,7 +8,7 @@ cuDNN backends run one fused kernel per layer).
 the layer's raw inputs xs[B, T, F] (cuDNN projects them itself). A layer whose
 input gates are already computed (layer 0 of the repeat and unconditioned
 decoders) then runs on ``gates_fn`` instead. The result meets the stack
-contract of ``jax_lstm_ae.nn.layer`` (``StackFn``).
+contract of ``jax_lstm_ae.backends.dispatch`` (``StackFn``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable, Literal, Sequence
 
 import jax.numpy as jnp
 
-from jax_lstm_ae.nn.cell import LayerParams, LSTMParams, LSTMState, dense
+from jax_lstm_ae.kernels.cell import LayerParams, LSTMParams, LSTMState, dense
 
 LayerFn = Callable[..., tuple]
 

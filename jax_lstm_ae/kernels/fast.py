@@ -1,6 +1,6 @@
 """The "fast" LSTM backend: batched, time-major scans with a hand-written VJP.
 
-The backend ``"fast"`` (stack contract in the ``nn.layer`` module doc), with
+The backend ``"fast"`` (stack contract in the ``backends.dispatch`` module doc), with
 two faces:
 
     lstm_fast(params, gates_x[B, T, G], lengths[B], h0[B, H], c0[B, H],
@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lstm_ae.nn.cell import LayerParams, LSTMParams, LSTMState, dense
+from jax_lstm_ae.kernels.cell import LayerParams, LSTMParams, LSTMState, dense
 from jax_lstm_ae._typing import Array
 
 Mode = Literal["gates", "xs", "const"]
