@@ -48,11 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jax_lstm_ae.apps.anomaly import points_from_windows  # noqa: E402
-from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
-from jax_lstm_ae.data import Dataset, Normalizer, load_sequences, load_series  # noqa: E402
-from jax_lstm_ae.nn.encoder import POOLINGS, lstm_encoder  # noqa: E402
-from jax_lstm_ae.train.fit import fit  # noqa: E402
-from jax_lstm_ae.train.noise import gaussian_noise, step_dropout  # noqa: E402
+from jax_lstm_ae.data import Dataset, load_sequences, load_series  # noqa: E402
+from jax_lstm_ae.nn.encoder import POOLINGS  # noqa: E402
+from jax_lstm_ae.nn.spec import CellSpec, DecoderSpec, EncoderSpec, ModelSpec  # noqa: E402
+from jax_lstm_ae.train.runner import run_training  # noqa: E402
+from jax_lstm_ae.train.spec import OptimizerSpec, TrainSpec  # noqa: E402
 from jax_lstm_ae.apps.metrics import roc_auc  # noqa: E402
 from jax_lstm_ae.apps.probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
 from jax_lstm_ae.apps.probe import fit_pca, fit_probe, pca_transform  # noqa: E402
@@ -60,31 +60,32 @@ from jax_lstm_ae.apps.probe import fit_pca, fit_probe, pca_transform  # noqa: E4
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
 def train_model(args, train: Dataset, val: Dataset, features: int, steps: int, seed: int, *, ecg: bool = False,
-                budget: int | None = None, pooling: str = "last", corrupt=None):
-    """About ``budget`` (default ``args.steps``) Adam steps (whole epochs),
-    cosine-decayed; the parameters of the epoch with the best validation loss
-    come back. ``pooling`` is the encoder's readout (``lstm_encoder``);
-    ``corrupt`` an input corruption for denoising (``make_train_step``)."""
+                budget: int | None = None, pooling: str = "last", corruption: dict | None = None):
+    """Train through the library's runner (``run_training``) on ``train`` (raw
+    units: the runner fits the z-score on it and applies it to ``val``, the
+    caller's early-stopping set): about ``budget`` (default ``args.steps``) Adam
+    steps in whole epochs, cosine-decayed over them; the parameters of the epoch
+    with the best validation loss come back, with the normaliser.
+    ``pooling`` is the encoder's readout, read out unprojected (``last_mean``:
+    2E wide, as the screens in RESULTS read it; bidirectional: projected to E);
+    ``corruption`` the denoising fields of ``TrainSpec`` (``input_noise`` or
+    ``step_dropout``)."""
     e, h, b, lr = ((args.ecg_embedding, args.ecg_hidden, args.ecg_batch, args.ecg_lr) if ecg
                    else (args.embedding, args.hidden, args.batch, args.lr))
     bi = bool(ecg and args.ecg_bidirectional)
-    cfg = model_config(features, decoder=args.decoder, embedding_dim=e, hidden=tuple(h), bidirectional=bi)
-    model = build_model(cfg)
-    # The readout is swapped in here rather than through model_config(pooling=), which projects a
-    # "last_mean" readout to E: the screens in RESULTS read it out 2E wide, unprojected.
-    if pooling != "last":
-        model = model._replace(encoder=lstm_encoder((*h, e), bidirectional=bi, latent_dim=e if bi else None,
-                                                    pooling=pooling))
-    batch = min(b, train.n)
-    spe = max(1, train.n // batch)
-    epochs = max(1, -(-(budget or args.steps) // spe))
-    opt = build_optimizer(optimizer_config(lr, decay_steps=epochs * spe))
-    state, hist = fit(model, opt, train, val, epochs=epochs, batch_size=batch, seed=seed, progress=False,
-                      step_kwargs=None if corrupt is None else {"corrupt": corrupt})
+    model_spec = ModelSpec(features=features, embedding_dim=e,
+                           encoder=EncoderSpec(hidden=tuple(h), bidirectional=bi, pooling=pooling, project=bi),
+                           decoder=DecoderSpec(kind=args.decoder), cell=CellSpec(init="uniform"))
+    train_spec = TrainSpec(batch_size=b, epochs=1, min_steps=budget or args.steps, normalize="zscore", seed=seed,
+                           optimizer=OptimizerSpec(learning_rate=lr, schedule="cosine"), **(corruption or {}))
+    res = run_training(model_spec, train_spec, train, val=val)
+    hist = res.history
     best = min((h["val_loss"] for h in hist if h["val_loss"] is not None), default=None)
+    batch = res.config["budget"]["batch_size"]
     desc = f"E={e} hidden={list(h)} decoder={args.decoder} batch={batch} lr={lr:g} pooling={pooling}"
-    return model, state.params, {"epochs_run": len(hist), "steps": int(state.step), "best_val_loss": best,
-                                 "train_loss": hist[-1]["loss"], "model": desc}
+    return res.model, res.params, res.normalizer, {"epochs_run": len(hist), "steps": int(res.state.step),
+                                                   "best_val_loss": best, "train_loss": hist[-1]["loss"],
+                                                   "model": desc}
 
 
 def _split(idx, fractions, rng):
@@ -95,14 +96,14 @@ def _split(idx, fractions, rng):
 
 # ----------------------------------------------------------------- ECG5000 probe
 def probe_corruption(args):
-    """The probe autoencoder's input corruption and its name (--probe-noise,
-    --probe-step-dropout), or (None, "none")."""
+    """The probe autoencoder's input corruption as ``TrainSpec`` fields, and
+    its name (--probe-noise, --probe-step-dropout), or (None, "none")."""
     if args.probe_noise and args.probe_step_dropout:
         raise SystemExit("--probe-step-dropout replaces the default --probe-noise: give --probe-noise 0 with it")
     if args.probe_noise:
-        return gaussian_noise(args.probe_noise), f"gaussian_noise({args.probe_noise:g})"
+        return {"input_noise": args.probe_noise}, f"gaussian_noise({args.probe_noise:g})"
     if args.probe_step_dropout:
-        return step_dropout(args.probe_step_dropout), f"step_dropout({args.probe_step_dropout:g})"
+        return {"step_dropout": args.probe_step_dropout}, f"step_dropout({args.probe_step_dropout:g})"
     return None, "none"
 
 
@@ -118,16 +119,16 @@ def ecg_probe(args) -> dict:
         te.append(b)
     tr, te = np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
     fit_idx, stop_idx = _split(tr, (0.9, 0.1), rng)
-    norm = Normalizer.fit(ds.take(fit_idx))
-    data = norm.apply(ds)
     # The probe's autoencoder has its own sizes, decoder and readout (--probe-*), chosen by the latent probe's CV
     probe_args = argparse.Namespace(**{**vars(args), "ecg_embedding": args.probe_embedding,
                                        "ecg_hidden": args.probe_hidden, "decoder": args.probe_decoder})
     model_seed = args.seed if args.probe_model_seed is None else args.probe_model_seed  # the split keeps --seed
-    corrupt, corrupt_name = probe_corruption(args)
-    model, params, info = train_model(probe_args, data.take(fit_idx), data.take(stop_idx), 1, ds.steps, model_seed,
-                                      ecg=True, budget=args.probe_steps, pooling=args.probe_pooling,
-                                      corrupt=corrupt)
+    corruption, corrupt_name = probe_corruption(args)
+    # the runner fits the z-score on the 90 % it trains on; every beat is encoded with it
+    model, params, norm, info = train_model(probe_args, ds.take(fit_idx), ds.take(stop_idx), 1, ds.steps,
+                                            model_seed, ecg=True, budget=args.probe_steps,
+                                            pooling=args.probe_pooling, corruption=corruption)
+    data = norm.apply(ds)
     info["model_seed"] = model_seed
     info["corruption"] = corrupt_name
     z = encode_all(model, params, data.x)

@@ -6,8 +6,9 @@
     python bench/representation.py --all --json rep.jsonl --markdown rep.md   # the six sets of bench/RESULTS.md
 
 Protocol (the one T-Loss and TS2Vec report): per seed, an LSTM autoencoder is
-trained on the TRAIN cases without their labels (library API: model_config,
-fit with the library's default budget: 10 epochs but at least 1,000 steps),
+trained on the TRAIN cases without their labels (library API: a ModelSpec and
+a TrainSpec through run_training, all TRAIN cases trained on, nothing held
+out; budget: 10 epochs but at least --min-steps, default 1,000, steps),
 every TRAIN and TEST case is encoded, and a classifier fitted on the TRAIN
 latents is scored on TEST: an RBF SVM with C from {1e-4 .. 1e4} by 5-fold
 stratified CV on TRAIN (apps.probe.fit_svm, scikit-learn) and the library's
@@ -46,16 +47,17 @@ sys.path.insert(0, str(ROOT))
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict  # noqa: E402
 from jax_lstm_ae.apps.probe import classify, encode_all, fit_pca, pca_transform, resample  # noqa: E402
 from jax_lstm_ae.data import Dataset, Normalizer, load_sequences  # noqa: E402
-from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config  # noqa: E402
-from jax_lstm_ae.train.fit import fit  # noqa: E402
-from jax_lstm_ae.train.noise import gaussian_noise  # noqa: E402
+from jax_lstm_ae.nn.spec import CellSpec, DecoderSpec, EncoderSpec, ModelSpec  # noqa: E402
+from jax_lstm_ae.train.runner import run_training  # noqa: E402
+from jax_lstm_ae.train.spec import OptimizerSpec, TrainSpec  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ARCHIVE = DATA / "ucr_uea"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
 SETS = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "ECG5000")
 
-# Autoencoder variants: name -> (model_config keywords, input-noise std for denoising).
+# Autoencoder variants: name -> (EncoderSpec fields, input-noise std for denoising). A readout wider than E
+# (last_mean, bidirectional) is projected to E.
 CONFIGS = {
     "last": ({"pooling": "last"}, 0.0),
     "mean": ({"pooling": "mean"}, 0.0),
@@ -134,17 +136,22 @@ def raw_features(train: Dataset, test: Dataset) -> tuple[np.ndarray, np.ndarray,
 
 # ----------------------------------------------------------------- autoencoder
 def train_autoencoder(train: Dataset, config: str, seed: int, args):
+    """Train through the library's runner on all of ``train`` (normalised
+    already; nothing held out): 10 epochs but at least ``--min-steps`` steps,
+    constant learning rate. The last parameters come back."""
     kw, noise = CONFIGS[config]
-    cfg = model_config(train.features, decoder=args.decoder, embedding_dim=args.embedding, hidden=args.hidden,
-                       init="orthogonal", **kw)
-    model = build_model(cfg)
-    opt = build_optimizer(optimizer_config(args.lr))
+    model_spec = ModelSpec(features=train.features, embedding_dim=args.embedding,
+                           encoder=EncoderSpec(hidden=tuple(args.hidden), **kw),
+                           decoder=DecoderSpec(kind=args.decoder), cell=CellSpec(init="orthogonal"))
+    train_spec = TrainSpec(batch_size=args.batch, epochs=10, min_steps=args.min_steps, val_fraction=0.0,
+                           normalize="none", seed=seed, input_noise=noise,
+                           optimizer=OptimizerSpec(learning_rate=args.lr))
     t0 = time.perf_counter()
-    state, hist = fit(model, opt, train, None, epochs=None, min_steps=args.min_steps, batch_size=args.batch,
-                      seed=seed, progress=False,
-                      step_kwargs={"corrupt": gaussian_noise(noise)} if noise else None)
-    return model, state.params, {"steps": int(state.step), "first_loss": hist[0]["loss"],
-                                 "final_loss": hist[-1]["loss"], "train_s": time.perf_counter() - t0}
+    res = run_training(model_spec, train_spec, train)
+    hist = res.history
+    # res.state.params: the last epoch's (res.params would be the epoch of the lowest training loss)
+    return res.model, res.state.params, {"steps": int(res.state.step), "first_loss": hist[0]["loss"],
+                                         "final_loss": hist[-1]["loss"], "train_s": time.perf_counter() - t0}
 
 
 def dtw_row(train: Dataset, test: Dataset) -> dict:
@@ -283,7 +290,7 @@ def main(argv=None) -> int:
     p.add_argument("--decoder", default="repeat")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--min-steps", type=int, default=1000, help="fit's budget: 10 epochs but at least this many steps")
+    p.add_argument("--min-steps", type=int, default=1000, help="the budget: 10 epochs but at least this many steps")
     p.add_argument("--no-dtw", action="store_true", help="skip 1-NN DTW")
     p.add_argument("--dtw-only", action="store_true", help="only 1-NN DTW (printed as one JSON line per set)")
     p.add_argument("--json", help="append one JSON object per set here")
