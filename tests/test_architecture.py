@@ -28,7 +28,6 @@ ALLOWED = {
 }
 # The folders whose modules must import one another without cycles (the
 # import-cycle check below covers these three floors only).
-ACYCLIC = ("kernels", "backends", "nn")
 
 
 def _modules():
@@ -77,17 +76,17 @@ def test_imports_point_one_way():
                 if m.startswith(gpu) or any(f"{m}.{a}".startswith(gpu) or a.startswith(gpu) for a in names)]
 
 
-def _module_name(parts: tuple[str, ...]) -> str:
+def _package_module_name(parts: tuple[str, ...]) -> str:
     parts = parts[:-1] if parts[-1] == "__init__.py" else parts[:-1] + (parts[-1][:-3],)
     return ".".join(("jax_lstm_ae",) + parts)
 
 
-def _import_graph() -> dict[str, set[str]]:
+def _package_graph() -> dict[str, set[str]]:
     """Module -> the package modules it imports, at any depth of its code
     (function-level imports included); ``from pkg import name`` counts as an
     import of ``pkg.name`` where that is a module, else of ``pkg``, and
     every import counts as one of the packages above the imported module."""
-    names = {_module_name(parts): path for path, parts in _modules()}
+    names = {_package_module_name(parts): path for path, parts in _modules()}
     graph: dict[str, set[str]] = {}
     for mod, path in names.items():
         package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
@@ -145,105 +144,30 @@ def _cyclic_groups(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
-def test_no_import_cycles_in_the_model_floors():
-    """No module of kernels/, backends/ or nn/ (``ACYCLIC``) lies on an import
-    cycle. The graph is the whole package's, so a cycle that leaves those
-    folders and comes back counts; cycles wholly among the other folders are
-    not checked here."""
-    graph = _import_graph()
-    covered = {m for m in graph if m.count(".") >= 1 and m.split(".")[1] in ACYCLIC}
-    assert {m.split(".")[1] for m in covered} == set(ACYCLIC)
+def test_no_import_cycles_in_the_package():
+    """No module of the package lies on an import cycle. The graph is the whole
+    package's, imports inside functions and the packages an import runs
+    included, so a cycle that leaves a folder and comes back counts."""
+    graph = _package_graph()
+    assert {m.split(".")[1] for m in graph if m.count(".") >= 1} >= {"kernels", "backends", "nn", "data", "train",
+                                                                      "apps", "cli"}
     assert "jax_lstm_ae.backends.dispatch" in graph["jax_lstm_ae.backends"]
     assert "jax_lstm_ae.kernels.fast" in graph["jax_lstm_ae.backends.dispatch"]  # a function-level import
-    bad = [group for group in _cyclic_groups(graph) if covered.intersection(group)]
+    bad = _cyclic_groups(graph)
     assert not bad, "modules that import one another in a cycle: " + "; ".join(" <-> ".join(g) for g in bad)
 
 
-
-# ------------------------------------------------------------------ import cycles inside one folder
-def _module_name(path: Path, root: Path) -> str:
-    parts = path.relative_to(root).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def test_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cyclic_groups(graph) == [["a", "b", "c"]]
 
 
-def _import_graph(folder: Path, root: Path = ROOT) -> dict[str, set[str]]:
-    """module -> the modules of ``folder`` it imports, anywhere in its source (inside
-    functions too: a deferred import still makes a loop, only a hidden one).
-
-    Nodes are dotted names (``jax_lstm_ae.data.core``; a package is its
-    ``__init__``). ``from pkg import name`` is an edge to ``pkg.name`` when that is a
-    module of the folder, else to ``pkg``; relative imports are resolved."""
-    mods = {_module_name(p, root): p for p in sorted(Path(folder).rglob("*.py"))}
-    graph: dict[str, set[str]] = {}
-    for name, path in mods.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                    base = ".".join(up + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in mods:
-                targets = [node.value]  # a module loaded with importlib.import_module
-            else:
-                continue
-            for t in targets:
-                while t and t not in mods:  # "pkg.mod.attr" -> "pkg.mod"
-                    t = t.rpartition(".")[0]
-                if t and t != name:
-                    edges.add(t)
-        graph[name] = edges
-    return graph
-
-
-def _assert_acyclic(graph: dict[str, set[str]]) -> None:
-    """Fail with one cycle, written a -> b -> ... -> a, if the graph has any."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
-                raise AssertionError("import cycle: " + " -> ".join(cycle))
-            if nxt not in state:
-                visit(nxt)
-        path.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
-
-
-def test_import_graph_helpers_find_a_cycle(tmp_path):
-    pkg = tmp_path / "jax_lstm_ae" / "demo"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("from jax_lstm_ae.demo.a import f\n")
-    (pkg / "a.py").write_text("from .b import g\ndef f():\n    return g()\n")
-    (pkg / "b.py").write_text("def g():\n    from jax_lstm_ae.demo import a  # deferred, still a loop\n    return a\n")
-    graph = _import_graph(pkg, root=tmp_path)
-    assert graph == {"jax_lstm_ae.demo": {"jax_lstm_ae.demo.a"}, "jax_lstm_ae.demo.a": {"jax_lstm_ae.demo.b"},
-                     "jax_lstm_ae.demo.b": {"jax_lstm_ae.demo.a"}}
-    try:
-        _assert_acyclic(graph)
-    except AssertionError as e:
-        assert "jax_lstm_ae.demo.a -> jax_lstm_ae.demo.b -> jax_lstm_ae.demo.a" in str(e)
-    else:
-        raise AssertionError("the cycle was not found")
-
-
-def test_data_modules_form_no_import_cycle():
-    graph = _import_graph(PKG / "data")
-    assert "jax_lstm_ae.data.core" in graph and "jax_lstm_ae.data.datasets" not in graph
-    assert graph["jax_lstm_ae.data.core"] == set(), "data.core is the bottom of the data layer"
-    _assert_acyclic(graph)
+def test_bottoms_of_data_and_cli():
+    """data.core and cli.shell import nothing else of their folders."""
+    graph = _package_graph()
+    for bottom in ("jax_lstm_ae.data.core", "jax_lstm_ae.cli.shell"):
+        folder = bottom.rpartition(".")[0] + "."
+        assert not {m for m in graph[bottom] if m.startswith(folder)}, (bottom, graph[bottom])
 
 
 def test_data_layer_imports_no_jax_at_module_level():
@@ -279,21 +203,10 @@ def test_bench_and_examples_use_public_names():
     assert not bad, "\n".join(bad)
 
 
-def test_no_folder_has_an_import_cycle():
-    """Within every folder of the package, imports (at the top or inside
-    functions) form no cycle; across folders, test_imports_point_one_way."""
-    folders = sorted({p.parent for p in PKG.rglob("*.py")} - {PKG})
-    assert {f.name for f in folders} >= {"cli", "data", "nn", "train", "apps"}
-    for folder in folders:
-        _assert_acyclic(_import_graph(folder))
-    cli = _import_graph(PKG / "cli")
-    assert cli["jax_lstm_ae.cli.main"] and cli["jax_lstm_ae.cli.shell"] == set()  # the shell is the bottom
-
-
-def test_cli_modules_are_small():
-    lines = {p.name: len(p.read_text().splitlines()) for p in sorted((PKG / "cli").glob("*.py"))}
+def test_modules_are_small():
+    lines = {str(p.relative_to(PKG)): len(p.read_text().splitlines()) for p in sorted(PKG.rglob("*.py"))}
     long = {name: n for name, n in lines.items() if n > 500}
-    assert not long, f"cli modules over 500 lines: {long}"
+    assert not long, f"modules over 500 lines: {long}"
 
 
 _FRESH = r"""

@@ -8,17 +8,18 @@ import pytest
 
 from jax_lstm_ae.data import Normalizer, synthetic
 from jax_lstm_ae.train.checkpoint import build_model, build_optimizer, model_config, optimizer_config
-from jax_lstm_ae.train.fit import DEFAULT_MIN_STEPS, budget_epochs, fit
+from jax_lstm_ae.train.fit import budget_epochs, fit
+from jax_lstm_ae.train.spec import DEFAULT_EPOCHS, DEFAULT_MIN_STEPS
 
 
 def test_budget_epochs_values():
-    assert DEFAULT_MIN_STEPS == 1000
+    assert DEFAULT_MIN_STEPS == 1000 and DEFAULT_EPOCHS == 20
     assert budget_epochs(100, 32) == 334  # 3 steps an epoch: ceil(1000 / 3)
-    assert budget_epochs(100_000, 32) == 10  # 3,125 steps an epoch: 10 epochs are more than 1,000 steps
+    assert budget_epochs(100_000, 32) == 20  # 3,125 steps an epoch: 20 epochs are more than 1,000 steps
     assert budget_epochs(10, 32) == 1000  # the batch shrinks to the set: one step an epoch
     assert budget_epochs(100, 32, epochs=5) == 5  # epochs alone are exact
     assert budget_epochs(100, 32, epochs=5, min_steps=30) == 10
-    assert budget_epochs(100, 32, min_steps=0) == 10
+    assert budget_epochs(100, 32, min_steps=0) == 20
     assert budget_epochs(100, 32, epochs=400, min_steps=30) == 400
 
 
@@ -46,7 +47,7 @@ def test_cli_min_steps_and_default(tmp_path, capsys):
     assert main(["train", *tiny, "--out", str(tmp_path / "a"), "--min-steps", "45"]) == 0
     assert "trained 45 steps" in capsys.readouterr().out  # max(20 epochs, 45 steps) at one step an epoch
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert cfg["train"]["epochs"] == 45 and cfg["train"]["min_steps"] == 45
+    assert cfg["budget"]["epochs"] == 45 and cfg["train"]["min_steps"] == 45 and cfg["train"]["epochs"] is None
     assert main(["train", *tiny, "--out", str(tmp_path / "b"), "--epochs", "3"]) == 0
     assert "trained 3 steps" in capsys.readouterr().out  # --epochs alone: exact, no minimum
     args = build_parser().parse_args(["train", "--out", "r"])

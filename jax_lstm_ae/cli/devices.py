@@ -11,7 +11,8 @@ from jax.sharding import Mesh
 
 from jax_lstm_ae.cli.checks import integer, is_ascii_int, positive
 from jax_lstm_ae.train.distributed import initialize_distributed
-from jax_lstm_ae.train.parallel import all_cores_mesh, ask_for_cpu_devices, make_data_mesh
+from jax_lstm_ae.train.cores import all_cores_mesh, ask_for_cpu_devices
+from jax_lstm_ae.train.parallel import make_data_mesh
 
 
 def _devices_flag(s: str) -> int | str:

@@ -26,6 +26,7 @@ import optax
 from jax_lstm_ae.data import Dataset, batches
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.train.parallel import data_parallel
+from jax_lstm_ae.train.spec import TrainSpec
 from jax_lstm_ae.train.step import Batch, TrainState, create_train_state, make_eval_step, train_step_fn
 
 
@@ -68,21 +69,13 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(n_train // min(batch_size, n_train), 1)
 
 
-DEFAULT_EPOCHS = 10
-DEFAULT_MIN_STEPS = 1000  # a 100-sequence set gets 3 steps an epoch: 10 epochs would not move its loss
-
-
 def budget_epochs(n_train: int, batch_size: int, epochs: int | None = None, min_steps: int | None = None) -> int:
-    """Epochs for a training budget: ``max(epochs, ceil(min_steps / steps_per_epoch))``.
-
-    ``epochs=None`` means the default budget, ``DEFAULT_EPOCHS`` epochs but at
-    least ``DEFAULT_MIN_STEPS`` steps (``min_steps`` overrides the latter), so
-    small sets train long enough to learn and large ones keep their epochs.
-    ``epochs`` given without ``min_steps`` is used as is."""
-    if epochs is None:
-        epochs, min_steps = DEFAULT_EPOCHS, DEFAULT_MIN_STEPS if min_steps is None else min_steps
-    spe = steps_per_epoch(max(int(n_train), 1), int(batch_size))
-    return max(int(epochs), -(-int(min_steps or 0) // spe))
+    """Epochs for a training budget, as :meth:`TrainSpec.budget` counts them:
+    ``epochs`` (default ``DEFAULT_EPOCHS``) but at least ``min_steps`` steps
+    (default ``DEFAULT_MIN_STEPS`` when ``epochs`` is not given, else 0), so
+    small sets train long enough to learn and large ones keep their epochs."""
+    spec = TrainSpec(batch_size=max(int(batch_size), 1), epochs=epochs, min_steps=min_steps)
+    return spec.budget(max(int(n_train), 1))[2]
 
 
 class _Progress:
@@ -179,7 +172,7 @@ def fit(
     """Train ``model`` on ``train`` (normalised already) for ``epochs`` epochs.
 
     Args:
-      epochs, min_steps: the budget, :func:`budget_epochs`: by default 10
+      epochs, min_steps: the budget, :func:`budget_epochs`: by default 20
         epochs but at least 1,000 steps; ``epochs`` alone is exact;
         ``min_steps`` raises ``epochs`` until that many steps are done.
       state: continue from this state (e.g. ``load_run(...).state``); a fresh

@@ -147,7 +147,9 @@ def _fit(model, optimizer, train, val, config, normalizer, *, batch, epochs, tra
 
 
 def _result(model, state, history, normalizer, train, val, config, best) -> TrainResult:
-    params = state.params if best is None else jax.tree.map(jax.numpy.asarray, best)
+    """``best``: the best validation epoch's params (without validation, fit
+    tracks the training loss: the last params are returned then)."""
+    params = state.params if best is None or val is None else jax.tree.map(jax.numpy.asarray, best)
     return TrainResult(model, state, params, normalizer, train, val, history, config)
 
 
