@@ -16,22 +16,11 @@ import enum
 from typing import Any, Callable, NamedTuple
 
 from jax_lstm_ae.cli import checks
+from jax_lstm_ae.cli.args import int_list
 from jax_lstm_ae.cli.checks import integer, number, positive
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.nn.spec import Activation, Backend, DecoderKind, Init, ModelSpec, Pooling, SpecError
 from jax_lstm_ae.train.spec import Normalize, Schedule, TrainSpec
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        sizes = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 64 or 128,64 (or none), got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
-    return sizes
 
 
 def _values(e: type[enum.Enum], *skip) -> tuple[str, ...]:
@@ -52,7 +41,7 @@ class Flag(NamedTuple):
 MODEL_FLAGS = (
     Flag("decoder", "model", "decoder.kind", {"choices": _values(DecoderKind, "final_state")}, "decoder strategy"),
     Flag("embedding_dim", "model", "embedding_dim", {"type": positive, "metavar": "E"}, "latent size E"),
-    Flag("hidden", "model", "encoder.hidden", {"type": _int_list, "metavar": "H[,H...]|none"},
+    Flag("hidden", "model", "encoder.hidden", {"type": int_list, "metavar": "H[,H...]|none"},
          "encoder LSTM sizes before the E-sized one, e.g. 64 (F -> 64 -> E); the decoder mirrors them"),
     Flag("bidirectional", "model", "encoder.bidirectional", {"action": argparse.BooleanOptionalAction},
          "bidirectional encoder"),
@@ -192,7 +181,8 @@ def check_resume(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tr
         if not same:
             keep = ", ".join(option({"epochs": "epochs", "min_steps": "min_steps", "patience": "patience"}[r])
                              for r in TrainSpec.RESUMABLE)
-            fail(f"{option(f.dest)} {_shown(value)} cannot change when resuming (the run has {_shown(saved)}); "
+            given_ = option(f.dest) if isinstance(value, bool) else f"{option(f.dest)} {_shown(value)}"
+            fail(f"{given_} cannot change when resuming (the run has {_shown(saved)}); "
                  f"--resume may change only {keep}; drop {option(f.dest)}, or train a new run with another "
                  f"--out than {out}")
     return changes

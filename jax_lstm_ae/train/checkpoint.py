@@ -254,6 +254,8 @@ def load_run(run_dir) -> Run:
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     try:
+        if not isinstance(config.get("model"), dict) or not isinstance(config.get("optimizer"), dict):
+            raise ValueError("no model or optimizer section")
         model = build_model(config)
         optimizer = build_optimizer(config)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
