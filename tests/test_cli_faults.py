@@ -232,11 +232,11 @@ def test_non_finite_parameters_are_never_saved(reference, tmp_path, capsys, monk
     (what --lr nan did): nothing is saved, and encode refuses such a run."""
     import optax
 
-    import jax_lstm_ae.train.checkpoint as ckpt
+    import jax_lstm_ae.train.runner as runner
     from jax_lstm_ae.train.checkpoint import save_run
 
     _, data = reference
-    monkeypatch.setattr(ckpt, "build_optimizer", lambda config: optax.sgd(float("nan")))
+    monkeypatch.setattr(runner, "build_optimizer", lambda config: optax.sgd(float("nan")))
     # one step per epoch (batch >= 32 training sequences): epoch 1 ends on finite losses and NaN params
     code, _, err = _run(capsys, *_argv(data, tmp_path / "run", "--epochs", "2", "--batch-size", "64"))
     line = _one_line(err)

@@ -101,7 +101,7 @@ def get_path(spec, path: str):
 def _shown(value) -> str:
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return ",".join(map(str, value)) or "none"
     return str(value)
 
