@@ -288,9 +288,11 @@ def ecg_cli(args) -> dict:
     (work / "test.txt").write_text("\n".join(rows[i] for i in te) + "\n")
     train_cmd = ["train", "--data", str(work / "train.txt"), "--normal-class", "1", "--out", str(work / "run"),
                  "--force", "--hidden", "64", "--embedding-dim", "32", "--batch-size", "16", "--lr", "5e-3",
-                 "--schedule", "cosine", "--epochs", str(args.ecg_epochs), "--seed", str(args.seed), "--quiet"]
+                 "--schedule", "cosine", "--epochs", str(args.ecg_epochs), "--seed", str(args.seed), "--quiet",
+                 *(["--devices", args.devices] if args.devices else [])]
     detect_cmd = ["detect", "--run", str(work / "run"), "--data", str(work / "test.txt"), "--normal-class", "1",
-                  "--threshold", "contamination", "--out", str(work / "scores.csv"), "--force", "--quiet"]
+                  "--threshold", "contamination", "--out", str(work / "scores.csv"), "--force", "--quiet",
+                  *(["--devices", args.devices] if args.devices else [])]
     t = time.perf_counter()
     for cmd in (train_cmd, detect_cmd):
         print("jax-lstm-ae " + " ".join(cmd), flush=True)
@@ -426,7 +428,8 @@ def _other_table(rows):
     return "\n".join(["| row | result | seed | epochs | wall |", "| --- | --- | --- | --- | --- |", *out])
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (the tests build its rows' arguments from it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=("ecg", "probe", "series", "anomaly", "speed", "all"), default="all",
                    help="anomaly: the ECG5000 anomaly row and the series rows (no probe)")
@@ -459,6 +462,7 @@ def main(argv=None):
     p.add_argument("--ecg-batch", type=int, default=16, help="probe row: batch size")
     p.add_argument("--ecg-bidirectional", action="store_true", help="probe row: bidirectional encoder")
     p.add_argument("--ecg-dir", default=None, help="ECG5000 anomaly row: folder for the split files and the run")
+    p.add_argument("--devices", default=None, help="ECG5000 anomaly row: the CLI's --devices (default: its auto)")
     p.add_argument("--lr", type=float, default=1e-2, help="series rows: peak Adam learning rate (cosine decay)")
     p.add_argument("--decoder", default="repeat", help="series rows: decoder strategy")
     p.add_argument("--embedding", type=int, default=16, help="series rows: latent size E")
@@ -477,7 +481,11 @@ def main(argv=None):
     p.add_argument("--ucr", action="store_true", help="--series: also report the UCR archive's score")
     p.add_argument("--json", default=None)
     p.add_argument("--dump", default=None, help="series: save the three score vectors as DIR/NAME.npz")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"no data at {DATA}: this benchmark reads ../shared/data beside the repository")
     print(f"# jax_lstm_ae quality bench; {os.cpu_count()} cpus; args {vars(args)}", flush=True)

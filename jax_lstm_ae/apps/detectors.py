@@ -347,13 +347,18 @@ class SequenceAnomalyDetector(_Detector):
         the best epoch and fit the scorer.
       contamination: share of the training sequences above ``threshold_``.
       raw: no autoencoder; score the normalised sequences themselves.
+      specs: ``(ModelSpec, TrainSpec)`` to train with instead of the ones the
+        arguments above make from the ``sequence`` preset (``features`` and a
+        decoder's fixed T are set from the data) — e.g. the specs a
+        ``jax-lstm-ae train`` run records, for the same model through the API.
     """
 
     _kind = "sequence"
 
     def __init__(self, embedding_dim: int = 32, hidden=(64,), decoder: str = "repeat", steps: int = 1500,
                  lr: float = 5e-3, batch_size: int = 16, val_fraction: float = 0.2, contamination: float = 0.1,
-                 seed: int = 0, raw: bool = False, progress=False):
+                 seed: int = 0, raw: bool = False, progress=False, specs: tuple[ModelSpec, TrainSpec] | None = None):
+        self.specs = specs
         self.embedding_dim, self.hidden, self.decoder = embedding_dim, hidden, decoder
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
         self.val_fraction, self.contamination, self.seed, self.raw, self.progress = (
@@ -372,7 +377,9 @@ class SequenceAnomalyDetector(_Detector):
         model_spec, train_spec = _specs("sequence", ds, embedding_dim=self.embedding_dim, hidden=self.hidden,
                                         decoder=self.decoder, steps=self.steps, lr=self.lr,
                                         batch_size=self.batch_size, val_fraction=self.val_fraction, seed=self.seed)
-        self.normalizer_, train, val = split_data(ds, train_spec)
+        if self.specs is not None:
+            model_spec, train_spec = _fit_to(self.specs[0], ds), self.specs[1]
+        self.normalizer_, train, val = split_data(ds, train_spec, model_spec)
         if val is None:
             raise ValueError("fit needs at least 2 sequences and val_fraction > 0 to fit the scorer on held-out ones")
         self._train(model_spec, train_spec, ds)

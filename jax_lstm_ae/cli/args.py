@@ -48,11 +48,12 @@ def _hooks() -> list[Any]:
     return [importlib.import_module(m) for m in COMMON_ARG_MODULES]
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Options every model-running command takes (plus those of COMMON_ARG_MODULES)."""
+def add_common_args(parser: argparse.ArgumentParser, *, training: bool = False) -> None:
+    """Options every model-running command takes (plus those of COMMON_ARG_MODULES);
+    ``training``: also the flags that only shape a training step."""
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     for hook in _hooks():
-        hook.add_args(parser)
+        hook.add_args(parser, training=training)
 
 
 def setup_common(args: argparse.Namespace) -> dict:

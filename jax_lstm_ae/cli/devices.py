@@ -23,8 +23,9 @@ def _devices_flag(s: str) -> int | str:
     raise argparse.ArgumentTypeError(f"--devices takes a positive number, 'all' or 'auto', got {s!r}")
 
 
-def add_parallel_args(parser) -> None:
-    """``--devices N|all`` and the multi-process flags, on an argparse parser."""
+def add_parallel_args(parser, *, training: bool = False) -> None:
+    """``--devices N|all`` and the multi-process flags, on an argparse parser
+    (``--fsdp-min-size`` too for ``training``: it shapes the train step only)."""
     g = parser.add_argument_group("devices and hosts")
     g.add_argument("--devices", type=_devices_flag, default="auto", metavar="N|all|auto",
                    help="split each batch over N devices of this process (or all); default auto: on a CPU "
@@ -38,8 +39,9 @@ def add_parallel_args(parser) -> None:
                    help="this process's id in [0, P) (env JAX_PROCESS_ID)")
     g.add_argument("--distributed-auto", action="store_true",
                    help="let JAX detect the processes (SLURM, Open MPI, Kubernetes, Cloud TPU)")
-    g.add_argument("--fsdp-min-size", type=positive, default=None, metavar="N",
-                   help="train: also split every parameter of at least N elements over the devices (FSDP)")
+    if training:
+        g.add_argument("--fsdp-min-size", type=positive, default=None, metavar="N",
+                       help="also split every parameter of at least N elements over the devices (FSDP)")
 
 
 def setup_parallel(args) -> Mesh | None:

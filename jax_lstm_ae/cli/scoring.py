@@ -98,12 +98,13 @@ def plot_path(args) -> Path:
 
 
 def write_table(out: Path, scores, flags, labels) -> None:
-    """index,score,anomaly[,label]: one row per item, written whole or not at all."""
+    """index,score,anomaly[,label]: one row per item, written whole or not at all; scores to
+    the last bit (17 significant digits), so they read back as the floats that were scored."""
     n = scores.shape[0]
     cols = [np.arange(n), scores, flags.astype(int)] + ([labels.astype(int)] if labels is not None else [])
     header = "index,score,anomaly" + (",label" if labels is not None else "")
     with replacing(out) as tmp:
-        np.savetxt(tmp, np.column_stack(cols), fmt=["%d", "%.6g", "%d"] + (["%d"] if labels is not None else []),
+        np.savetxt(tmp, np.column_stack(cols), fmt=["%d", "%.17g", "%d"] + (["%d"] if labels is not None else []),
                    delimiter=",", header=header, comments="")
 
 

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
                    "rows A..B-1 (':' all rows, e.g. a separate normal file); window, pooling and detrending are "
                    "chosen from those rows; model and training flags apply on top of the pipeline's own defaults "
                    "(E=16, hidden 32, about 1,500 steps of cosine-decayed Adam)")
-    add_common_args(p)
+    add_common_args(p, training=True)
     p.set_defaults(func=cmd_train)
 
 

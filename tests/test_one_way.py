@@ -1,0 +1,95 @@
+"""API = CLI = bench: the same settings and seed give bit-identical
+parameters and scores (max |diff| 0 on one CPU device) through the detector
+API, `jax-lstm-ae train` + `detect`, and the benchmark's code, for one long
+series and for a set of sequences."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jax_lstm_ae.apps.detectors import SequenceAnomalyDetector, SeriesAnomalyDetector
+from jax_lstm_ae.cli.main import main as cli
+from jax_lstm_ae.train.checkpoint import load_run
+from jax_lstm_ae.train.runner import read_specs
+from test_anomaly_series import periodic_series
+
+ROOT = Path(__file__).resolve().parents[1]
+ECG = ROOT.parent / "shared" / "data" / "ecg5000" / "ECG5000_TRAIN.txt"
+
+
+def _quality():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module("quality")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def _same(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for u, v in zip(la, lb):
+        assert np.array_equal(np.asarray(u), np.asarray(v)), float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
+
+
+def _scores(csv: Path) -> np.ndarray:
+    return np.loadtxt(csv, delimiter=",", skiprows=1)[:, 1]
+
+
+def test_one_long_series_api_cli_bench(tmp_path, monkeypatch):
+    series = periodic_series(n=1500)
+    np.savetxt(tmp_path / "s.csv", series, delimiter=",")
+    settings = dict(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64, seed=0)
+    api = SeriesAnomalyDetector(**settings).fit(series[:1200])
+    api_scores = api.decision_function(series)
+
+    run = tmp_path / "run"
+    assert cli(["train", "--data", str(tmp_path / "s.csv"), "--train-rows", "0:1200", "--window", "16",
+                "--embedding-dim", "4", "--hidden", "none", "--epochs", "2", "--min-steps", "0",
+                "--batch-size", "64", "--seed", "0", "--devices", "1", "--out", str(run), "--quiet"]) == 0
+    assert cli(["detect", "--run", str(run), "--out", str(tmp_path / "p.csv"), "--devices", "1", "--quiet"]) == 0
+    _same(api.params_, load_run(run).params)
+    assert np.array_equal(_scores(tmp_path / "p.csv"), api_scores.astype(np.float64))
+
+    quality = _quality()  # the benchmark's series row, its matrix-profile column left out (stumpy: bench extra)
+    monkeypatch.setattr("jax_lstm_ae.apps.baselines.matrix_profile_scores", lambda s, plan: np.zeros(len(s)))
+    args = quality.parser().parse_args(["--window", "16", "--embedding", "4", "--hidden", "--batch", "64",
+                                        "--dump", str(tmp_path / "dump")])
+    monkeypatch.setattr(SeriesAnomalyDetector, "fit", _with_epochs(SeriesAnomalyDetector.fit, 2))
+    quality.series_row(args, "s", tmp_path / "s.csv", None, [(1400, 1450)], (0, 1200))
+    assert np.array_equal(np.load(tmp_path / "dump" / "s.npz")["lstm"], api_scores)
+
+
+def _with_epochs(fit, epochs):
+    """The bench's detector with the short budget of this test (the bench has no --epochs for series rows)."""
+
+    def short(self, *a, **kw):
+        if not self.raw:
+            self.epochs = epochs
+        return fit(self, *a, **kw)
+
+    return short
+
+
+@pytest.mark.skipif(not ECG.exists(), reason=f"needs {ECG} (../shared/data)")
+def test_sequences_api_cli_bench(tmp_path):
+    """ECG5000, class 1 normal: the benchmark's CLI row (train --normal-class 1 + detect), and the same specs
+    through SequenceAnomalyDetector."""
+    quality = _quality()
+    args = quality.parser().parse_args(["--ecg-epochs", "2", "--ecg-dir", str(tmp_path / "ecg"), "--devices", "1"])
+    quality.ecg_cli(args)
+    run = load_run(tmp_path / "ecg" / "run")
+    from jax_lstm_ae.data import load_sequences
+
+    train = load_sequences(tmp_path / "ecg" / "train.txt")
+    normal = train.take(np.flatnonzero(train.labels.astype(int) == 1))
+    api = SequenceAnomalyDetector(specs=read_specs(run.config)).fit(normal.x)
+    _same(api.params_, run.params)
+    test = load_sequences(tmp_path / "ecg" / "test.txt")
+    assert np.array_equal(_scores(tmp_path / "ecg" / "scores.csv"), api.decision_function(test.x))
