@@ -175,3 +175,21 @@ def test_unprojected_wide_readout():
     model = build(spec)
     assert model.latent_dim == 8 and "proj" not in model.init(jax.random.PRNGKey(0))["encoder"]
     assert build(dataclasses.replace(spec, encoder=EncoderSpec(pooling="last_mean"))).latent_dim == 4
+
+
+def test_resume_on_changed_data_only_when_allowed(tmp_path, capsys):
+    from jax_lstm_ae.cli.main import main as cli
+
+    x = _data(n=20).x
+    np.save(tmp_path / "x.npy", x)
+    argv = ["train", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r"), "--epochs", "1",
+            "--embedding-dim", "3", "--devices", "1", "--quiet"]
+    assert cli(argv) == 0
+    np.save(tmp_path / "x.npy", x * 2)  # the file changed since the run started
+    resume = ["train", "--out", str(tmp_path / "r"), "--resume", "--epochs", "2", "--devices", "1", "--quiet"]
+    capsys.readouterr()
+    assert cli(resume) == 2 and "the data differs" in capsys.readouterr().err
+    assert cli([*resume, "--allow-other-data"]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["resumed"][0]["at_epoch"] == 1 and cfg["resumed"][0]["fingerprint"]["n"] == 20
+    assert cfg["data"]["fingerprint"] == cfg["resumed"][0]["fingerprint"]

@@ -24,6 +24,7 @@ def run_summary(run, run_dir=None) -> dict:
     import jax
 
     cfg = run.config
+    spec = run.model.spec  # a run's model is always built from its spec
     count = lambda tree: int(sum(np.size(a) for a in jax.tree.leaves(tree)))  # noqa: E731
     m = run.model
     layers = {
@@ -39,12 +40,14 @@ def run_summary(run, run_dir=None) -> dict:
         last = next((r for r in reversed(metrics) if r.get("epoch") == done), None)
     return {
         "model": {
-            "decoder": cfg["model"]["decoder"],
+            "decoder": spec.decoder.kind.value,
             "head": m.head.name,
             "features": m.features,
             "embedding_dim": m.latent_dim,
-            "bidirectional": cfg["model"].get("bidirectional", False),
-            "pooling": cfg["model"].get("pooling", "last"),
+            "bidirectional": spec.encoder.bidirectional,
+            "pooling": spec.encoder.pooling.value,
+            "backend": spec.backend.value,
+            "backend_used": (cfg.get("runtime") or {}).get("backend"),
             "layers": layers,
             "parameters": {k: count(run.params[k]) for k in ("encoder", "decoder", "head")} | {"total": count(run.params)},
         },
@@ -53,7 +56,8 @@ def run_summary(run, run_dir=None) -> dict:
         "training": {
             "steps": int(run.state.step),
             "epochs_done": run.extra.get("epoch"),
-            **{k: cfg.get("train", {}).get(k) for k in ("epochs", "batch_size", "seed")},
+            "epochs": (cfg.get("budget") or {}).get("epochs", cfg.get("train", {}).get("epochs")),
+            **{k: cfg.get("train", {}).get(k) for k in ("batch_size", "seed")},
             **{k: cfg.get("train", {}).get(k) or 0.0 for k in ("input_noise", "step_dropout")},
             "optimizer": cfg.get("optimizer"),
             "last": last,
@@ -82,7 +86,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"run {args.run}")
     print(f"model: LSTM autoencoder, {m['decoder']} decoder, head {m['head']}, F={m['features']}, E={m['embedding_dim']}"
           + (" (bidirectional encoder)" if m["bidirectional"] else "")
-          + (f", readout {m['pooling']}" if m["pooling"] != "last" else ""))
+          + (f", readout {m['pooling']}" if m["pooling"] != "last" else "")
+          + f"; backend {m['backend']}" + (f" (ran {m['backend_used']})" if m["backend_used"] else ""))
     for part in ("encoder", "decoder"):
         chain = " -> ".join(f"LSTM({l['in']}->{l['hidden']})" for l in m["layers"][part])
         print(f"  {part}: {chain}  [{m['parameters'][part]:,} parameters]")

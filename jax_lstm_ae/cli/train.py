@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR (or its interrupted partial run) up to --epochs; only --epochs, "
                         "--min-steps and --patience may change, other model and training flags are refused")
+    p.add_argument("--allow-other-data", action="store_true",
+                   help="with --resume: continue although the data's contents changed since the run started "
+                        "(its new fingerprint is recorded)")
     add_spec_flags(p, preset("cli", 1))
     g = p.add_argument_group("anomaly detection (see `detect`)")
     g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
@@ -70,6 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and args.force:
         fail("--resume continues RUN_DIR and --force replaces it; give only one of them")
+    if args.allow_other_data and not args.resume:
+        fail("--allow-other-data applies to --resume only; drop it")
     fit_extra = setup_common(args)  # before anything starts a JAX backend (--devices asks for CPU devices)
     import jax
 
@@ -184,7 +189,8 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
             result = run_training(model_spec, setup["train_spec"], data, workdir=work, data_info=setup["data_info"],
                                   **kw)
         else:
-            result = resume_training(work, data, changes=setup["changes"], **kw)
+            result = resume_training(work, data, changes=setup["changes"], allow_other_data=args.allow_other_data,
+                                     **kw)
     except (NonFiniteError, KeyboardInterrupt, Terminated) as e:
         return _stopped(e, out, work, old_run, saved["epoch"])
     except BaseException:

@@ -120,6 +120,13 @@ def _epoch_saver(workdir: Path | None, config: dict, normalizer, callback):
     """fit's on_epoch_end: checkpoint, then metrics, then the caller's callback."""
 
     def on_epoch_end(state, prog: FitProgress):
+        rec = prog.last_record
+        bad = {k: v for k, v in rec.items() if isinstance(v, float) and not np.isfinite(v)}
+        if bad:  # fit stops on a non-finite training loss; a validation loss can still overflow
+            name, value = next(iter(bad.items()))
+            raise NonFiniteError(
+                f"training stopped after epoch {prog.epoch} (step {rec['step']}): the {name.replace('_', ' ')} is "
+                f"{value}; lower the learning rate or check the data for extreme values", state, [], int(state.step))
         if workdir is not None:
             if not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(state.params)):
                 raise NonFiniteError(
@@ -186,7 +193,8 @@ def run_training(
     config = {
         "version": CONFIG_VERSION, "model": model_spec.to_dict(), "train": train_spec.to_dict(), "optimizer": ocfg,
         "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
-        "data": {**(data_info or {}), "fingerprint": data_fingerprint(data),
+        "data": {"source": "in memory", "n": data.n, "steps": data.steps, "features": data.features,
+                 **(data_info or {}), "fingerprint": data_fingerprint(data),
                  "val_fingerprint": None if given_val is None else data_fingerprint(given_val), "n_train": train.n,
                  "n_val": 0 if val is None else val.n, "n_empty": int(np.sum(data.lengths == 0))},
         "runtime": _runtime(model_spec, mesh),
@@ -257,12 +265,15 @@ def resume_training(
     if (val is None) != (recorded.get("val_fingerprint") is None):
         raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
                        "its own; resume it the same way")
+    other = {}
     for what, given, key in (("data", data, "fingerprint"), ("validation data", val, "val_fingerprint")):
         fp, want = None if given is None else data_fingerprint(given), recorded.get(key)
-        if want is not None and fp != want and not allow_other_data:
-            raise RunError(f"{workdir}: the {what} differs from what the run started on ({want['n']} sequences, "
-                           f"sha256 {want['sha256'][:12]}...; now {fp['n']}, {fp['sha256'][:12]}...); resume on the "
-                           "same data, or allow other data explicitly")
+        if want is not None and fp != want:
+            if not allow_other_data:
+                raise RunError(f"{workdir}: the {what} differs from what the run started on ({want['n']} sequences, "
+                               f"sha256 {want['sha256'][:12]}...; now {fp['n']}, {fp['sha256'][:12]}...); resume on "
+                               "the same data, or allow other data explicitly (--allow-other-data)")
+            other[key] = recorded[key] = fp
     bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
     if bad:
         raise SpecError(f"train.{bad[0]}: cannot change when resuming; a resume may change "
@@ -283,7 +294,8 @@ def resume_training(
     if real:
         train_spec = train_spec.replace(**real)
         config["train"] = train_spec.to_dict()
-        config.setdefault("resumed", []).append({"at_epoch": done, **real})
+    if real or other:
+        config.setdefault("resumed", []).append({"at_epoch": done, **real, **other})
     if val is None:
         _, train, val = split_data(data, train_spec, model_spec, normalizer)
     else:
