@@ -122,6 +122,7 @@ CASES = [
     (T + " --window 4 --stride -1", "argument --stride: expected an integer > 0"),
     (T + " --devices 0", "--devices takes a positive number, 'all' or 'auto'"),
     (T + " --devices x", "--devices takes a positive number, 'all' or 'auto'"),
+    (T + " --devices 1000", "--devices 1000 is more than this process can split a batch over"),
     (T + " --num-processes 0", "argument --num-processes: expected an integer > 0"),
     (T + " --process-id -1", "argument --process-id: expected an integer >= 0"),
     (T + " --fsdp-min-size 0", "argument --fsdp-min-size: expected an integer > 0"),

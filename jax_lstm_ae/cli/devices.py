@@ -10,9 +10,13 @@ import jax
 from jax.sharding import Mesh
 
 from jax_lstm_ae.cli.checks import integer, is_ascii_int, positive
+from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.train.distributed import initialize_distributed
-from jax_lstm_ae.train.cores import all_cores_mesh, ask_for_cpu_devices
+from jax_lstm_ae.train.cores import all_cores_mesh, ask_for_cpu_devices, cpu_cores
 from jax_lstm_ae.train.parallel import make_data_mesh
+
+
+MAX_CPU_DEVICES = 64  # or 4 per core, whichever is more
 
 
 def _devices_flag(s: str) -> int | str:
@@ -60,8 +64,13 @@ def setup_parallel(args) -> Mesh | None:
     if not multi and devices in (None, 1):
         return None
     if isinstance(devices, int):
+        limit = max(MAX_CPU_DEVICES, 4 * cpu_cores())
+        if devices > limit:  # XLA aborts the process when asked for thousands of CPU devices
+            fail(f"--devices {devices} is more than this process can split a batch over (at most {limit} CPU "
+                 f"devices for {cpu_cores()} cores); use --devices auto (one per core) or a smaller number")
         ask_for_cpu_devices(devices)
     return make_data_mesh(devices)
+
 
 
 # The CLI's hook protocol (``_cli.COMMON_ARG_MODULES``): flags, setup, fit() keywords.
