@@ -301,3 +301,15 @@ def test_injected_anomalies_rank_on_top(rng):
     y = np.isin(np.arange(32), bad)
     assert M.roc_auc(y, w) == 1.0
     assert set(np.argsort(-w)[:4]) == set(bad)
+
+
+def test_scorer_too_big_for_memory_is_refused_up_front():
+    """2,000 features in windows of 16: a 32,000-wide covariance (8 GB) is refused with the way out."""
+    from jax_lstm_ae.apps.anomaly import check_scorer_size
+
+    with pytest.raises(ValueError, match=r"32,000 values needs about 30\.5 GiB.*--level step.*--method mae"):
+        check_scorer_size(16, 2000, method="mahalanobis", level="window")
+    check_scorer_size(16, 2000, method="mahalanobis", level="step")  # 2,000 x 2,000: fine
+    check_scorer_size(16, 2000, method="mae", level="window")
+    with pytest.raises(ValueError, match="--level step"):
+        A.fit_scorer(np.zeros((3, 16, 2000), np.float32))

@@ -214,6 +214,23 @@ def _check_errors(errors) -> np.ndarray:
     return e
 
 
+MAX_SCORER_BYTES = 4 * 2**30  # a scorer that needs more is refused up front, with what to use instead
+
+
+def check_scorer_size(steps: int, features: int, *, method: Method, level: Level) -> None:
+    """Refuse, before any work, a Mahalanobis scorer whose covariance would not
+    fit in ``MAX_SCORER_BYTES`` (its dimension is T*K per window, K per step)."""
+    if method != "mahalanobis":
+        return
+    d = steps * features if level == "window" else features
+    need = 4 * 8 * d * d  # the covariance, its factor, its inverse and a work copy, float64
+    if need > MAX_SCORER_BYTES:
+        raise ValueError(
+            f"a Mahalanobis scorer on {level}s of {d:,} values needs about {need / 2**30:.1f} GiB for its "
+            f"{d:,} x {d:,} covariance (limit {MAX_SCORER_BYTES / 2**30:.0f} GiB); use level 'step' (one "
+            f"{features}-value vector per step: --level step), or method 'mae' / 'mse' (--method mae)")
+
+
 def fit_scorer(
     errors, lengths=None, *, method: Method = "mahalanobis", level: Level = "window",
     shrinkage: float | Literal["ledoit_wolf"] = "ledoit_wolf",
@@ -229,6 +246,7 @@ def fit_scorer(
     if method != "mahalanobis":
         return Scorer(method, level, None, None)
     ls = _lengths(e, lengths)
+    check_scorer_size(e.shape[1], e.shape[2], method=method, level=level)
     if level == "window":
         if np.any(ls != e.shape[1]):
             raise ValueError(

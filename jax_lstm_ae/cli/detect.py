@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+from jax_lstm_ae.apps.anomaly import check_scorer_size, error_vectors, fit_scorer, points_from_windows, score_errors
 from jax_lstm_ae.apps.metrics import detection_report
 from jax_lstm_ae.apps.series import top_stretches
 from jax_lstm_ae.cli.args import (
@@ -98,6 +98,7 @@ def run_detect(args) -> int:
             fail(f"--normal-class {args.normal_class} matches no label in {args.data or 'the run’s training data'}; "
                  f"give one of its labels: {', '.join(map(str, np.unique(fl_arr)[:10]))}")
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
+    check_scorer_size(x.shape[1], run.model.output_dim, method=args.method, level=level)  # before any work
 
     err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size, mesh=mesh)
     if args.fit_data is not None:
