@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
+import reference_model as ref
 from jax_lstm_ae.backends import lstm_stack_batched
 from jax_lstm_ae.kernels.cell import ACTIVATIONS, gate_math, init_lstm
 
@@ -78,11 +79,11 @@ def test_keras_relu_autoencoder_values_and_gradients():
     """LSTM(H, activation='relu') -> RepeatVector(T) -> LSTM(H, activation='relu',
     return_sequences=True) -> TimeDistributed(Dense(F)), the seed's Keras model,
     on the batched (fast-backend) path: values and gradients equal the plain
-    per-example path, and values equal a float64 loop of Keras's cell."""
+    per-example reference, and values equal a float64 loop of Keras's cell."""
     F, T, H = 1, 7, 6
     kw = dict(activation="relu", backend="fast")
-    model = la.make_autoencoder(la.lstm_encoder((H,), init="orthogonal", **kw),
-                                la.repeat((H,), init="orthogonal", **kw), la.linear(), features=F)
+    model, spec = ref.model_pair(ref.pair("lstm_encoder", (H,), init="orthogonal", **kw),
+                                 ref.pair("repeat", (H,), init="orthogonal", **kw), la.linear(), features=F)
     params = model.init(jax.random.PRNGKey(3))
     x = jnp.asarray(np.sin(np.linspace(0, 3, T))[None, :, None].repeat(3, 0) * np.array([1, 0.5, -1])[:, None, None],
                     jnp.float32)
@@ -97,7 +98,7 @@ def test_keras_relu_autoencoder_values_and_gradients():
         np.testing.assert_allclose(y[b, :n], want[:n], rtol=1e-4, atol=1e-5)
     per_example = jax.grad(lambda p: sum(
         jnp.sum(jnp.where(jnp.arange(T)[:, None] < lengths[i],
-                          (model.forward_one(p, x[i], lengths[i])[1] - x[i]) ** 2, 0.0))
+                          (spec.forward(p, x[i], lengths[i])[1] - x[i]) ** 2, 0.0))
         for i in range(3)) / jnp.sum(lengths))(params)
     batched = jax.grad(lambda p: model.loss(p, x, lengths, train=False))(params)
     for u, v in zip(jax.tree.leaves(batched), jax.tree.leaves(per_example), strict=True):
@@ -122,18 +123,19 @@ def test_activations_in_the_run_config_and_errors():
 
 def test_encoder_initial_state_as_pytorch_forward_inputs_hidden():
     """``apply(..., initial=)`` starts each layer from the given (h, c), like
-    PyTorch's ``encoder(inputs, hidden)``; batched and per-example agree."""
-    enc = la.lstm_encoder((5, 4), backend="fast")
+    PyTorch's ``encoder(inputs, hidden)``; the package and the per-example
+    reference agree."""
+    enc, enc_ref = ref.pair("lstm_encoder", (5, 4), backend="fast")
     params = enc.init(jax.random.PRNGKey(0), 3)
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(2, 6, 3)), jnp.float32)
     lengths = jnp.array([6, 3], jnp.int32)
     initial = [la.nn.LSTMState(jnp.asarray(rng.normal(size=(2, h)), jnp.float32),
                                jnp.asarray(rng.normal(size=(2, h)), jnp.float32)) for h in (5, 4)]
-    z = enc.apply_batch(params, x, lengths, initial)
+    z = enc.apply(params, x, lengths, initial)
     for b in range(2):
         one = [la.nn.LSTMState(s.h[b], s.c[b]) for s in initial]
-        np.testing.assert_allclose(z[b], enc.apply(params, x[b], lengths[b], one), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(z[b], enc_ref.apply(params, x[b], lengths[b], one), rtol=1e-5, atol=1e-6)
         # a float64 loop started from the same states
         h_in = np.asarray(x[b], np.float64)
         for layer, st in zip(params["lstm"], one):
@@ -148,4 +150,4 @@ def test_encoder_initial_state_as_pytorch_forward_inputs_hidden():
                 outs.append(h)
             h_in = np.asarray(outs)
         np.testing.assert_allclose(z[b], h, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(z, enc.apply_batch(params, x, lengths))  # the state mattered
+    assert not np.allclose(z, enc.apply(params, x, lengths))  # the state mattered

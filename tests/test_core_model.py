@@ -8,28 +8,40 @@ import numpy as np
 import pytest
 
 import jax_lstm_ae as la
+import reference_model as ref
 from reference import np_stack, np_step, sigmoid
 
 B, T, F = 3, 7, 2
 LENGTHS = np.array([7, 4, 1])
 
 
-def _decoders(e):
-    """Every strategy, built in one line each (E = e)."""
+def _decoder_calls(e):
+    """Every strategy, one factory call each (E = e): name -> (factory, args, keywords)."""
     return {
-        "repeat": la.repeat((4, 5)),
-        "latent_as_sequence": la.latent_as_sequence((5,), steps=T),
-        "teacher_forced": la.teacher_forced((e, 3)),
-        "teacher_forced_copy": la.teacher_forced((e,), state_init="copy", reverse_target=False),
-        "conditional": la.conditional((4, 3)),
-        "conditional_ss": la.conditional((4,), teacher_prob=0.5),
-        "unconditioned": la.unconditioned((3, 4)),
+        "repeat": ("repeat", (4, 5), {}),
+        "latent_as_sequence": ("latent_as_sequence", (5,), {"steps": T}),
+        "teacher_forced": ("teacher_forced", (e, 3), {}),
+        "teacher_forced_copy": ("teacher_forced", (e,), {"state_init": "copy", "reverse_target": False}),
+        "conditional": ("conditional", (4, 3), {}),
+        "conditional_ss": ("conditional", (4,), {"teacher_prob": 0.5}),
+        "unconditioned": ("unconditioned", (3, 4), {}),
     }
 
 
+def _decoders(e):
+    """Every strategy, built in one line each (E = e)."""
+    return {name: getattr(la, f)(sizes, **kw) for name, (f, sizes, kw) in _decoder_calls(e).items()}
+
+
+def _pair(name, head=None, e=T * 2):
+    """(the model, its per-example reference) for a decoder strategy."""
+    f, sizes, kw = _decoder_calls(e)[name]
+    return ref.model_pair(ref.pair("lstm_encoder", (6, e)), ref.pair(f, sizes, **kw), head or la.linear(),
+                          features=F)
+
+
 def _model(name, head=None, e=T * 2):
-    enc = la.lstm_encoder((6, e))
-    return la.make_autoencoder(enc, _decoders(e)[name], head or la.linear(), features=F)
+    return _pair(name, head, e)[0]
 
 
 def _data(key=0, t=T, f=F):
@@ -91,24 +103,28 @@ def _np_forward(model, params, x, length, train, inputs=None):
     return z, logits
 
 
-def _assert_matches_plain_loop(model, params, x, train):
-    """The per-example forward, vmapped and jitted once (eager scans are slow),
-    equals the float64 step loop for every example."""
-    fwd = jax.jit(jax.vmap(lambda xi, li: model.forward_one(params, xi, li, None, train=train)))
-    zs, logits_all = fwd(x, jnp.asarray(LENGTHS, jnp.int32))
-    for i in range(B):
-        z_ref, logits_ref = _np_forward(model, params, x[i], LENGTHS[i], train)
-        np.testing.assert_allclose(zs[i], z_ref, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(logits_all[i], logits_ref, rtol=1e-10, atol=1e-12)
+def _assert_matches_plain_loop(models, params, x, train):
+    """The model's batched forward and the per-example reference (vmapped),
+    each jitted once (eager scans are slow), equal the float64 step loop for
+    every example."""
+    model, spec = models
+    lengths = jnp.asarray(LENGTHS, jnp.int32)
+    batched = jax.jit(lambda p, x: la.nn.forward_batch(model, p, x, lengths, train=train))
+    per_example = jax.jit(lambda p, x: ref.forward(spec, p, x, lengths, train=train))
+    for zs, logits_all in (batched(params, x), per_example(params, x)):
+        for i in range(B):
+            z_ref, logits_ref = _np_forward(model, params, x[i], LENGTHS[i], train)
+            np.testing.assert_allclose(zs[i], z_ref, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(logits_all[i], logits_ref, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n in _decoders(4) if n != "conditional_ss"])
 @pytest.mark.parametrize("train", [False, True])
 def test_every_decoder_matches_plain_loop(name, train):
     with jax.enable_x64(True):
-        model = _model(name)
-        params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1)))
-        _assert_matches_plain_loop(model, params, _data().astype(jnp.float64), train)
+        models = _pair(name)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), models[0].init(jax.random.PRNGKey(1)))
+        _assert_matches_plain_loop(models, params, _data().astype(jnp.float64), train)
 
 
 @pytest.mark.parametrize("name", ["repeat", "teacher_forced", "conditional"])
@@ -136,11 +152,11 @@ def test_loss_with_corrupted_inputs_matches_plain_loop(name):
 
 def test_bidirectional_projected_token_model_matches_plain_loop():
     with jax.enable_x64(True):
-        enc = la.lstm_encoder((4, 3), bidirectional=True, latent_dim=5, vocab_size=6, token_dim=3)
-        model = la.make_autoencoder(enc, la.conditional((4,)))
-        params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(2)))
+        enc = ref.pair("lstm_encoder", (4, 3), bidirectional=True, latent_dim=5, vocab_size=6, token_dim=3)
+        models = ref.model_pair(enc, ref.pair("conditional", (4,)))
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), models[0].init(jax.random.PRNGKey(2)))
         tokens = jax.random.randint(jax.random.PRNGKey(3), (B, T), 0, 6)
-        _assert_matches_plain_loop(model, params, tokens, False)
+        _assert_matches_plain_loop(models, params, tokens, False)
 
 
 def test_scheduled_sampling_interpolates_between_free_running_and_teacher_forcing():

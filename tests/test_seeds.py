@@ -516,7 +516,7 @@ def test_torch_token_encoder_import():
     tokens = np.random.default_rng(9).integers(0, V, (3, 6)).astype(np.int32)
     sd64 = {k: v.astype(np.float64) for k, v in sd.items()}
     _, h_n = torch_lstm_np(sd64["embedding.weight"][tokens], sd64, "lstm.", 2)
-    got = jax.vmap(enc.apply, (None, 0, 0))(params, jnp.asarray(tokens), jnp.full((3,), 6, jnp.int32))
+    got = enc.apply(params, jnp.asarray(tokens), jnp.full((3,), 6, jnp.int32))
     _close(got, h_n[-1])
     # a whole token autoencoder on top of it
     model = nn.make_autoencoder(enc, nn.repeat((HT,)))
@@ -546,7 +546,7 @@ def test_torch_token_encoder_against_torch():
     with torch.no_grad():
         _, (h_n, _) = net(torch.from_numpy(tokens), zeros)
     enc, params = torch_port.token_encoder_from_torch({k: v.numpy() for k, v in net.state_dict().items()})
-    got = jax.vmap(enc.apply, (None, 0, 0))(params, jnp.asarray(tokens, jnp.int32), jnp.full((3,), 6, jnp.int32))
+    got = enc.apply(params, jnp.asarray(tokens, jnp.int32), jnp.full((3,), 6, jnp.int32))
     _close(got, h_n[-1].numpy())
 
 

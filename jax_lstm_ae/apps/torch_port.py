@@ -90,14 +90,14 @@ def token_encoder_from_torch(
     """``nn.Embedding`` + (stacked, optionally bidirectional) ``nn.LSTM``, the
     seq2seq tutorials' ``EncoderRNN`` / ``EncoderLSTM`` -> ``(encoder, params)``.
 
-    ``encoder.apply(params, tokens[T], length)`` is the top layer's last
-    hidden state, ``hidden[0][-1]`` of PyTorch's ``forward(inputs, hidden)``
+    ``encoder.apply(params, tokens[B, T], lengths[B])`` is the top layer's last
+    hidden state [B, H], ``hidden[0][-1]`` of PyTorch's ``forward(inputs, hidden)``
     started from zeros (``concat(h_fwd, h_bwd)`` when bidirectional).
     ``nn.LSTM(dropout=p)`` drops between layers in training only: pass the
     same ``dropout`` to train with it (the encoder drops when given a key),
     inference matches either way; ``embedding`` and ``lstm`` are the
     submodules' names. ``encoder.apply(..., initial)`` starts from a given
-    ``hidden`` instead of zeros.
+    ``hidden`` (one ``LSTMState`` of [B, H] per layer) instead of zeros.
     """
     table = embedding_from_torch(sd, embedding)
     layers = lstm_from_torch(sd, lstm)

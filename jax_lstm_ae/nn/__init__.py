@@ -8,8 +8,8 @@ stack); their common names are re-exported here (``nn.lstm_stack``,
 from jax_lstm_ae.kernels.cell import ACTIVATIONS, INITS, LSTMParams, LSTMState, LayerParams, init_lstm, lstm_cell, lstm_step, zero_state
 from jax_lstm_ae.kernels.reference import init_stack, reverse_valid
 from jax_lstm_ae.backends import BACKENDS, Backend, StackFn, check_backend, lstm_layer, lstm_stack, lstm_stack_batched, resolve_backend, scan_gates
-from jax_lstm_ae.nn.encoder import Encoder, POOLINGS, batched_encoder, lstm_encoder
-from jax_lstm_ae.nn.decoders import DECODERS, Decoder, batched_decoder, conditional, final_state, latent_as_sequence, output_width, repeat, teacher_forced, unconditioned
+from jax_lstm_ae.nn.encoder import Encoder, POOLINGS, lstm_encoder
+from jax_lstm_ae.nn.decoders import DECODERS, Decoder, conditional, final_state, latent_as_sequence, output_width, repeat, teacher_forced, unconditioned
 from jax_lstm_ae.nn.heads import HEADS, Head, identity, keras_binary_crossentropy, linear, masked_mean, sigmoid, softmax
 from jax_lstm_ae.nn.model import Autoencoder, error_terms, forward_batch, make_autoencoder, recurrent_autoencoder, step_mask
 from jax_lstm_ae.nn.spec import Activation, CellSpec, DType, DecoderKind, DecoderSpec, EncoderSpec, FirstOutput, HeadKind, HeadSpec, Init, Loss, ModelSpec, Pooling, Spec, SpecError, StateInit, build
@@ -48,8 +48,6 @@ __all__ = [
     "SpecError",
     "StackFn",
     "StateInit",
-    "batched_decoder",
-    "batched_encoder",
     "build",
     "check_backend",
     "conditional",

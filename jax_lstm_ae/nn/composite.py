@@ -49,7 +49,7 @@ from jax import lax
 from jax_lstm_ae.nn.decoders import Decoder
 from jax_lstm_ae.nn.encoder import Encoder
 from jax_lstm_ae.nn.heads import Head
-from jax_lstm_ae.nn.model import Autoencoder, make_autoencoder
+from jax_lstm_ae.nn.model import Autoencoder, decode_logits, make_autoencoder, step_mask
 from jax_lstm_ae._typing import Array, PRNGKey, PyTree
 
 
@@ -87,7 +87,6 @@ class Composite(NamedTuple):
     def branch_params(self, params: PyTree, name: str) -> PyTree:
         return {"encoder": params["encoder"], **params[name]}
 
-    # ------------------------------------------------------------ per example
     def init(self, key: PRNGKey) -> PyTree:
         k_e, k_r, k_p = jax.random.split(key, 3)
         params = {"encoder": self.encoder.init(k_e, self.features)}
@@ -97,29 +96,6 @@ class Composite(NamedTuple):
                 params[name] = {"decoder": p["decoder"], "head": p["head"]}
         return params
 
-    def forward_one(self, params, x, length, key=None, train: bool = False, inputs=None):
-        """One example: (z[E], recon_err[T] (zero past the past), pred_err[K] (zero for a row shorter than K))."""
-        k = self.horizon
-        t = x.shape[0]
-        past = jnp.clip(length - k, 0, t - k)
-        z = self.encoder.apply(params["encoder"], x if inputs is None else inputs, past)
-        k_r, k_p = (None, None) if key is None else tuple(jax.random.split(key))
-        err_r = jnp.zeros((t,), jnp.float32)
-        err_p = jnp.zeros((k,), jnp.float32)
-        if self.reconstructor is not None:
-            ae = self.branch("reconstruct")
-            p = self.branch_params(params, "reconstruct")
-            logits = ae.decode_one(p, z, past, t, self.head.target(x) if train else None, k_r)
-            err_r = jnp.where(jnp.arange(t) < past, self.head.error(logits, x), 0.0)
-        if self.predictor is not None:
-            future = lax.dynamic_slice_in_dim(x, past, k, axis=0)  # [K, F]
-            ae = self.branch("predict")
-            p = self.branch_params(params, "predict")
-            logits = ae.decode_one(p, z, jnp.asarray(k), k, self.head.target(future) if train else None, k_p)
-            err_p = jnp.where(length >= k, self.head.error(logits, future), 0.0)
-        return z, err_r, err_p
-
-    # ------------------------------------------------------------ batched
     def check_batch(self, x, lengths=None) -> tuple[Array, Array]:
         """As ``Autoencoder.check_batch``, and lengths (when concrete) in [K, T]."""
         x, lengths = Autoencoder(self.encoder, self.reconstructor or self.predictor, self.head,
@@ -168,15 +144,33 @@ class Composite(NamedTuple):
 
 
 def _forward(model: Composite, params, x, lengths, key, train, inputs):
-    keys = None if key is None else jax.random.split(key, x.shape[0])
-    fwd = jax.vmap(lambda xi, li, ki, ii: model.forward_one(params, xi, li, ki, train=train, inputs=ii),
-                   in_axes=(0, 0, 0 if keys is not None else None, 0 if inputs is not None else None))
-    z, err_r, err_p = fwd(x, lengths, keys, inputs)
-    chex.assert_shape(z, (x.shape[0], model.latent_dim))
-    past = jnp.clip(lengths - model.horizon, 0, None)
-    full = jnp.sum(lengths >= model.horizon)
+    """The batch through the encoder and both decoders (each part's one batched
+    apply) -> (mean reconstruction error, mean prediction error)."""
+    b, t = x.shape[0], x.shape[1]
+    k = model.horizon
+    past = jnp.clip(lengths - k, 0, t - k)  # [B]: the valid past of each example
+    z = model.encoder.apply(params["encoder"], x if inputs is None else inputs, past)
+    chex.assert_shape(z, (b, model.latent_dim))
+    k_r = k_p = None
+    if key is not None:  # one key per example, split between the two decoders
+        pairs = jax.vmap(jax.random.split)(jax.random.split(key, b))
+        k_r, k_p = pairs[:, 0], pairs[:, 1]
+    err_r = jnp.zeros((b, t), jnp.float32)
+    err_p = jnp.zeros((b, k), jnp.float32)
+    error = jax.vmap(model.head.error)
+    target = jax.vmap(model.head.target)
+    if model.reconstructor is not None:
+        logits = decode_logits(model.branch("reconstruct"), model.branch_params(params, "reconstruct"), z, past, t,
+                               target(x) if train else None, k_r)
+        err_r = jnp.where(step_mask(past, t), error(logits, x), 0.0)
+    if model.predictor is not None:
+        future = jax.vmap(lambda xi, p: lax.dynamic_slice_in_dim(xi, p, k, axis=0))(x, past)  # [B, K, F]
+        logits = decode_logits(model.branch("predict"), model.branch_params(params, "predict"), z,
+                               jnp.full((b,), k, jnp.int32), k, target(future) if train else None, k_p)
+        err_p = jnp.where((lengths >= k)[:, None], error(logits, future), 0.0)
+    full = jnp.sum(lengths >= k)
     r = jnp.sum(err_r) / jnp.maximum(jnp.sum(past), 1).astype(err_r.dtype)
-    p = jnp.sum(err_p) / jnp.maximum(full * model.horizon, 1).astype(err_p.dtype)
+    p = jnp.sum(err_p) / jnp.maximum(full * k, 1).astype(err_p.dtype)
     return r, p
 
 

@@ -1,25 +1,30 @@
-"""Decoder strategies: z[E] -> hidden states hs[T, H] of the top decoder layer.
+"""Decoder strategies: z[B, E] -> logits[B, T, K] through the top decoder layer.
 
 Every decoder is a :class:`Decoder` NamedTuple with the same signature, so
 swapping one for another is replacing one value:
 
-    apply(params, z[E], length, targets[T, K] | None, key | None, *,
-          steps, readout, head) -> logits[T, K]                 (one example)
-    apply_batch(params, z[B, E], lengths[B], targets[B, T, K] | None,
-                keys[B] | None, *, steps, readout, head) -> logits[B, T, K]
+    apply(params, z[B, E], lengths[B], targets[B, T, K] | None,
+          keys[B] | None, *, steps, readout, head) -> logits[B, T, K]
 
-``apply`` is the specification (plain scans); ``apply_batch`` is what the
-model runs, on the decoder's backend, and equals ``jax.vmap(apply)`` (tested
-for every decoder and backend; None means exactly that vmap). ``steps`` is T
-(static). ``head(h[..., H]) -> logits[..., K]`` is the model's output layer,
-shared, not owned, by the decoder: it is applied inside each checkpointed
-chunk under ``remat`` (``lstm_stack(out=)``), so training with remat never
-keeps the top layer's outputs hs. ``readout(h[H]) -> [K]`` maps a hidden
-state to the model's prediction in *feedback space* (the head and its
+Each strategy is written once, on a batch, and runs its LSTM stack on the
+decoder's backend (``backends.lstm_stack_batched``; ``backend="reference"``
+is ``jax.vmap`` of the plain scans). Where a strategy's loop is inherently
+per example (the free-running loop at inference and under scheduled
+sampling, ``teacher_forced(first_output="state")``) that loop is written once
+for one example and vmapped inside ``apply``. The per-example specification
+every decoder is tested against (values and gradients, ``jax.vmap``) lives
+in ``tests/reference_model.py``.
+
+``steps`` is T (static). ``head(h[..., H]) -> logits[..., K]`` is the
+model's output layer, shared, not owned, by the decoder: it is applied inside
+each checkpointed chunk under ``remat`` (``lstm_stack(out=)``), so training
+with remat never keeps the top layer's outputs hs. ``readout(h[H]) -> [K]``
+maps one example's hidden state to the model's prediction in *feedback space* (the head and its
 activation: values, probabilities, or a softmax over V); only the
 autoregressive strategies call it. ``targets`` are the true values in the
 same space (K = F, or V for tokens); teacher forcing and scheduled sampling
 read them. ``keys`` are one PRNG key per example (scheduled sampling).
+For one example add a batch axis: ``apply(params, z[None], length[None], ...)[0]``.
 
 | strategy            | input at step t                        | initial state |
 | ------------------- | -------------------------------------- | ------------- |
@@ -35,7 +40,7 @@ output 0 from the initial state, then L-1 steps (see its docstring).
 
 Steps at or past ``length`` keep the carry and emit zeros (see ``kernels.reference``).
 Every factory takes ``activation=`` and ``recurrent_activation=`` (the
-cell's non-linearities, Keras's names; default tanh and sigmoid), ``backend=`` (how ``apply_batch`` runs its LSTM layers:
+cell's non-linearities, Keras's names; default tanh and sigmoid), ``backend=`` (how ``apply`` runs its LSTM layers:
 ``"auto"``, ``"reference"``, ``"fast"``, ...; ``backends.dispatch`` module doc) and ``remat=`` (chunked
 checkpointing of the stack for long sequences); the free-running loop of the
 conditional and teacher-forced decoders at inference steps cells directly.
@@ -60,15 +65,14 @@ StateInit = Literal["project", "copy"]
 
 
 class Decoder(NamedTuple):
-    """``init(key, latent_dim, feedback_dim) -> params``, ``apply`` and
-    ``apply_batch`` (module doc)."""
+    """``init(key, latent_dim, feedback_dim) -> params`` and the batched
+    ``apply`` (module doc)."""
 
     init: Callable[[PRNGKey, int, int], PyTree]
     apply: Callable[..., Array]
     name: str
     sizes: tuple[int, ...]
     reverse_target: bool  # the model reverses the valid part of the target
-    apply_batch: Callable[..., Array] | None = None  # None: jax.vmap(apply)
     # width of each row of hs (what the head reads) when it is not sizes[-1]
     # (final_state: sizes[-1] // T); read it with output_width(decoder)
     out_width: int | None = None
@@ -77,21 +81,6 @@ class Decoder(NamedTuple):
 def output_width(decoder: Decoder) -> int:
     """W, the width of each row hs[t] the decoder hands to the head."""
     return decoder.sizes[-1] if decoder.out_width is None else decoder.out_width
-
-
-def batched_decoder(decoder: Decoder) -> Callable[..., Array]:
-    """The decoder's ``apply_batch``, or ``jax.vmap`` of its per-example apply."""
-    if decoder.apply_batch is not None:
-        return decoder.apply_batch
-
-    def vmapped(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
-        def one(zz, ll, tt, kk):
-            return decoder.apply(params, zz, ll, tt, kk, steps=steps, readout=readout, head=head)
-
-        return jax.vmap(one, in_axes=(0, 0, None if targets is None else 0, None if keys is None else 0))(
-            z, lengths, targets, keys)
-
-    return vmapped
 
 
 def _cell(activation: str, recurrent_activation: str) -> dict[str, str]:
@@ -150,15 +139,7 @@ def repeat(
         del feedback_dim
         return {"lstm": init_stack(key, latent_dim, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
-        del targets, key, readout
-        with jax.named_scope("decoder_repeat"):
-            l0 = params["lstm"][0]
-            hs, _ = lstm_stack(params["lstm"], None, length, first_gates=dense(z, l0.w_i, l0.b), steps=steps,
-                               unroll=unroll, remat=remat, out=head, **cell)
-            return hs
-
-    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+    def apply_fn(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
         del targets, keys, readout
         with jax.named_scope("decoder_repeat"):
             l0 = params["lstm"][0]
@@ -166,7 +147,7 @@ def repeat(
                                        unroll=unroll, backend=backend, remat=remat, out=head, **cell)
             return hs
 
-    return Decoder(init_fn, apply_fn, "repeat", sizes, False, apply_batch)
+    return Decoder(init_fn, apply_fn, "repeat", sizes, False)
 
 
 def latent_as_sequence(
@@ -193,15 +174,7 @@ def latent_as_sequence(
             )
         return {"lstm": init_stack(key, latent_dim // n_steps, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
-        del targets, key, readout
-        _check_steps("latent_as_sequence", n_steps, steps)
-        with jax.named_scope("decoder_latent_as_sequence"):
-            hs, _ = lstm_stack(params["lstm"], z.reshape(n_steps, -1), length, unroll=unroll, remat=remat, out=head,
-                               **cell)
-            return hs
-
-    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+    def apply_fn(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
         del targets, keys, readout
         _check_steps("latent_as_sequence", n_steps, steps)
         with jax.named_scope("decoder_latent_as_sequence"):
@@ -209,7 +182,7 @@ def latent_as_sequence(
                                        backend=backend, remat=remat, out=head, **cell)
             return hs
 
-    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False, apply_batch)
+    return Decoder(init_fn, apply_fn, "latent_as_sequence", sizes, False)
 
 
 def unconditioned(
@@ -228,15 +201,7 @@ def unconditioned(
         return {"state": _state_init_params(k_s, latent_dim, sizes, state_init),
                 "lstm": init_stack(k_l, 0, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
-        del targets, key, readout
-        with jax.named_scope("decoder_unconditioned"):
-            states = _initial_states(params["state"], z, sizes, state_init)
-            hs, _ = lstm_stack(params["lstm"], None, length, states, first_gates=params["lstm"][0].b, steps=steps,
-                               unroll=unroll, remat=remat, out=head, **cell)
-            return hs
-
-    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
+    def apply_fn(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
         del targets, keys, readout
         with jax.named_scope("decoder_unconditioned"):
             states = _initial_states(params["state"], z, sizes, state_init)
@@ -246,7 +211,7 @@ def unconditioned(
                                        unroll=unroll, backend=backend, remat=remat, out=head, **cell)
             return hs
 
-    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False, apply_batch)
+    return Decoder(init_fn, apply_fn, "unconditioned", sizes, False)
 
 
 def _check_steps(name: str, built: int, steps: int) -> None:
@@ -342,34 +307,31 @@ def _autoregressive(
             return _free_running(params, states, length, steps, readout, feedback_dim, targets, use, unroll, acts)
         return _free_running(params, states, length, steps, readout, feedback_dim, unroll=unroll, acts=acts)
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout, head):
+    def first_from_state(params, z, length, targets, steps, readout, head):
+        """One example of the paper's variant (``first_output="state"``)."""
+        states = _initial_states(params["state"], z, sizes, state_init)
+        return _first_from_state(params, states, length, targets, steps=steps, readout=readout, head=head,
+                                 unroll=unroll, remat=remat, cell=cell)
+
+    def apply_fn(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
         with jax.named_scope(f"decoder_{name}"):
             if first_output == "state":
-                states = _initial_states(params["state"], z, sizes, state_init)
-                return _first_from_state(params, states, length, targets, steps=steps, readout=readout, head=head,
-                                         unroll=unroll, remat=remat, cell=cell)
+                # Output 0 from the state, then L-1 steps: written for one example, vmapped.
+                run = jax.vmap(lambda zz, ll, tt: first_from_state(params, zz, ll, tt, steps, readout, head),
+                               in_axes=(0, 0, None if targets is None else 0))
+                return run(z, lengths, targets)
             if targets is not None and always_teacher:
-                # Every input is known: one hoisted projection and plain scans.
-                states = _initial_states(params["state"], z, sizes, state_init)
-                hs, _ = lstm_stack(params["lstm"], _shift_right(targets), length, states, unroll=unroll,
-                                   remat=remat, out=head, **cell)
-                return hs
-            return head(free_running(params, z, length, targets, key, steps, readout))
-
-    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout, head):
-        with jax.named_scope(f"decoder_{name}"):
-            if targets is not None and always_teacher:
+                # Every input is known: one hoisted projection and the batched stack.
                 states = _initial_states(params["state"], z, sizes, state_init)
                 hs, _ = lstm_stack_batched(params["lstm"], _shift_right(targets), lengths, states, unroll=unroll,
                                            backend=backend, remat=remat, out=head, **cell)
                 return hs
-            # Each step's input is the previous output: a loop over cells, vmapped.
+            # Each step's input is the previous output: a loop over cells, written for one example, vmapped.
             run = jax.vmap(lambda zz, ll, tt, kk: free_running(params, zz, ll, tt, kk, steps, readout),
                            in_axes=(0, 0, None if targets is None else 0, None if keys is None else 0))
             return head(run(z, lengths, targets, keys))
 
-    # The paper's variant runs as jax.vmap of its per-example apply (plain scans).
-    return Decoder(init_fn, apply_fn, name, sizes, reverse_target, apply_batch if first_output == "go_token" else None)
+    return Decoder(init_fn, apply_fn, name, sizes, reverse_target)
 
 
 def teacher_forced(
@@ -472,14 +434,7 @@ def final_state(
             )
         return {"lstm": init_stack(key, latent_dim // n_in, sizes, init=init)}
 
-    def apply_fn(params, z, length, targets=None, key=None, *, steps, readout=None, head):
-        del length, targets, key, readout
-        _check_steps("final_state", n_steps, steps)
-        with jax.named_scope("decoder_final_state"):
-            _, finals = lstm_stack(params["lstm"], z.reshape(n_in, -1), jnp.asarray(n_in), unroll=unroll, **cell)
-            return head(finals[-1].h.reshape(n_steps, width))
-
-    def apply_batch(params, z, lengths, targets=None, keys=None, *, steps, readout=None, head):
+    def apply_fn(params, z, lengths, targets=None, keys=None, *, steps, readout=None, head):
         del targets, keys, readout
         _check_steps("final_state", n_steps, steps)
         with jax.named_scope("decoder_final_state"):
@@ -488,7 +443,7 @@ def final_state(
                                            backend=backend, **cell)
             return head(finals[-1].h.reshape(z.shape[0], n_steps, width))
 
-    return Decoder(init_fn, apply_fn, "final_state", sizes, False, apply_batch, out_width=width)
+    return Decoder(init_fn, apply_fn, "final_state", sizes, False, out_width=width)
 
 
 DECODERS = {

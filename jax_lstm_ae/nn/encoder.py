@@ -1,7 +1,10 @@
-"""The encoder strategy: a stacked (optionally bidirectional) LSTM -> z[E].
+"""The encoder strategy: a stacked (optionally bidirectional) LSTM, x[B, T, F] -> z[B, E].
 
-The readout (``pooling``) turns the top layer into one vector: its state after
-the last valid step, the mean of its outputs over the valid steps, or both.
+Written once, on a batch: the stack runs on the encoder's backend
+(``backends.lstm_stack_batched``). The readout (``pooling``) turns each
+example's top layer into one vector: its state after the last valid step,
+the mean of its outputs over the valid steps, or both. The per-example
+specification it is tested against lives in ``tests/reference_model.py``.
 
 An :class:`Encoder` is a NamedTuple of pure functions made by a factory that
 closes over the hyper-parameters, as optax makes a ``GradientTransformation``.
@@ -16,40 +19,32 @@ import jax.numpy as jnp
 
 from jax_lstm_ae.backends import check_backend, lstm_stack_batched
 from jax_lstm_ae.kernels.cell import INITS, Init, LSTMState, check_activations, dense
-from jax_lstm_ae.kernels.reference import init_stack, lstm_stack, stack_output_size
-from jax_lstm_ae._typing import Array, Latent, Length, PRNGKey, PyTree
+from jax_lstm_ae.kernels.reference import init_stack, stack_output_size
+from jax_lstm_ae._typing import Array, Length, PRNGKey, PyTree
 
 
 class Encoder(NamedTuple):
-    """``init(key, in_features) -> params``; ``apply(params, x, length) -> z[E]``
-    on one example (the specification, plain scans); ``apply_batch(params,
-    x[B, ...], lengths[B]) -> z[B, E]`` on a batch (the model's path, on the
-    encoder's backend; ``jax.vmap(apply)`` when None). Both take an optional
-    ``initial``: one ``LSTMState`` ([H] per example, [B, H] batched) per
+    """``init(key, in_features) -> params``; ``apply(params, x[B, ...],
+    lengths[B], initial=None, keys=None) -> z[B, E]`` on a batch, on the
+    encoder's backend (``backend="reference"``: ``jax.vmap`` of the plain
+    per-example scans). ``initial``: one ``LSTMState`` of [B, H] arrays per
     layer, the forward direction's starting state (PyTorch's
-    ``forward(inputs, hidden)``); zeros when None.
+    ``forward(inputs, hidden)``); zeros when None. ``keys`` [B]: one PRNG key
+    per example for ``dropout`` (training); None: no dropout.
 
-    ``x`` is one example: [T, F] reals, or [T] integer tokens when the encoder
-    embeds tokens (``vocab_size`` set; then ``in_features`` is ignored).
+    ``x`` is [B, T, F] reals, or [B, T] integer tokens when the encoder
+    embeds tokens (``vocab_size`` set; then ``in_features`` is ignored). For
+    one example add a batch axis: ``apply(params, x[None], length[None])[0]``.
     """
 
     init: Callable[[PRNGKey, int], PyTree]
-    apply: Callable[[PyTree, Array, Length], Latent]
+    apply: Callable[..., Array]
     latent_dim: int  # E
     vocab_size: int | None  # V, or None for real-valued inputs
     sizes: tuple[int, ...]
     bidirectional: bool
     pooling: str = "last"  # one of POOLINGS
-    apply_batch: Callable[[PyTree, Array, Array], Array] | None = None
-    dropout: float = 0.0  # between layers, in training (the apply functions' key / keys)
-
-
-def batched_encoder(encoder: Encoder) -> Callable[[PyTree, Array, Array], Array]:
-    """``(params, x[B, ...], lengths[B]) -> z[B, E]``: the encoder's batched
-    apply, or ``jax.vmap`` of its per-example apply."""
-    if encoder.apply_batch is not None:
-        return encoder.apply_batch
-    return jax.vmap(encoder.apply, in_axes=(None, 0, 0))
+    dropout: float = 0.0  # between layers, in training (apply's keys)
 
 
 def _dense_init(key: PRNGKey, n_in: int, n_out: int) -> dict[str, Array]:
@@ -129,10 +124,9 @@ def lstm_encoder(
         embedded by a learned [V, token_dim] table before the LSTM.
       init: ``"uniform"`` (PyTorch) or ``"orthogonal"`` (Keras) weights.
       unroll: ``lax.scan`` unroll factor.
-      backend: how ``apply_batch`` runs the LSTM layers (``backends.dispatch``
+      backend: how ``apply`` runs the LSTM layers (``backends.dispatch``
         module doc): ``"auto"`` (fastest for the platform, picked when traced),
-        ``"reference"`` (plain scans), ``"fast"``, ... The per-example
-        ``apply`` always runs the plain scans: it is the specification.
+        ``"reference"`` (``jax.vmap`` of the plain scans), ``"fast"``, ...
       remat: checkpoint the stack in chunks of this many steps (long
         sequences: training memory; see ``lstm_stack``).
       activation, recurrent_activation: the cell's non-linearities, Keras's
@@ -141,7 +135,7 @@ def lstm_encoder(
         gates (sigmoid; Keras 3's ``"hard_sigmoid"`` is relu6(x + 3) / 6).
         Other than the defaults, the fused backends fall back to plain scans.
       dropout: PyTorch's ``nn.LSTM(dropout=)``: in training (when the model
-        passes a key) each layer's outputs but the last are dropped with this
+        passes keys) each layer's outputs but the last are dropped with this
         probability and the rest scaled by 1 / (1 - dropout); never at
         inference. Runs the stack layer by layer.
       pooling: how the top layer becomes one vector. ``"last"``: its hidden
@@ -181,28 +175,19 @@ def lstm_encoder(
             params["proj"] = _dense_init(k_proj, state_dim, e)
         return params
 
-    def finish(params, hs, finals, lengths, read):
-        top = finals[-1]
-        last = jnp.concatenate([top[0].h, top[1].h], axis=-1) if bidirectional else top.h
-        z = read(last, hs, lengths)
-        if latent_dim is not None:
-            z = dense(z, params["proj"]["w"], params["proj"]["b"])
-        return z
+    batched_readout = jax.vmap(readout)  # the readout is written for one example's rows
 
-    def apply_fn(params: PyTree, x: Array, length: Length, initial: Sequence[LSTMState] | None = None,
-                 key: PRNGKey | None = None) -> Latent:
-        with jax.named_scope("encoder"):
-            xs = params["embedding"][x] if vocab_size is not None else x
-            hs, finals = lstm_stack(params["lstm"], xs, length, initial, unroll=unroll, remat=remat, dropout=dropout,
-                                    key=key, **cell)
-            return finish(params, hs, finals, length, readout)
-
-    def apply_batch(params: PyTree, x: Array, lengths: Array, initial: Sequence[LSTMState] | None = None,
-                    keys: Array | None = None) -> Array:
+    def apply_fn(params: PyTree, x: Array, lengths: Array, initial: Sequence[LSTMState] | None = None,
+                 keys: Array | None = None) -> Array:
         with jax.named_scope("encoder"):
             xs = params["embedding"][x] if vocab_size is not None else x
             hs, finals = lstm_stack_batched(params["lstm"], xs, lengths, initial, unroll=unroll, backend=backend,
                                             remat=remat, dropout=dropout, keys=keys, **cell)
-            return finish(params, hs, finals, lengths, jax.vmap(readout))
+            top = finals[-1]
+            last = jnp.concatenate([top[0].h, top[1].h], axis=-1) if bidirectional else top.h
+            z = batched_readout(last, hs, lengths)
+            if latent_dim is not None:
+                z = dense(z, params["proj"]["w"], params["proj"]["b"])
+            return z
 
-    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling, apply_batch, float(dropout))
+    return Encoder(init_fn, apply_fn, e, vocab_size, sizes, bidirectional, pooling, float(dropout))

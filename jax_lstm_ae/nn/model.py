@@ -1,12 +1,13 @@
 """The autoencoder: an encoder, a decoder and a head, on pure functions.
 
-Two faces with the same semantics: the ``*_one`` methods take one example
-and run the parts' per-example functions (plain scans: the specification);
-the batched methods (``encode``, ``decode``, ``reconstruct``, ``step_errors``,
-``loss``) take x[B, T, F] and run the parts' batched functions on their
-backends (``Encoder.apply_batch``, ``Decoder.apply_batch``). The batched
-methods check their inputs (shapes always, values when concrete), assert
-``z`` is exactly (B, E) with chex, and run jitted code.
+The methods (``encode``, ``decode``, ``reconstruct``, ``step_errors``,
+``loss``) take a batch x[B, T, F] and run the parts' one ``apply`` each
+(``Encoder.apply``, ``Decoder.apply``) on their backends. They check their
+inputs (shapes always, values when concrete), assert ``z`` is exactly
+(B, E) with chex, and run jitted code. For one example add a batch axis
+(``x[None]``). The per-example specification of the whole forward pass and
+loss, which the tests compare with ``jax.vmap``, lives in
+``tests/reference_model.py``.
 
     model = make_autoencoder(lstm_encoder((128, 64)), repeat((64, 128)), linear(), features=F)
     params = model.init(key)
@@ -24,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lstm_ae.nn.decoders import Decoder, batched_decoder, output_width, repeat
-from jax_lstm_ae.nn.encoder import Encoder, batched_encoder, lstm_encoder
+from jax_lstm_ae.nn.decoders import Decoder, output_width, repeat
+from jax_lstm_ae.nn.encoder import Encoder, lstm_encoder
 from jax_lstm_ae.nn.heads import Head, linear, softmax
 from jax_lstm_ae.kernels.reference import reverse_valid
-from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Length, Lengths, PRNGKey, PyTree
+from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Lengths, PRNGKey, PyTree
 
 
 def step_mask(lengths: Lengths, steps: int) -> Array:
@@ -73,7 +74,7 @@ class Autoencoder(NamedTuple):
         new = self._replace(**parts)
         return make_autoencoder(new.encoder, new.decoder, new.head, features=new.features)
 
-    # ------------------------------------------------------------ per example
+    # ------------------------------------------------------------ functions
     def init(self, key: PRNGKey) -> PyTree:
         k_e, k_d, k_h = jax.random.split(key, 3)
         return {
@@ -82,42 +83,6 @@ class Autoencoder(NamedTuple):
             "head": self.head.init(k_h, output_width(self.decoder), self.output_dim),
         }
 
-    def encode_one(self, params: PyTree, x: Array, length: Length) -> Array:
-        """One example: x[T, F] (or tokens[T]) -> z[E]."""
-        return self.encoder.apply(params["encoder"], x, length)
-
-    def decode_one(
-        self, params: PyTree, z: Array, length: Length, steps: int, targets: Array | None = None, key=None
-    ) -> Array:
-        """One example: z[E] -> logits[T, K] in the input's time order, zero on padding.
-
-        ``targets`` [T, K] (in the input's order) switch teacher forcing on."""
-        readout, head = _head_fns(self.head, params)
-        if targets is not None and self.decoder.reverse_target:
-            targets = reverse_valid(targets, length)
-        logits = self.decoder.apply(params["decoder"], z, length, targets, key, steps=steps, readout=readout,
-                                    head=head)
-        if self.decoder.reverse_target:
-            logits = reverse_valid(logits, length)
-        return jnp.where((jnp.arange(steps) < length)[:, None], logits, 0.0)
-
-    def forward_one(self, params: PyTree, x: Array, length: Length, key=None, train: bool = False, inputs=None):
-        """One example through encoder and decoder: (z[E], logits[T, K]).
-
-        ``inputs`` [T, F]: what the encoder reads instead of ``x`` (a corrupted
-        x, for denoising); the decoder's targets stay ``x``. In training, an
-        encoder with ``dropout`` draws its masks from a key split off ``key``."""
-        enc_key = None
-        if train and key is not None and self.encoder.dropout:
-            enc_key, key = jax.random.split(key)
-        if enc_key is None:
-            z = self.encode_one(params, x if inputs is None else inputs, length)
-        else:
-            z = self.encoder.apply(params["encoder"], x if inputs is None else inputs, length, None, enc_key)
-        targets = self.head.target(x) if train else None
-        return z, self.decode_one(params, z, length, x.shape[0], targets, key)
-
-    # ------------------------------------------------------------ batched
     def check_batch(self, x, lengths=None) -> tuple[Array, Array]:
         """Validate a batch and return ``(x, lengths[B] int32)``.
 
@@ -221,22 +186,25 @@ def _head_fns(head: Head, params: PyTree):
     return (lambda h: head.activate(apply(h))), apply
 
 
-def _decode_batch(model: Autoencoder, params, z, lengths, steps, targets=None, keys=None):
-    """z[B, E] -> logits[B, T, K] in the input's order, zero on padding."""
+def decode_logits(model: Autoencoder, params: PyTree, z: Array, lengths: Array, steps: int,
+                  targets: Array | None = None, keys: Array | None = None) -> Array:
+    """z[B, E] -> logits[B, T, K] in the input's order, zero on padding,
+    unchecked and un-jitted (a building block, as :func:`forward_batch`).
+    ``targets`` [B, T, K] (the input's order) switch teacher forcing on;
+    ``keys`` [B]: one PRNG key per example (scheduled sampling)."""
     readout, head = _head_fns(model.head, params)
     reverse = model.decoder.reverse_target
     if targets is not None and reverse:
         targets = jax.vmap(reverse_valid)(targets, lengths)
-    logits = batched_decoder(model.decoder)(params["decoder"], z, lengths, targets, keys, steps=steps,
-                                            readout=readout, head=head)
+    logits = model.decoder.apply(params["decoder"], z, lengths, targets, keys, steps=steps, readout=readout,
+                                 head=head)
     if reverse:
         logits = jax.vmap(reverse_valid)(logits, lengths)
     return jnp.where(step_mask(lengths, steps)[..., None], logits, 0.0)
 
 
 def _encode_batch(model: Autoencoder, params, x, lengths, keys=None):
-    enc = batched_encoder(model.encoder)
-    z = enc(params["encoder"], x, lengths) if keys is None else enc(params["encoder"], x, lengths, None, keys)
+    z = model.encoder.apply(params["encoder"], x, lengths, None, keys)
     chex.assert_shape(z, (x.shape[0], model.latent_dim))
     return z
 
@@ -250,12 +218,12 @@ def forward_batch(model: Autoencoder, params: PyTree, x: Array, lengths: Array, 
     ``train``: feed targets to the decoders that use them. ``inputs``: what the
     encoder reads instead of x (denoising)."""
     enc_keys = None
-    if train and keys is not None and model.encoder.dropout:  # as forward_one splits each example's key
+    if train and keys is not None and model.encoder.dropout:  # each example's key split in two
         pairs = jax.vmap(jax.random.split)(keys)
         enc_keys, keys = pairs[:, 0], pairs[:, 1]
     z = _encode_batch(model, params, x if inputs is None else inputs, lengths, enc_keys)
     targets = jax.vmap(model.head.target)(x) if train else None
-    return z, _decode_batch(model, params, z, lengths, x.shape[1], targets, keys)
+    return z, decode_logits(model, params, z, lengths, x.shape[1], targets, keys)
 
 
 def error_terms(model: Autoencoder, params: PyTree, x: Array, lengths: Array, keys: Array | None = None,
@@ -279,7 +247,7 @@ def _encode(model: Autoencoder, params, x, lengths):
 
 @partial(jax.jit, static_argnums=(0, 4))
 def _decode(model: Autoencoder, params, z, lengths, steps):
-    logits = _decode_batch(model, params, z, lengths, steps)
+    logits = decode_logits(model, params, z, lengths, steps)
     return jnp.where(step_mask(lengths, steps)[..., None], model.head.activate(logits), 0.0)
 
 
