@@ -314,7 +314,9 @@ def resume_training(
             callback(st, p)
 
     history: list[dict] = []
-    if done < epochs:
+    # a run that early stopping ended stays ended, unless a larger patience was given
+    stopped_early = prog is not None and train_spec.patience is not None and prog.bad_epochs >= train_spec.patience
+    if done < epochs and not stopped_early:
         state, history = _fit(model, optimizer, train, val, config, normalizer, batch=batch, epochs=epochs,
                               train_spec=train_spec, workdir=workdir, progress=progress, mesh=mesh,
                               step_kwargs=step_kwargs, callback=keep_best, state=state, resume=prog,
