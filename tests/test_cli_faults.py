@@ -437,3 +437,49 @@ def test_a_run_ended_by_early_stopping_and_stopped_while_plotting_is_finished_no
     assert _epochs(out) == 2 and load_run(out).extra["epoch"] == 2 and PLOTS <= {p.name for p in out.iterdir()}
     code, _, err = _run(capsys, "train", "--out", out, "--resume", "--epochs", "40")
     assert code == 2 and "stopped early at epoch 2" in _one_line(err) and "pass a --patience larger than 1" in err
+
+
+# ------------------------------------------------------------------ a run still being trained
+def test_commands_on_a_run_still_being_trained_say_so_and_to_wait(tmp_path, capsys):
+    """encode, reconstruct, detect, probe and info on a run whose training
+    holds the lock: the pid and "wait", not "no such run" or "--resume"."""
+    from jax_lstm_ae.cli.rundir import RunLock
+
+    data = _write_data(tmp_path)
+    labelled = tmp_path / "labelled.npz"
+    with np.load(data) as z:
+        np.savez(labelled, x=z["x"], lengths=z["lengths"], labels=np.arange(40) % 2)
+    done = tmp_path / "done"
+    assert _run(capsys, *_argv(data, done, "--epochs", "1"))[0] == 0
+    out = tmp_path / "run"
+    commands = {
+        "encode": ["encode", "--run", out, "--out", tmp_path / "z.npy"],
+        "reconstruct": ["reconstruct", "--run", out, "--out", tmp_path / "r.npy"],
+        "detect": ["detect", "--run", out, "--out", tmp_path / "s.csv"],
+        "probe": ["probe", "--run", out, "--data", labelled],
+        "info": ["info", "--run", out],
+    }
+    lock = RunLock(out).acquire()
+    try:
+        for state in ("starting", "partial"):  # before config.json is written, and after
+            if state == "partial":
+                shutil.copytree(done, _partial(out))
+            for name, argv in commands.items():
+                code, _, err = _run(capsys, *argv)
+                line = _one_line(err)
+                assert code == 2, (name, line)
+                assert f"{out} is still being trained by pid {os.getpid()}" in line and "wait for that training" in line
+                assert "--resume" not in line and "no such run" not in line
+        # a finished run resumed in place (or to be replaced): read as it is, with a note
+        shutil.copytree(done, out)
+        shutil.rmtree(_partial(out))
+        code, outp, err = _run(capsys, "info", "--run", out)
+        assert code == 0 and f"is being trained further by pid {os.getpid()}" in _one_line(err)
+        assert "training: 4 steps" in outp
+    finally:
+        lock.release()
+    shutil.rmtree(out)
+    shutil.copytree(done, _partial(out))
+    code, _, err = _run(capsys, "encode", "--run", out, "--out", tmp_path / "z.npy")  # nobody trains it now
+    assert code == 2 and f"finish it with `jax-lstm-ae train --resume --out {out}`" in _one_line(err)
+    assert not any((tmp_path / f).exists() for f in ("z.npy", "r.npy", "s.csv"))

@@ -193,8 +193,10 @@ def parse_rows(text: str, n: int, what: str = "--train-rows") -> tuple[int, int]
 
 def load_run_for_use(run_dir):
     """The run in ``run_dir``, refused when its saved parameters are not finite."""
+    from jax_lstm_ae.cli.rundir import check_not_training
     from jax_lstm_ae.train.checkpoint import load_run
 
+    check_not_training(run_dir)
     run = load_run(run_dir)
     if not all_finite(run.params):
         fail(f"{run_dir}: the saved parameters are not finite; train the run again (e.g. with a lower --lr)")
