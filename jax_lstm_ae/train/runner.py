@@ -39,6 +39,7 @@ from jax_lstm_ae.train.checkpoint import (
     save_run,
     sync_metrics,
 )
+from jax_lstm_ae.train.memory import check_train_memory
 from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
 from jax_lstm_ae.train.spec import Normalize, OptimizerSpec, Schedule, TrainSpec
@@ -153,6 +154,13 @@ def _fit(model, optimizer, train, val, config, normalizer, *, batch, epochs, tra
                max_steps=max_steps, mesh=mesh, step_kwargs=kw)
 
 
+def _check_memory(model, optimizer, model_spec: ModelSpec, batch: int, train: Dataset, mesh) -> None:
+    """Refuse a step too big for the device's memory, with the figures and
+    what to change (``train.memory``), instead of an allocator error later."""
+    outputs = model_spec.encoder.vocab_size or model_spec.features
+    check_train_memory(model, optimizer, batch, train.steps, outputs, remat=model_spec.cell.remat, mesh=mesh)
+
+
 def _result(model, state, history, normalizer, train, val, config, best) -> TrainResult:
     """``best``: the best validation epoch's params (without validation, fit
     tracks the training loss: the last params are returned then)."""
@@ -190,6 +198,7 @@ def run_training(
     batch, spe, epochs = train_spec.budget(train.n)
     ocfg, optimizer = _optimizer(train_spec, epochs * spe)
     model = build(model_spec)
+    _check_memory(model, optimizer, model_spec, batch, train, mesh)  # before anything is allocated or written
     config = {
         "version": CONFIG_VERSION, "model": model_spec.to_dict(), "train": train_spec.to_dict(), "optimizer": ocfg,
         "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
@@ -317,6 +326,7 @@ def resume_training(
     # a run that early stopping ended stays ended, unless a larger patience was given
     stopped_early = prog is not None and train_spec.patience is not None and prog.bad_epochs >= train_spec.patience
     if done < epochs and not stopped_early:
+        _check_memory(model, optimizer, model_spec, batch, train, mesh)
         state, history = _fit(model, optimizer, train, val, config, normalizer, batch=batch, epochs=epochs,
                               train_spec=train_spec, workdir=workdir, progress=progress, mesh=mesh,
                               step_kwargs=step_kwargs, callback=keep_best, state=state, resume=prog,
