@@ -108,7 +108,7 @@ def split_data(data: Dataset, train_spec: TrainSpec, model_spec: ModelSpec | Non
     ``seed``), the normaliser fitted on the training part (unless given) and
     both parts normalised. What the runner trains on, for callers that score."""
     if data.n == 0:
-        raise ValueError("the training set is empty")
+        raise ValueError("the training set is empty; give at least one sequence")
     train, val = train_val_split(data, train_spec.val_fraction, seed=train_spec.seed)
     if normalizer is None:
         mode = normalize_mode(model_spec, train_spec) if model_spec is not None else (
@@ -188,7 +188,9 @@ def run_training(
       max_steps: stop after this many steps in total.
     """
     if data.features != model_spec.features and model_spec.encoder.vocab_size is None:
-        raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}")
+        raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}; "
+                        "build "
+                        f"the spec with features={data.features}")
     given_val = val
     if val is None:
         normalizer, train, val = split_data(data, train_spec, model_spec)
@@ -285,8 +287,8 @@ def resume_training(
             other[key] = recorded[key] = fp
     bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
     if bad:
-        raise SpecError(f"train.{bad[0]}: cannot change when resuming; a resume may change "
-                        f"{', '.join(TrainSpec.RESUMABLE)}")
+        raise SpecError(f"train.{bad[0]}: cannot change when resuming; change only "
+                        f"{', '.join(TrainSpec.RESUMABLE)}, or train a new run")
     state = prog = None
     extra: dict = {}
     if (workdir / CHECKPOINT_FILE).exists():
