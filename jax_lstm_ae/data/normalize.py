@@ -43,7 +43,7 @@ class Normalizer(NamedTuple):
             check_finite(np.where(valid[..., None], data.x, 0.0))
         if v.shape[0] == 0:
             raise DataError(
-                "every sequence has length 0, so there is nothing to fit the normaliser on; "
+                "every sequence has length 0; there is nothing to fit the normaliser on: "
                 "give at least one sequence with a step"
             )
         if mode == "zscore":
