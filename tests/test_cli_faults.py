@@ -333,3 +333,153 @@ def test_resume_honours_and_records_epochs_and_patience_and_refuses_the_rest(ref
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["epochs"] == 4 and cfg["train"]["patience"] == 7
     assert cfg["resumed"] == [{"at_epoch": 2, "epochs": 4, "patience": 7}]
+
+
+# ------------------------------------------------------------------ stopped while the plots are drawn
+# The run's plotting is replaced by a wait that marks the moment, so a real
+# signal lands after the last epoch, while the plots are drawn, every time.
+_PLOTS_WAIT = """
+import pathlib, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import jax_lstm_ae.cli.plots as plots
+marker = pathlib.Path(sys.argv.pop(1))
+def wait(*args, **kwargs):
+    marker.touch()
+    time.sleep(BOUND)
+plots.plot_losses = wait
+sys.argv[0] = 'jax-lstm-ae'
+runpy.run_module('jax_lstm_ae', run_name='__main__')
+""".replace("BOUND", str(BOUND_S))
+
+PLOTS = {"loss.png", "reconstructions.png"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_stopped_while_plotting_resume_draws_the_plots_and_finishes(tmp_path, sig):
+    data = _write_data(tmp_path)
+    out, marker = tmp_path / "run", tmp_path / "plotting"
+    proc = subprocess.Popen([sys.executable, "-c", _PLOTS_WAIT, str(marker),
+                             *_argv(data, out, "--epochs", "2")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    _wait(proc, marker.exists, "the plots")
+    proc.send_signal(sig)
+    code, err = _finish(proc)
+    line = _one_line(err)
+    assert code == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
+    assert "while drawing the plots; all 2 epochs are saved in" in line
+    assert f"draw the plots and finish it with `jax-lstm-ae train --resume --out {out}`" in line
+    assert is_run(out) and not _partial(out).exists() and not PLOTS & {p.name for p in out.iterdir()}
+    before = {k: v for k, v in _snapshot(out).items() if k != "config.json"}
+
+    code, outp, err = _cli(["train", "--out", str(out), "--resume"])
+    assert code == 0, err
+    assert "all 2 epochs were done already" in outp
+    assert PLOTS <= {p.name for p in out.iterdir()}
+    assert {k: v for k, v in _snapshot(out).items() if k in before} == before  # not one step more
+    code, _, err = _cli(["train", "--out", str(out), "--resume"])
+    assert code == 2 and "has already trained 2 epochs; pass --epochs" in _one_line(err)
+
+
+def is_run(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "checkpoint.msgpack").is_file()
+
+
+def _interrupt_plots(monkeypatch, exc=KeyboardInterrupt):
+    import jax_lstm_ae.cli.plots as plots
+
+    def stop(*args, **kwargs):
+        raise exc()
+
+    monkeypatch.setattr(plots, "plot_losses", stop)
+
+
+def test_stopped_while_plotting_a_resumed_or_replacing_run_finishes_on_resume(tmp_path, capsys, monkeypatch):
+    from jax_lstm_ae.cli.shell import Terminated
+
+    data = _write_data(tmp_path)
+    out = tmp_path / "run"
+    assert _run(capsys, *_argv(data, out, "--epochs", "1"))[0] == 0
+    # a resume in place, stopped while plotting: the run keeps its 2 epochs in RUN_DIR
+    _interrupt_plots(monkeypatch, Terminated)
+    code, _, err = _run(capsys, "train", "--out", out, "--resume", "--epochs", "2", "--quiet")
+    assert code == 143 and f"all 2 epochs are saved in {out}: draw the plots" in _one_line(err)
+    for p in PLOTS:  # as a kill would leave it
+        (out / p).unlink(missing_ok=True)
+    monkeypatch.undo()
+    code, outp, err = _run(capsys, "train", "--out", out, "--resume", "--quiet")
+    assert code == 0 and "all 2 epochs were done already" in outp, err
+    assert PLOTS <= {p.name for p in out.iterdir()} and load_run(out).extra["epoch"] == 2
+
+    # --force over that run, stopped while plotting: the old run stays, the new one finishes on --resume
+    before = _snapshot(out)
+    _interrupt_plots(monkeypatch)
+    code, _, err = _run(capsys, *_argv(data, out, "--epochs", "1", "--force", "--seed", "5"))
+    line = _one_line(err)
+    assert code == 130 and "still holds the previous run, untouched" in line and "draw the plots and finish" in line
+    assert _snapshot(out) == before
+    monkeypatch.undo()
+    code, _, err = _run(capsys, "train", "--out", out, "--resume", "--quiet")
+    assert code == 0, err
+    assert load_run(out).config["train"]["seed"] == 5 and not _partial(out).exists()
+
+
+def test_a_run_ended_by_early_stopping_and_stopped_while_plotting_is_finished_not_trained_on(
+        tmp_path, capsys, monkeypatch):
+    data = _write_data(tmp_path)
+    out = tmp_path / "run"
+    # a learning rate of ~0: the validation loss never improves, patience 1 ends the run after epoch 2 of 30
+    _interrupt_plots(monkeypatch)
+    code, _, err = _run(capsys, *_argv(data, out, "--lr", "1e-30", "--patience", "1"))
+    assert code == 130 and "all 2 epochs are saved" in _one_line(err)
+    monkeypatch.undo()
+    code, _, err = _run(capsys, "train", "--out", out, "--resume", "--quiet")
+    assert code == 0, err
+    assert _epochs(out) == 2 and load_run(out).extra["epoch"] == 2 and PLOTS <= {p.name for p in out.iterdir()}
+    code, _, err = _run(capsys, "train", "--out", out, "--resume", "--epochs", "40")
+    assert code == 2 and "stopped early at epoch 2" in _one_line(err) and "pass a --patience larger than 1" in err
+
+
+# ------------------------------------------------------------------ a run still being trained
+def test_commands_on_a_run_still_being_trained_say_so_and_to_wait(tmp_path, capsys):
+    """encode, reconstruct, detect, probe and info on a run whose training
+    holds the lock: the pid and "wait", not "no such run" or "--resume"."""
+    from jax_lstm_ae.cli.rundir import RunLock
+
+    data = _write_data(tmp_path)
+    labelled = tmp_path / "labelled.npz"
+    with np.load(data) as z:
+        np.savez(labelled, x=z["x"], lengths=z["lengths"], labels=np.arange(40) % 2)
+    done = tmp_path / "done"
+    assert _run(capsys, *_argv(data, done, "--epochs", "1"))[0] == 0
+    out = tmp_path / "run"
+    commands = {
+        "encode": ["encode", "--run", out, "--out", tmp_path / "z.npy"],
+        "reconstruct": ["reconstruct", "--run", out, "--out", tmp_path / "r.npy"],
+        "detect": ["detect", "--run", out, "--out", tmp_path / "s.csv"],
+        "probe": ["probe", "--run", out, "--data", labelled],
+        "info": ["info", "--run", out],
+    }
+    lock = RunLock(out).acquire()
+    try:
+        for state in ("starting", "partial"):  # before config.json is written, and after
+            if state == "partial":
+                shutil.copytree(done, _partial(out))
+            for name, argv in commands.items():
+                code, _, err = _run(capsys, *argv)
+                line = _one_line(err)
+                assert code == 2, (name, line)
+                assert f"{out} is still being trained by pid {os.getpid()}" in line and "wait for that training" in line
+                assert "--resume" not in line and "no such run" not in line
+        # a finished run resumed in place (or to be replaced): read as it is, with a note
+        shutil.copytree(done, out)
+        shutil.rmtree(_partial(out))
+        code, outp, err = _run(capsys, "info", "--run", out)
+        assert code == 0 and f"is being trained further by pid {os.getpid()}" in _one_line(err)
+        assert "training: 4 steps" in outp
+    finally:
+        lock.release()
+    shutil.rmtree(out)
+    shutil.copytree(done, _partial(out))
+    code, _, err = _run(capsys, "encode", "--run", out, "--out", tmp_path / "z.npy")  # nobody trains it now
+    assert code == 2 and f"finish it with `jax-lstm-ae train --resume --out {out}`" in _one_line(err)
+    assert not any((tmp_path / f).exists() for f in ("z.npy", "r.npy", "s.csv"))

@@ -58,7 +58,7 @@ def map_batches(fn: Callable, x, lengths=None, *, batch_size: int = 512) -> np.n
     x = np.asarray(x)
     n = x.shape[0]
     if n == 0:
-        raise ValueError("no examples to process (x has 0 rows)")
+        raise ValueError("no examples to process (x has 0 rows); pass at least one sequence")
     if lengths is None:
         lengths = np.full((n,), x.shape[1], np.int32)
     lengths = np.asarray(lengths, np.int32)
@@ -139,9 +139,10 @@ def fit_gaussian(vectors, *, shrinkage: float | Literal["ledoit_wolf"] = "ledoit
     ``shrinkage``: "ledoit_wolf" (estimated) or a fixed s in [0, 1]."""
     v = np.asarray(vectors, np.float64)
     if v.ndim != 2 or v.shape[0] < 1:
-        raise ValueError(f"fit_gaussian expects vectors of shape (N >= 1, D), got {v.shape}")
+        raise ValueError(f"fit_gaussian expects vectors of shape (N >= 1, D), got {v.shape}; pass one vector per row")
     if not np.all(np.isfinite(v)):
-        raise ValueError("error vectors contain NaN or inf; the model's reconstruction is not finite")
+        raise ValueError("error vectors contain NaN or inf (the model's reconstruction is not finite); check the data for extreme "
+                         "values, or train the run again")
     n, d = v.shape
     mean = v.mean(axis=0)
     xc = v - mean
@@ -152,7 +153,7 @@ def fit_gaussian(vectors, *, shrinkage: float | Literal["ledoit_wolf"] = "ledoit
     else:
         s = float(shrinkage)
         if not 0.0 <= s <= 1.0:
-            raise ValueError(f"shrinkage must be 'ledoit_wolf' or a number in [0, 1], got {shrinkage}")
+            raise ValueError(f"shrinkage must be 'ledoit_wolf' or a number in [0, 1], got {shrinkage}; pass one of them")
     r = ridge * max(mu, 1e-12)
     cov = (1.0 - s) * cov + (s * mu + r) * np.eye(d)
     chol = np.linalg.cholesky(cov)
@@ -173,7 +174,8 @@ def mahalanobis(g: Gaussian, vectors) -> np.ndarray:
     v = np.asarray(vectors, np.float32)
     d = g.mean.shape[0]
     if v.shape[-1] != d:
-        raise ValueError(f"vectors have {v.shape[-1]} dims but the Gaussian was fitted on {d}")
+        raise ValueError(f"vectors have {v.shape[-1]} dims but the Gaussian was fitted on {d}; "
+                         "pass vectors like those it was fitted on")
     lead = v.shape[:-1]
     flat = v.reshape(-1, d)
     n = flat.shape[0]
@@ -203,7 +205,7 @@ def _lengths(errors: np.ndarray, lengths) -> np.ndarray:
         return np.full((b,), t, np.int32)
     ls = np.asarray(lengths, np.int32)
     if ls.shape != (b,):
-        raise ValueError(f"lengths must have shape (B,)=({b},), got {ls.shape}")
+        raise ValueError(f"lengths must have shape (B,)=({b},), got {ls.shape}; pass one length per sequence")
     return ls
 
 
@@ -239,9 +241,9 @@ def fit_scorer(
 
     ``mae``/``mse`` need no fitting (mean |e| or e^2 over valid steps and K)."""
     if method not in ("mahalanobis", "mae", "mse"):
-        raise ValueError(f"method must be 'mahalanobis', 'mae' or 'mse', got {method!r}")
+        raise ValueError(f"method must be 'mahalanobis', 'mae' or 'mse', got {method!r}; choose one of them")
     if level not in ("window", "step"):
-        raise ValueError(f"level must be 'window' or 'step', got {level!r}")
+        raise ValueError(f"level must be 'window' or 'step', got {level!r}; choose one of them")
     e = _check_errors(errors)
     if method != "mahalanobis":
         return Scorer(method, level, None, None)
@@ -274,7 +276,7 @@ def score_errors(scorer: Scorer, errors, lengths=None) -> tuple[np.ndarray, np.n
         if e.shape[1] != scorer.steps or np.any(ls != e.shape[1]):
             raise ValueError(
                 f"this window-level scorer was fitted on windows of T={scorer.steps} full steps; "
-                f"got windows of T={e.shape[1]} with lengths {ls.min()}..{ls.max()}"
+                f"got windows of T={e.shape[1]} with lengths {ls.min()}..{ls.max()}; score windows like those it was fitted on"
             )
         return mahalanobis(scorer.gaussian, e.reshape(e.shape[0], -1)), None
     steps = np.where(valid, mahalanobis(scorer.gaussian, e), 0.0)
@@ -309,14 +311,17 @@ def points_from_windows(
     s = np.asarray(starts, np.int32)
     if v.ndim == 1:
         if window is None:
-            raise ValueError("one score per window needs window=W to know which points each window covers")
+            raise ValueError("one score per window does not say which points each window covers; pass window=W")
         v = np.repeat(v[:, None], int(window), axis=1)
     if v.ndim != 2 or s.shape != (v.shape[0],):
-        raise ValueError(f"expected values [N] or [N, W] and starts [N], got {v.shape} and {s.shape}")
+        raise ValueError(f"expected values [N] or [N, W] and starts [N], got {v.shape} and {s.shape}; "
+                         "pass one start per window")
     if reduce not in ("mean", "max"):
-        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}; choose one of them")
     if s.size and (s.min() < 0 or s.max() + v.shape[1] > n_points):
-        raise ValueError(f"windows of W={v.shape[1]} starting at {s.min()}..{s.max()} do not fit in {n_points} points")
+        raise ValueError(f"windows of W={v.shape[1]} starting at {s.min()}..{s.max()} do not fit in {n_points} points; "
+                         "pass "
+                         "n_points of the whole series")
     acc, cover = _scatter_points(jnp.asarray(v), jnp.asarray(s), int(n_points), reduce)
     out = np.asarray(acc, np.float64)
     out[np.asarray(cover) == 0] = np.nan

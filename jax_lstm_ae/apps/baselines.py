@@ -24,7 +24,7 @@ def matrix_profile_scores(series, plan: SeriesPlan) -> np.ndarray:
     try:
         import stumpy
     except ImportError:
-        raise ImportError("matrix_profile_scores needs stumpy: pip install stumpy") from None
+        raise ImportError("matrix_profile_scores needs stumpy; install it: pip install stumpy") from None
     s = np.asarray(series, np.float64)
     if s.ndim == 1:
         s = s[:, None]
@@ -52,7 +52,8 @@ def nearest_neighbour_scores(normal, x) -> np.ndarray:
 
     zn, zx = z(normal), z(x)
     if zn.shape[1:] != zx.shape[1:]:
-        raise ValueError(f"normal sequences are (T, F)={zn.shape[1:]} but x is {zx.shape[1:]}")
+        raise ValueError(f"normal sequences are (T, F)={zn.shape[1:]} but x is {zx.shape[1:]}; "
+                         "pass x of the same T and F")
     out = np.zeros(zx.shape[0])
     for f in range(zx.shape[2]):
         a, b = zx[:, :, f], zn[:, :, f]

@@ -76,7 +76,7 @@ def _as_3d(x) -> np.ndarray:
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3:
-        raise ValueError(f"expected sequences of shape (B, T, F) or (B, T), got {x.shape}")
+        raise ValueError(f"expected sequences of shape (B, T, F) or (B, T), got {x.shape}; pass a batch of sequences")
     return x
 
 
@@ -85,7 +85,7 @@ def _as_2d(series) -> np.ndarray:
     if s.ndim == 1:
         s = s[:, None]
     if s.ndim != 2:
-        raise ValueError(f"expected one series of shape (N_t, F) or (N_t,), got {s.shape}")
+        raise ValueError(f"expected one series of shape (N_t, F) or (N_t,), got {s.shape}; pass one row per time step")
     if not np.all(np.isfinite(s)):
         raise ValueError("the series holds NaN or inf; fill or drop those rows first")
     return s
@@ -105,7 +105,8 @@ class _Params:
     def set_params(self, **params):
         for k, v in params.items():
             if k not in self._param_names():
-                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; valid: {self._param_names()}")
+                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; use one of "
+                                 f"{self._param_names()}")
             setattr(self, k, v)
         return self
 
@@ -124,7 +125,7 @@ class _Detector(_Params):
 
     def _set_threshold(self, scores) -> None:
         if not 0.0 <= float(self.contamination) < 0.5:
-            raise ValueError(f"contamination must lie in [0, 0.5), got {self.contamination}")
+            raise ValueError(f"contamination must lie in [0, 0.5), got {self.contamination}; pass e.g. 0.05")
         self.decision_scores_ = np.asarray(scores, np.float64)
         self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
@@ -226,7 +227,8 @@ def load_detector(run_dir):
     meta = json.loads(path.read_text())
     cls = {"series": SeriesAnomalyDetector, "sequence": SequenceAnomalyDetector}.get(meta.get("kind"))
     if cls is None:
-        raise RunError(f"{path}: unknown detector kind {meta.get('kind')!r}")
+        raise RunError(f"{path}: unknown detector kind {meta.get('kind')!r}; "
+                       "restore the file, or fit and save the detector again")
     params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["params"].items()}
     if params.get("specs") is not None:
         params["specs"] = (ModelSpec.from_dict(params["specs"]["model"]), TrainSpec.from_dict(params["specs"]["train"]))
@@ -274,7 +276,7 @@ class SeriesAnomalyDetector(_Detector):
         windows, _ = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
         ds = Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32))
         if not 0.0 < self.holdout < 1.0:
-            raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}")
+            raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}; pass e.g. 0.2")
         model_spec, train_spec = _specs("series", ds, embedding_dim=self.embedding_dim, hidden=self.hidden,
                                         decoder=self.decoder, steps=self.steps, lr=self.lr,
                                         batch_size=self.batch_size, val_fraction=self.holdout, seed=self.seed,
@@ -368,7 +370,8 @@ class SequenceAnomalyDetector(_Detector):
         x = _as_3d(X)
         ls = np.full((x.shape[0],), x.shape[1], np.int32) if lengths is None else np.asarray(lengths, np.int32)
         if ls.shape != (x.shape[0],):
-            raise ValueError(f"lengths must have shape (B,)=({x.shape[0]},), got {ls.shape}")
+            raise ValueError(f"lengths must have shape (B,)=({x.shape[0]},), got {ls.shape}; "
+                             "pass one length per sequence")
         return Dataset(x, ls)
 
     def fit(self, X, y=None, lengths=None):
@@ -381,7 +384,8 @@ class SequenceAnomalyDetector(_Detector):
             model_spec, train_spec = _fit_to(self.specs[0], ds), self.specs[1]
         self.normalizer_, train, val = split_data(ds, train_spec, model_spec)
         if val is None:
-            raise ValueError("fit needs at least 2 sequences and val_fraction > 0 to fit the scorer on held-out ones")
+            raise ValueError("the scorer is fitted on held-out sequences; "
+                             "pass at least 2 sequences and val_fraction > 0")
         self._train(model_spec, train_spec, ds)
         level = "window" if np.all(ds.lengths == ds.steps) else "step"
         self.scorer_ = fit_scorer(self._errors(val), val.lengths, method="mahalanobis", level=level)
@@ -416,7 +420,9 @@ class EncoderTransformer(_Params):
         x = np.asarray(X, np.float32)
         if x.ndim == 2 and self.features > 1:
             if x.shape[1] % self.features:
-                raise ValueError(f"{x.shape[1]} columns do not split into steps of features={self.features}")
+                raise ValueError(f"{x.shape[1]} columns do not split into steps of features={self.features}; "
+                                 f"pass T * {self.features} "
+                                 "columns per row")
             x = x.reshape(x.shape[0], -1, self.features)
         return _as_3d(x)
 

@@ -32,12 +32,14 @@ def dtw_distances(a, lengths_a, b, lengths_b) -> np.ndarray:
     a = a[..., None] if a.ndim == 2 else a
     b = b[..., None] if b.ndim == 2 else b
     if a.ndim != 3 or b.ndim != 3 or a.shape[2] != b.shape[2]:
-        raise ValueError(f"dtw_distances expects a[Na, Ta, F] and b[Nb, Tb, F] with one F, got {a.shape} and {b.shape}")
+        raise ValueError(f"dtw_distances expects a[Na, Ta, F] and b[Nb, Tb, F] with one F, got {a.shape} and {b.shape}; "
+                         "pass arrays of one F")
     la, lb = np.asarray(lengths_a, np.int64), np.asarray(lengths_b, np.int64)
     if la.shape != (a.shape[0],) or lb.shape != (b.shape[0],):
-        raise ValueError(f"lengths must be [Na]={a.shape[0]} and [Nb]={b.shape[0]}, got {la.shape} and {lb.shape}")
+        raise ValueError(f"lengths must be [Na]={a.shape[0]} and [Nb]={b.shape[0]}, got {la.shape} and {lb.shape}; "
+                         "pass one length per sequence")
     if la.min(initial=1) < 1 or lb.min(initial=1) < 1 or la.max(initial=0) > a.shape[1] or lb.max(initial=0) > b.shape[1]:
-        raise ValueError("every length must lie in [1, T] of its array")
+        raise ValueError("every length must lie in [1, T] of its array; pass lengths in that range")
     # Rows of a in chunks, so each diagonal's [rows, Nb, cells] block stays bounded.
     rows = max(1, _CHUNK_CELLS // max(1, b.shape[0] * min(a.shape[1], b.shape[1])))
     return np.concatenate([_dtw_block(a[i : i + rows], la[i : i + rows], b, lb) for i in range(0, a.shape[0], rows)])
@@ -80,5 +82,6 @@ def nn1_predict(distances, train_labels) -> np.ndarray:
     d = np.asarray(distances)
     y = np.asarray(train_labels).reshape(-1)
     if d.ndim != 2 or d.shape[1] != y.shape[0]:
-        raise ValueError(f"distances must be [N_test, N_train={y.shape[0]}], got {d.shape}")
+        raise ValueError(f"distances must be [N_test, N_train={y.shape[0]}], got {d.shape}; "
+                         "pass one label per training sequence")
     return y[np.argmin(d, axis=1)]

@@ -29,7 +29,8 @@ def as_binary_labels(labels, n: int | None = None, *, name: str = "labels") -> n
     if y.ndim != 1:
         y = np.squeeze(y)
         if y.ndim != 1:
-            raise ValueError(f"{name} must be one 0/1 value per item, got an array of shape {np.shape(labels)}")
+            raise ValueError(f"{name} must be one 0/1 value per item, got an array of shape {np.shape(labels)}; "
+                             "give a flat list")
     if n is not None and y.shape[0] != n:
         raise ValueError(
             f"{name} has {y.shape[0]} values but there are {n} items to score; "
@@ -38,13 +39,13 @@ def as_binary_labels(labels, n: int | None = None, *, name: str = "labels") -> n
     if y.dtype == bool:
         return y
     if not np.issubdtype(y.dtype, np.number):
-        raise ValueError(f"{name} must be numbers 0 or 1, got dtype {y.dtype}")
+        raise ValueError(f"{name} must be numbers 0 or 1, got dtype {y.dtype}; give 0 (normal) or 1 (anomaly)")
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
             f"{name} must contain only 0 (normal) and 1 (anomaly); item {i} is {y[i].item()!r}"
-            f" ({int(bad.sum())} bad values in all)"
+            f" ({int(bad.sum())} bad values in all); give 0 or 1 for every item"
         )
     return y.astype(bool)
 
@@ -52,7 +53,7 @@ def as_binary_labels(labels, n: int | None = None, *, name: str = "labels") -> n
 def _scores(scores, n: int) -> np.ndarray:
     s = np.asarray(scores, np.float64).reshape(-1)
     if s.shape[0] != n:
-        raise ValueError(f"scores has {s.shape[0]} values but labels has {n}")
+        raise ValueError(f"scores has {s.shape[0]} values but labels has {n}; give one label per score")
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or inf; check the model's reconstruction for non-finite values")
     return s
@@ -92,7 +93,7 @@ def recall(labels, predictions) -> float:
 def fbeta(labels, predictions, beta: float = 1.0) -> float:
     """(1 + b^2) P R / (b^2 P + R); beta < 1 weighs precision more (EncDec-AD uses 0.1)."""
     if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+        raise ValueError(f"beta must be > 0, got {beta}; pass e.g. 1 (precision and recall alike)")
     c = confusion(labels, predictions)
     b2 = beta * beta
     return _div((1 + b2) * c.tp, (1 + b2) * c.tp + b2 * c.fn + c.fp)
@@ -117,7 +118,8 @@ def _average_ranks(s: np.ndarray) -> np.ndarray:
 
 def _need_both(y: np.ndarray, what: str) -> None:
     if y.all() or not y.any():
-        raise ValueError(f"{what} needs both normal (0) and anomalous (1) labels; got only {int(y[0])}s")
+        raise ValueError(f"{what} needs both normal (0) and anomalous (1) labels, got only {int(y[0])}s; give labels of both "
+                         "classes")
 
 
 def roc_auc(labels, scores) -> float:
@@ -168,11 +170,13 @@ def best_fbeta_threshold(labels, scores, beta: float = 0.1) -> Threshold:
     leaves a margin for new data. Ties in F-beta go to the higher threshold
     (fewer alarms)."""
     if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+        raise ValueError(f"beta must be > 0, got {beta}; pass e.g. 1 (precision and recall alike)")
     y = as_binary_labels(labels)
     s = _scores(scores, y.shape[0])
     if not y.any():
-        raise ValueError("best_fbeta_threshold needs at least one anomaly (label 1) in the validation labels")
+        raise ValueError("best_fbeta_threshold needs at least one anomaly (label 1) in the labels; "
+                         "give labels with anomalies, or use "
+                         "another threshold (--threshold auto, contamination or meanstd)")
     tp, flagged, cut = _pr_points(y, s)
     b2 = beta * beta
     fn = y.sum() - tp
@@ -187,10 +191,10 @@ def contamination_threshold(normal_scores, rate: float = 0.01) -> float:
     """The (1 - rate) quantile of scores on normal data: about ``rate`` of
     normal items will be flagged (a false-alarm budget)."""
     if not 0.0 <= rate < 1.0:
-        raise ValueError(f"contamination rate must lie in [0, 1), got {rate}")
+        raise ValueError(f"contamination rate must lie in [0, 1), got {rate}; pass e.g. 0.05")
     s = np.asarray(normal_scores, np.float64).reshape(-1)
     if s.size == 0:
-        raise ValueError("contamination_threshold needs at least one score")
+        raise ValueError("contamination_threshold needs at least one score; pass the scores of some normal items")
     return float(np.quantile(s, 1.0 - rate))
 
 
@@ -198,7 +202,7 @@ def mean_std_threshold(normal_scores, k: float = 3.0) -> float:
     """mean + k * std of scores on normal data."""
     s = np.asarray(normal_scores, np.float64).reshape(-1)
     if s.size == 0:
-        raise ValueError("mean_std_threshold needs at least one score")
+        raise ValueError("mean_std_threshold needs at least one score; pass the scores of some normal items")
     return float(s.mean() + k * s.std())
 
 

@@ -100,10 +100,11 @@ def _standardise(x: np.ndarray):
 def _encode_labels(labels, n: int):
     y = np.asarray(labels).reshape(-1)
     if y.shape[0] != n:
-        raise ValueError(f"labels has {y.shape[0]} values but there are {n} feature rows")
+        raise ValueError(f"labels has {y.shape[0]} values but there are {n} feature rows; give one label per sequence")
     classes, idx = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:
-        raise ValueError(f"a probe needs at least two classes, got only {classes.tolist()}")
+        raise ValueError(f"a probe needs at least two classes, got only {classes.tolist()}; "
+                         "give labelled data of two or more classes")
     return classes, idx
 
 
@@ -124,7 +125,7 @@ def _split_stratified(labels, test_fraction: float, seed: int = 0) -> tuple[np.n
     """(train_idx, test_idx): about ``test_fraction`` of each class to test,
     at least one row of each class with two or more rows on each side."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction}")
+        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction}; pass e.g. 0.3")
     y = np.asarray(labels).reshape(-1)
     rng = np.random.default_rng(seed)
     tr, te = [], []
@@ -196,12 +197,13 @@ def confusion_matrix(labels, predictions, classes=None) -> np.ndarray:
     (or ``classes``)."""
     y, p = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
     if y.shape != p.shape:
-        raise ValueError(f"labels has {y.shape[0]} values but predictions has {p.shape[0]}")
+        raise ValueError(f"labels has {y.shape[0]} values but predictions has {p.shape[0]}; "
+                         "pass one prediction per label")
     classes = np.unique(np.r_[y, p]) if classes is None else np.asarray(classes)
     index = {c: i for i, c in enumerate(classes.tolist())}
     unknown = sorted({v for v in y.tolist() + p.tolist() if v not in index}, key=str)
     if unknown:
-        raise ValueError(f"values {unknown} are not among classes {classes.tolist()}")
+        raise ValueError(f"values {unknown} are not among classes {classes.tolist()}; pass every class the labels use")
     out = np.zeros((len(classes), len(classes)), np.int64)
     np.add.at(out, ([index[v] for v in y.tolist()], [index[v] for v in p.tolist()]), 1)
     return out
@@ -302,9 +304,9 @@ def fit_pca(x, dim: int) -> PCA:
     """Principal components of x[N, D] (rows centred), via SVD in float64."""
     x = np.asarray(x, np.float64)
     if x.ndim != 2:
-        raise ValueError(f"fit_pca expects (N, D), got {x.shape}")
+        raise ValueError(f"fit_pca expects (N, D), got {x.shape}; pass one vector per row")
     if not 1 <= dim <= min(x.shape):
-        raise ValueError(f"PCA dim must lie in [1, min(N, D)={min(x.shape)}], got {dim}")
+        raise ValueError(f"PCA dim must lie in [1, min(N, D)={min(x.shape)}], got {dim}; pass a dim in that range")
     mean = x.mean(axis=0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
     return PCA(mean, vt[:dim].T)

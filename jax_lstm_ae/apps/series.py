@@ -103,7 +103,8 @@ def plan_series(train, *, window: int = WINDOW, stride: int = 1, detrend: bool |
         t = t[:, None]
     window, stride = int(window), int(stride)
     if window < 2 or stride < 1:
-        raise ValueError(f"window must be >= 2 and stride >= 1, got window={window}, stride={stride}")
+        raise ValueError(f"window must be >= 2 and stride >= 1, got window={window}, stride={stride}; "
+                         "give values in those ranges")
     period = dominant_period(t)
     pool = 1 if period is None else max(1, int(round(period / window)))
     n_steps = t.shape[0] // pool
@@ -142,7 +143,9 @@ def prepare(series, plan: SeriesPlan) -> np.ndarray:
         s = s - moving_average(s, plan.period)
     n = s.shape[0] // plan.pool
     if n < plan.window:
-        raise ValueError(f"the series has {s.shape[0]} rows, fewer than one window ({plan.window_rows} rows)")
+        raise ValueError(f"the series has {s.shape[0]} rows, fewer than one window ({plan.window_rows} rows); "
+                         "give a longer "
+                         "series (or more of its rows)")
     return s[: n * plan.pool].reshape(n, plan.pool, -1).mean(axis=1).astype(np.float32)
 
 
@@ -174,7 +177,9 @@ def labels_from_stretches(spans, n_rows: int) -> np.ndarray:
     for a, b in spans:
         a, b = int(a), int(b)
         if not 0 <= a < b <= n_rows:
-            raise ValueError(f"labelled stretch {a}:{b} does not lie inside the series' {n_rows} rows")
+            raise ValueError(f"labelled stretch {a}:{b} does not lie inside the series' {n_rows} rows; "
+                             "give stretches A:B with "
+                             f"0 <= A < B <= {n_rows}")
         y[a:b] = True
     return y
 

@@ -27,17 +27,20 @@ def int_list(text: str) -> list[int]:
         return []
     parts = [t for t in text.replace(" ", ",").split(",") if t.strip()]
     if not all(checks.is_ascii_int(t) for t in parts):
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, or none, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected layer sizes separated by commas, or none, got {text!r}; "
+                                         "give e.g. 64 or 64,32")
     out = [int(t) for t in parts]
     if any(v < 1 for v in out):
-        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}; "
+                                         "give sizes of at least 1, or none")
     return out
 
 
 def _columns(text: str) -> list[int | str]:
     cols = [t.strip() for t in text.split(",") if t.strip()]
     if not cols:
-        raise argparse.ArgumentTypeError("expected column numbers (0-based) or names separated by commas")
+        raise argparse.ArgumentTypeError("expected column numbers (0-based) or names separated by commas; "
+                                         "give e.g. 0,2 or a,b")
     return [int(c) if checks.is_ascii_int(c) else c for c in cols]
 
 
@@ -135,12 +138,14 @@ def check_fits_model(data, model, config: dict, where: str) -> None:
         )
     steps = config["model"].get("steps")
     if config["model"]["decoder"] == "latent_as_sequence" and data.steps != steps:
-        fail(f"{where} has T={data.steps} steps but this model's latent_as_sequence decoder needs T={steps}")
+        fail(f"{where} has T={data.steps} steps but this model's latent_as_sequence decoder needs T={steps}; give "
+             f"sequences of {steps} steps, as the run was trained on")
     if config["model"]["head"] == "sigmoid":
         valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
         v = data.x[valid]
         if v.size and (v.min() < 0 or v.max() > 1):
-            fail(f"{where} holds values outside [0, 1] but the model has a sigmoid head for binary data")
+            fail(f"{where} holds values outside [0, 1] but the model has a sigmoid head for binary data; give 0/1 data, "
+                 "or use a run trained with --head linear")
 
 
 
@@ -161,14 +166,16 @@ def is_number(s: str) -> bool:
 def keep_class(data, normal_class, where):
     """The sequences of ``data`` labelled ``normal_class`` (a number or a name)."""
     if data.labels is None:
-        fail(f"--normal-class needs labels in {where} (a UCR file, or --label-column)")
+        fail(f"--normal-class needs labels in {where}; give a labelled file (a UCR file, or --label-column) or drop "
+             "--normal-class")
     lab = np.asarray(data.labels)
     if np.issubdtype(lab.dtype, np.number) and is_number(str(normal_class)):
         keep = lab.astype(np.float64) == float(normal_class)
     else:
         keep = lab.astype(str) == str(normal_class)
     if not keep.any():
-        fail(f"--normal-class {normal_class} matches no label in {where}; its labels are {sorted(set(lab.tolist()))}")
+        fail(f"--normal-class {normal_class} matches no label in {where}; use one of its labels "
+             f"{sorted(set(lab.tolist()))}")
     return data.take(np.flatnonzero(keep))
 
 
@@ -183,7 +190,7 @@ def parse_rows(text: str, n: int, what: str = "--train-rows") -> tuple[int, int]
     """'A:B' (either side may be empty) -> (A, B) within a series of n rows."""
     parts = str(text).split(":")
     if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() or not p.strip() for p in parts):
-        raise ValueError(f"{what} must look like A:B (rows A..B-1; ':' for all rows), got {text!r}")
+        raise ValueError(f"{what} must look like A:B (rows A..B-1, ':' for all rows), got {text!r}; give e.g. 0:1000")
     a = int(parts[0]) if parts[0].strip() else 0
     b = int(parts[1]) if parts[1].strip() else n
     if not 0 <= a < b <= n:
@@ -193,8 +200,10 @@ def parse_rows(text: str, n: int, what: str = "--train-rows") -> tuple[int, int]
 
 def load_run_for_use(run_dir):
     """The run in ``run_dir``, refused when its saved parameters are not finite."""
+    from jax_lstm_ae.cli.rundir import check_not_training
     from jax_lstm_ae.train.checkpoint import load_run
 
+    check_not_training(run_dir)
     run = load_run(run_dir)
     if not all_finite(run.params):
         fail(f"{run_dir}: the saved parameters are not finite; train the run again (e.g. with a lower --lr)")

@@ -71,8 +71,10 @@ def run_detect(args) -> int:
     from jax_lstm_ae.apps.detectors import is_detector_run
 
     if is_detector_run(args.run):
+        from jax_lstm_ae.cli.rundir import check_not_training
         from jax_lstm_ae.cli.series import detect_series
 
+        check_not_training(args.run)
         return detect_series(args, plan)
     run = load_run_for_use(args.run)
     data, series = data_for_run(run, args, args.data, "data to score")

@@ -24,7 +24,8 @@ def _devices_flag(s: str) -> int | str:
         return s
     if is_ascii_int(s) and int(s) >= 1:
         return int(s)
-    raise argparse.ArgumentTypeError(f"--devices takes a positive number, 'all' or 'auto', got {s!r}")
+    raise argparse.ArgumentTypeError(f"--devices takes a positive number, 'all' or 'auto', got {s!r}; "
+                                     "give e.g. --devices 2")
 
 
 def add_parallel_args(parser, *, training: bool = False) -> None:

@@ -75,8 +75,10 @@ def _lstm_layers(tree) -> list:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from jax_lstm_ae.cli.rundir import check_not_training
     from jax_lstm_ae.train.checkpoint import load_run
 
+    check_not_training(args.run)
     run = load_run(args.run)
     s = run_summary(run, args.run)
     if args.json:

@@ -66,16 +66,18 @@ def run_probe(args) -> int:
     data, _ = data_for_run(run, args, args.data, "labelled data")
     x, lengths, y = data.x, data.lengths, data.labels
     if y is None:
-        fail(f"{args.data} has no labels; probe needs labelled sequences (e.g. a UCR file, or --label-column)")
+        fail(f"{args.data} has no labels; give labelled sequences to probe with (a UCR file, or --label-column)")
     if args.test_data is not None:
         test, _ = data_for_run(run, args, args.test_data, "--test-data")
         if test.labels is None:
-            fail(f"{args.test_data} has no labels")
+            fail(f"{args.test_data} has no labels; give labelled --test-data (a UCR file, or --label-column)")
         if test.features != data.features:
-            fail(f"--test-data sequences have F={test.features} features but --data sequences have F={data.features}")
+            fail(f"--test-data sequences have F={test.features} features but --data sequences have F={data.features}; "
+                 "give test data with the same features as --data")
         unseen = sorted(set(np.asarray(test.labels).tolist()) - set(np.asarray(y).tolist()), key=str)
         if unseen:
-            fail(f"--test-data holds classes {unseen} that --data does not; a classifier cannot predict them")
+            fail(f"--test-data holds classes {unseen} that --data does not, so a classifier cannot "
+                 "predict them; give --data with every class, or drop those sequences from --test-data")
         x_tr, l_tr, y_tr, x_te, l_te, y_te = x, lengths, y, test.x, test.lengths, test.labels
         where = f"train {args.data} / test {args.test_data}"
     else:

@@ -185,4 +185,28 @@ def holder(out: Path) -> str | None:
     return None
 
 
+def check_not_training(run_dir) -> None:
+    """For the commands that read a run (encode, reconstruct, detect, probe,
+    info): a run another process is still training is refused with its pid
+    and the advice to wait, not read as a missing or broken run. A finished
+    run that is being resumed in place, or that a new run will replace
+    (--force), is read as it is now (its files are swapped in whole), with a
+    note saying so."""
+    import sys
+
+    out = Path(run_dir)
+    pid = holder(out)
+    if pid is None:
+        return
+    if not is_run_dir(out):
+        where = f" (in {partial_dir(out)})" if partial_dir(out).exists() else ""
+        fail(f"{out} is still being trained by pid {pid}{where}; wait for that training to end (or stop it), "
+             "then run this command again")
+    if (partial_dir(out) / "config.json").exists():
+        what = f"a new run that will replace {out} is being trained by pid {pid}; this reads the run there now"
+    else:
+        what = f"{out} is being trained further by pid {pid}; this reads its last saved epoch"
+    print(f"note: {what} (wait for the training to end for its final state)", file=sys.stderr)
+
+
 # ------------------------------------------------------------------ metrics

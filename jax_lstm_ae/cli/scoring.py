@@ -32,7 +32,7 @@ def read_labels(path, n: int, what: str) -> np.ndarray:
             rows = rows[1:]  # a header line
         bad = next((i for i, r in enumerate(rows) if not is_number(r)), None)
         if bad is not None:
-            raise ValueError(f"{p}: labels must be 0 or 1, one per line; line {bad + 1} is {rows[bad]!r}")
+            raise ValueError(f"{p}: labels must be 0 or 1, one per line; line {bad + 1} is {rows[bad]!r}: fix it")
         raw = np.array([float(r) for r in rows])
     try:
         return as_binary_labels(raw, n, name=f"{p} labels")
@@ -47,7 +47,7 @@ def threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
         kind = "fbeta" if labels is not None else ("contamination" if fitted_on_normal else "meanstd")
     if kind == "fbeta":
         if labels is None:
-            fail("--threshold fbeta needs labels: pass --labels FILE (or --normal-class C)")
+            fail("--threshold fbeta needs labels; pass --labels FILE (or --normal-class C), or use --threshold auto")
         return best_fbeta_threshold(labels, scores, args.beta).value, f"max F{args.beta:g} on the given labels"
     if kind == "contamination":
         # the quantile of the scores being cut, so --contamination c flags about c of them
@@ -58,7 +58,8 @@ def threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
         return float(kind), "given"
     except ValueError:
         raise ValueError(
-            f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}"
+            f"--threshold must be fbeta, contamination, meanstd, auto or a number, got {kind!r}; give one of them, "
+            "e.g. --threshold auto"
         ) from None
 
 
@@ -72,9 +73,9 @@ def check_threshold_args(args) -> None:
     if kind == "fbeta" and args.labels is None and args.normal_class is None:
         raise ValueError("--threshold fbeta needs labels; pass --labels FILE (or --normal-class C)")
     if args.beta <= 0:
-        raise ValueError(f"--beta must be > 0, got {args.beta}")
+        raise ValueError(f"--beta must be > 0, got {args.beta}; give e.g. --beta 1")
     if not 0.0 <= args.contamination < 1.0:
-        raise ValueError(f"--contamination must lie in [0, 1), got {args.contamination}")
+        raise ValueError(f"--contamination must lie in [0, 1), got {args.contamination}; give e.g. --contamination 0.05")
 
 
 def plan_outputs(args) -> FilesPlan:

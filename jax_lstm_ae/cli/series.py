@@ -30,7 +30,7 @@ def _load_series(path, columns):
     from jax_lstm_ae.data import load_series
 
     if path is None or str(path).startswith("synthetic:"):
-        fail("the series pipeline needs --data PATH: one long series, one row per time step")
+        fail("the series pipeline needs one long series to train on; pass --data PATH (one row per time step)")
     return load_series(path, columns)
 
 

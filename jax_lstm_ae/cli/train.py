@@ -206,8 +206,8 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
                             args.quiet)
         if work != out:
             commit(work, out)
-    except (KeyboardInterrupt, Terminated) as e:
-        return _stopped(e, out, work, old_run, saved["epoch"])
+    except (KeyboardInterrupt, Terminated) as e:  # every epoch is saved: --resume draws the plots and finishes
+        return _stopped(e, out, work, old_run, saved["epoch"], trained=True)
     except CliError:
         raise  # commit refused: the finished run stays in its partial folder, as the line says
     except BaseException:
@@ -217,6 +217,8 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     last = _read_metrics(out / "metrics.jsonl")
     files = ["config.json", "checkpoint.msgpack", "metrics.jsonl", *plots]
     summary = f"trained {int(result.state.step)} steps"
+    if not fresh and not result.history:  # stopped after its last epoch: only the plots and the swap were left
+        summary += f" (all {saved['epoch']} epochs were done already; the run is finished now)"
     if last:
         summary += f", final train loss {last[-1]['loss']:.5f}"
         vals = [r["val_loss"] for r in last if r.get("val_loss") is not None]
@@ -227,25 +229,29 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     return 0
 
 
-def _stopped(e, out: Path, work: Path, old_run: bool, epoch: int) -> int:
+def _stopped(e, out: Path, work: Path, old_run: bool, epoch: int, trained: bool = False) -> int:
     """NaN, Ctrl-C or SIGTERM: keep the last good epoch where --resume finds it,
-    never at the cost of the run RUN_DIR held before."""
+    never at the cost of the run RUN_DIR held before. ``trained``: stopped
+    after the last epoch (while the plots were drawn): --resume finishes it."""
     from jax_lstm_ae.cli.rundir import commit
     from jax_lstm_ae.train.fit import NonFiniteError
 
+    resume = f"`{PROG} train --resume --out {out}`"
+    if trained:  # "...: all 30 epochs are saved in R: draw the plots and finish it with `...`"
+        when, saved, then = " while drawing the plots", f"all {epoch} epochs are saved", "draw the plots and finish it"
+    else:
+        when, saved, then = "", f"the last good checkpoint (epoch {epoch}) is", "continue it"
     if work == out:
-        hint = f"; the last good checkpoint (epoch {epoch}) is in {out}: continue with `{PROG} train --resume --out {out}`"
+        hint = f"{when}; {saved} in {out}: {then} with {resume}"
     elif not epoch:
         shutil.rmtree(work, ignore_errors=True)
-        hint = f"; no good epoch was saved, so nothing was written to {out}"
+        hint = f"{when}; no good epoch was saved, so nothing was written to {out}"
     elif old_run:
-        hint = (
-            f"; {out} still holds the previous run, untouched; this run's last good checkpoint (epoch {epoch}) is in "
-            f"{work}: continue it with `{PROG} train --resume --out {out}`, or delete {work}"
-        )
+        hint = (f"{when}; {out} still holds the previous run, untouched; this run's {saved.replace('the ', '', 1)} "
+                f"in {work}: {then} with {resume}, or delete {work}")
     else:
         commit(work, out)
-        hint = f"; the last good checkpoint (epoch {epoch}) is in {out}: continue with `{PROG} train --resume --out {out}`"
+        hint = f"{when}; {saved} in {out}: {then} with {resume}"
     if isinstance(e, NonFiniteError):
         raise NonFiniteError(str(e) + hint, e.state, e.history, e.step) from None
     if isinstance(e, Terminated):

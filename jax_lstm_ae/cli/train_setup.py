@@ -16,6 +16,16 @@ from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.cli.specs import apply_flags, check_resume
 
 
+PLOT_FILES = ("loss.png", "reconstructions.png")
+
+
+def has_plots(run_dir: Path) -> bool:
+    """The run's plots are there (or cannot be drawn: matplotlib is missing)."""
+    from jax_lstm_ae.cli.plots import have_matplotlib
+
+    return not have_matplotlib() or all((Path(run_dir) / name).is_file() for name in PLOT_FILES)
+
+
 def _is_binary(data) -> bool:
     valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
     v = data.x[valid]
@@ -95,9 +105,18 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     changes = check_resume(args, model_spec, train_spec, out)
     extra = load_run(work).extra if (work / CHECKPOINT_FILE).exists() else {}
     done = int(extra.get("epoch", 0))
-    epochs = int(changes.get("epochs", (config.get("budget") or {}).get("epochs", config["train"].get("epochs") or 0)))
-    # killed after its last epoch, while plotting or swapping it in: just finish
-    finishing = work != out and "epochs" not in changes and done >= epochs
+    recorded_epochs = int((config.get("budget") or {}).get("epochs", config["train"].get("epochs") or 0))
+    epochs = int(changes.get("epochs", recorded_epochs))
+    patience = changes.get("patience", train_spec.patience)
+    stopped_early = bool(done) and patience is not None and int(extra.get("bad_epochs", 0)) >= patience
+    # Every epoch is done, but the run was stopped (Ctrl-C, SIGTERM, kill) after
+    # its last epoch, while its plots were drawn or before it was swapped into
+    # RUN_DIR: --resume just finishes it (draws the plots, moves it in place).
+    unfinished = work != out or not has_plots(work)
+    finishing = (done >= epochs or stopped_early) and unfinished and epochs <= recorded_epochs
+    if not finishing and stopped_early and done < epochs:
+        fail(f"{out} stopped early at epoch {done} (no better validation loss for {patience} epochs); pass a "
+             f"--patience larger than {patience} to continue it")
     if epochs <= done and not finishing:
         fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
     data = normal_only(load_data(recorded), recorded)

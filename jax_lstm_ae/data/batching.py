@@ -39,7 +39,7 @@ def batches(
     """
     n = dataset.n
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}; pass a positive batch size")
     order = _rng(key_or_seed).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     for i in range(0, stop, batch_size):
@@ -50,7 +50,8 @@ def batches(
 def train_val_split(dataset: Dataset, val_fraction: float = 0.2, seed=0) -> tuple[Dataset, Dataset | None]:
     """Random split; ``val`` is None when ``val_fraction`` is 0 or the set has one example."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}; "
+                         "pass e.g. 0.2, or 0 for no validation set")
     n = dataset.n
     n_val = min(int(round(n * val_fraction)), n - 1)
     if n_val < 1:

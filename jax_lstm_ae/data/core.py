@@ -146,13 +146,15 @@ def _check_lengths(lengths, n: int, t: int, path) -> np.ndarray:
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
             raise DataError(
-                f"{source(path)}: sequence {i} has length {raw[i]}; lengths must be whole numbers between 0 and T={t}"
+                f"{source(path)}: sequence {i} has length {raw[i]}; lengths must be whole numbers between 0 "
+                f"and T={t}: fix that length"
             )
     bad = (raw < 0) | (raw > t)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{source(path)}: sequence {i} has length {raw[i]:.0f}; every sequence needs between 0 and T={t} steps"
+            f"{source(path)}: sequence {i} has length {raw[i]:.0f}; every sequence needs between 0 and T={t} "
+            "steps: fix that length"
         )
     return raw.astype(np.int32)
 
@@ -176,8 +178,8 @@ def _as_dataset(x: np.ndarray, lengths: np.ndarray, labels=None, starts=None, pa
     lengths = _check_lengths(lengths, n, t, path)
     if path is not None and not lengths.any():
         raise DataError(
-            f"every sequence in {source(path)} has length 0; nothing to train on or score "
-            "(give at least one sequence with a step)"
+            f"every sequence in {source(path)} has length 0; nothing to train on or score: "
+            "give at least one sequence with a step"
         )
     valid = valid_mask(lengths, t)[..., None]
     if x.dtype != np.float32:
@@ -219,11 +221,11 @@ def pad_sequences(
     become one feature.
     """
     if padding not in ("post", "pre"):
-        raise ValueError(f"padding must be 'post' or 'pre', got {padding!r}")
+        raise ValueError(f"padding must be 'post' or 'pre', got {padding!r}; pass one of them")
     if truncating not in ("post", "pre"):
-        raise ValueError(f"truncating must be 'post' or 'pre', got {truncating!r}")
+        raise ValueError(f"truncating must be 'post' or 'pre', got {truncating!r}; pass one of them")
     if maxlen is not None and int(maxlen) < 0:
-        raise ValueError(f"maxlen must be >= 0 (or None for the longest sequence), got {maxlen}")
+        raise ValueError(f"maxlen must be >= 0, got {maxlen}; pass a length, or None for the longest sequence")
     if isinstance(sequences, np.ndarray) and sequences.dtype != object and sequences.ndim >= 2:
         sequences = list(sequences)
     arrs: list[np.ndarray | None] = []  # None: an empty sequence, whose features are not known yet
@@ -231,14 +233,15 @@ def pad_sequences(
         try:
             a = np.asarray(s, np.float64)
         except (TypeError, ValueError) as err:
-            raise DataError(f"sequence {i} is not an array of numbers with one row per step ({err})") from None
+            raise DataError(f"sequence {i} is not an array of numbers with one row per step ({err}); "
+                            "pass numbers, one row per step") from None
         if a.size == 0 and a.ndim <= 1:
             arrs.append(None)
             continue
         if a.ndim == 1:
             a = a[:, None]
         if a.ndim != 2:
-            raise DataError(f"sequence {i} must be [T] or [T, F], got shape {a.shape}")
+            raise DataError(f"sequence {i} must be [T] or [T, F], got shape {a.shape}; pass one row per step")
         if maxlen is not None:
             m = int(maxlen)
             a = (a[-m:] if m > 0 else a[:0]) if truncating == "pre" else a[:m]
@@ -251,7 +254,7 @@ def pad_sequences(
         if a.shape[1] != f:
             raise DataError(
                 f"sequence {i} has {a.shape[1]} features per step but sequence {shaped[0][0]} has {f}; "
-                "every non-empty sequence needs the same features"
+                "every non-empty sequence needs the same features: fix that sequence"
             )
     if np.issubdtype(np.dtype(dtype), np.floating) and np.finfo(dtype).max < np.finfo(np.float64).max:
         top = float(np.finfo(dtype).max)

@@ -85,7 +85,7 @@ def _load_long(path: Path, id_column, columns, label_column) -> Dataset:
         else resolve_columns(columns, table.header, width, path)
     )
     if id_col in feat:
-        raise DataError(f"{path}: the id column {id_col} cannot also be a feature column")
+        raise DataError(f"{path}: the id column {id_col} cannot also be a feature column; drop it from --columns")
     values = to_float(table, path, feat)
     labels_all = None if lab_col is None else to_float(table, path, [lab_col])[:, 0]
     ids = [r[id_col] for r in table.rows]
@@ -170,14 +170,15 @@ def load_sequences(
         return ds
     if fmt == "series":
         if window is None:
-            raise DataError("format 'series' needs a window length (--window)")
+            raise DataError("format 'series' needs a window length; pass --window W")
         series = load_series(path, columns)
         windows, starts = sliding_windows(series, window, stride or 1)
         return _as_dataset(windows, np.full((windows.shape[0],), window, np.int32), None, starts, path=path)
     if fmt == "long":
         return _load_long(path, id_column, columns, label_column)
     if columns is not None:
-        raise DataError(f"--columns picks features of multivariate files; the {fmt} format has one value per cell")
+        raise DataError(f"--columns picks features of multivariate files; the {fmt} format has one value per cell: "
+                        "drop --columns")
     if fmt == "ucr":
         return _load_wide(path, 0 if label_column is None else label_column)
     return _load_wide(path, label_column)

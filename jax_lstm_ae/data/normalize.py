@@ -43,8 +43,8 @@ class Normalizer(NamedTuple):
             check_finite(np.where(valid[..., None], data.x, 0.0))
         if v.shape[0] == 0:
             raise DataError(
-                "every sequence has length 0; there is nothing to fit the normaliser on "
-                "(give at least one sequence with a step)"
+                "every sequence has length 0; there is nothing to fit the normaliser on: "
+                "give at least one sequence with a step"
             )
         if mode == "zscore":
             shift, scale = v.mean(0), v.std(0)
@@ -67,7 +67,9 @@ class Normalizer(NamedTuple):
 
     def _check(self, f: int) -> None:
         if f != self.shift.shape[0]:
-            raise DataError(f"data has F={f} features but the normaliser was fitted on F={self.shift.shape[0]}")
+            raise DataError(f"data has F={f} features but the normaliser was fitted on F={self.shift.shape[0]}; "
+                            "give data with "
+                            "the features it was fitted on")
 
     def _scaled(self, x, valid=None) -> np.ndarray:
         """(x - shift) / scale, refusing values that do not fit float32.

@@ -75,7 +75,7 @@ def read_table(path: Path) -> Table:
         if len(r) != width:
             raise DataError(
                 f"{path}: line {n} has {len(r)} columns but line {line_nos[0] - (header is not None)} has {width}; "
-                "every row needs the same number of columns"
+                "every row needs the same number of columns: fix that line"
             )
     return Table(header, rows, line_nos)
 
@@ -89,7 +89,7 @@ def to_float(table: Table, path: Path, cols: Sequence[int] | None = None) -> np.
             if not is_number(c):
                 raise DataError(
                     f"{path}: line {n}, column {col_ids[j] + 1} holds {c!r}, which is not a number; "
-                    "every cell must be a plain decimal number (a single header row is allowed)"
+                    "write every cell as a plain decimal number (a single header row is allowed)"
                 )
     arr = np.array(rows, dtype=np.float64)
     bad = ~np.isfinite(arr)
@@ -120,11 +120,12 @@ def resolve_columns(spec, header: list[str] | None, width: int, path: Path, what
         if isinstance(c, (int, np.integer)):
             c = int(c)
             if not -width <= c < width:
-                raise DataError(f"{path}: {what} asks for column {c} but the file has {width} columns; give 0-based numbers below {width}")
+                raise DataError(f"{path}: {what} asks for column {c} but the file has {width} columns; "
+                                f"give 0-based numbers below {width}")
             out.append(c % width)
         else:
             if header is None or c not in header:
-                have = f"its header is {header}" if header else "it has no header row; use 0-based column numbers"
+                have = f"its header is {header}; use one of those names or a 0-based number" if header else "it has no header row; use 0-based column numbers"
                 raise DataError(f"{path}: {what} names column {c!r} but {have}")
             out.append(header.index(c))
     if not out:

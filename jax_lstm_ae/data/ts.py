@@ -58,7 +58,7 @@ class TsFile(NamedTuple):
 def _flag(value: str, tag: str, path: Path, line: int) -> bool:
     v = value.strip().lower()
     if v not in _BOOL:
-        raise DataError(f"{path}: line {line}: {tag} must be true or false, got {value.strip()!r}")
+        raise DataError(f"{path}: line {line}: {tag} must be true or false, got {value.strip()!r}; write true or false")
     return _BOOL[v]
 
 
@@ -66,9 +66,10 @@ def _int(value: str, tag: str, path: Path, line: int) -> int:
     try:
         v = int(value.strip())
     except ValueError:
-        raise DataError(f"{path}: line {line}: {tag} must be a positive integer, got {value.strip()!r}") from None
+        raise DataError(f"{path}: line {line}: {tag} must be a positive integer, got {value.strip()!r}; "
+                        "write a number such as 100") from None
     if v < 1:
-        raise DataError(f"{path}: line {line}: {tag} must be a positive integer, got {v}")
+        raise DataError(f"{path}: line {line}: {tag} must be a positive integer, got {v}; write a number such as 100")
     return v
 
 
@@ -81,7 +82,8 @@ def _parse_header(lines: list[str], path: Path) -> tuple[TsHeader, int]:
             continue
         if not s.startswith("@"):
             raise DataError(
-                f"{path}: line {i + 1} holds data before @data; a .ts file lists its @ headers, then @data, then one case per line"
+                f"{path}: line {i + 1} holds data before @data; put the @ headers first, "
+                "then @data, then one case per line"
             )
         tag, _, rest = s.partition(" ")
         if "\t" in tag:
@@ -108,17 +110,19 @@ def _parse_header(lines: list[str], path: Path) -> tuple[TsHeader, int]:
         elif key == "@classlabel":
             words = rest.split()
             if not words:
-                raise DataError(f"{path}: line {n}: {tag} needs true (followed by the class names) or false")
+                raise DataError(f"{path}: line {n}: {tag} needs true (followed by the class names) or false; "
+                                f"write e.g. {tag} true A B")
             if _flag(words[0], tag, path, n):
                 if len(words) < 2:
-                    raise DataError(f"{path}: line {n}: {tag} true must list the class names after it")
+                    raise DataError(f"{path}: line {n}: {tag} true must list the class names after it; "
+                                    f"write e.g. {tag} true A B")
                 h["class_labels"] = tuple(words[1:])
         elif key == "@targetlabel":
             h["target_label"] = _flag(rest.split()[0] if rest.split() else "", tag, path, n)
         else:
             raise DataError(
                 f"{path}: line {n}: unknown header {tag}; a .ts file may use @problemName, @timeStamps, @missing, "
-                "@univariate, @dimensions, @equalLength, @seriesLength, @classLabel, @targetLabel, @data"
+                "@univariate, @dimensions, @equalLength, @seriesLength, @classLabel, @targetLabel, @data: fix or remove it"
             )
     raise DataError(f"{path}: no @data line; is this a sktime/aeon .ts file? (use --format for other layouts)")
 
@@ -126,7 +130,8 @@ def _parse_header(lines: list[str], path: Path) -> tuple[TsHeader, int]:
 def _make_header(h: dict) -> TsHeader:
     header = TsHeader(**h)
     if header.class_labels is not None and header.target_label:
-        raise DataError("a .ts file cannot declare both @classLabel true and @targetLabel true")
+        raise DataError("a .ts file cannot declare both @classLabel true and @targetLabel true; "
+                        "set one of them to false")
     return header
 
 
@@ -144,11 +149,14 @@ def _parse_values(field: str, timestamps: bool, path: Path, n: int, start: int, 
     if timestamps:
         cells = [m.group(2) for m in _TIMESTAMPED.finditer(field)]
         if not cells and field.strip():
-            raise DataError(f"{path}: line {n}, dimension {dim}: @timeStamps true needs values written (time,value)")
+            raise DataError(f"{path}: line {n}, dimension {dim}: @timeStamps true needs values written (time,value); "
+                            "write them "
+                            "so, or set @timeStamps false")
     else:
         cells = field.split(",")
     if not cells or (len(cells) == 1 and not cells[0].strip()):
-        raise DataError(f"{path}: line {n}, dimension {dim} holds no values; every dimension of a case needs values")
+        raise DataError(f"{path}: line {n}, dimension {dim} holds no values; give every dimension of a "
+                        "case its values")
     try:
         vals = np.array(cells, dtype=np.float64)
     except ValueError:
@@ -189,7 +197,9 @@ def _labels(raw: list[str], header: TsHeader, path: Path, lines: list[int]) -> n
             return np.array(raw, dtype=np.float64)
         except ValueError:
             bad = next(i for i, r in enumerate(raw) if not _is_float(r))
-            raise DataError(f"{path}: line {lines[bad]}: target {raw[bad]!r} is not a number (@targetLabel true)") from None
+            raise DataError(f"{path}: line {lines[bad]}: target {raw[bad]!r} is not a number (@targetLabel true); "
+                            "write a number, "
+                            "or use @classLabel for class names") from None
     if header.class_labels is None:
         return None
     known = set(header.class_labels)
@@ -248,7 +258,7 @@ def read_ts(path) -> TsFile:
             continue
         n = i + 1
         if s.startswith("@"):
-            raise DataError(f"{path}: line {n}: header {s.split()[0]} after @data; headers go before @data")
+            raise DataError(f"{path}: line {n}: header {s.split()[0]} after @data; move it before @data")
         # Split on ':' outside parentheses (time stamps may hold ':' as in 2020-01-01 10:00).
         fields, starts, depth, last = [], [], 0, 0
         for j, ch in enumerate(line):
@@ -265,7 +275,8 @@ def read_ts(path) -> TsFile:
         if has_label:
             if len(fields) < 2:
                 raise DataError(
-                    f"{path}: line {n} has no label; with @classLabel/@targetLabel true each case ends with ':label'"
+                    f"{path}: line {n} has no label; end each case with ':label' "
+                    "(@classLabel/@targetLabel true), or set them false"
                 )
             raw_labels.append(fields[-1].strip())
             fields, starts = fields[:-1], starts[:-1]
@@ -283,7 +294,7 @@ def read_ts(path) -> TsFile:
         if len(lens) > 1:
             raise DataError(
                 f"{path}: line {n}: its dimensions have different lengths ({', '.join(str(len(v)) for v in dims)}); "
-                "every dimension of one case needs the same number of steps"
+                "give every dimension of one case the same number of steps"
             )
         cases.append(np.stack(dims, axis=1))  # [T_i, F]
         case_lines.append(n)
@@ -299,7 +310,8 @@ def read_ts(path) -> TsFile:
     if header.series_length is not None and header.equal_length is not False and np.any(lengths != header.series_length):
         i = int(np.flatnonzero(lengths != header.series_length)[0])
         raise DataError(
-            f"{path}: line {case_lines[i]} has {lengths[i]} steps but @seriesLength says {header.series_length}"
+            f"{path}: line {case_lines[i]} has {lengths[i]} steps but @seriesLength says {header.series_length}; fix "
+            "that line, or the header"
         )
     x = np.zeros((len(cases), int(lengths.max()), cases[0].shape[1]), np.float32)
     for i, c in enumerate(cases):

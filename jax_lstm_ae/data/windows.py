@@ -22,10 +22,10 @@ def sliding_windows(series, window: int, stride: int = 1) -> tuple[np.ndarray, n
     if s.ndim == 1:
         s = s[:, None]
     if s.ndim != 2:
-        raise DataError(f"a series must be [N_t] or [N_t, F], got shape {s.shape}")
+        raise DataError(f"a series must be [N_t] or [N_t, F], got shape {s.shape}; pass one row per time step")
     window, stride = int(window), int(stride)
     if window < 1 or stride < 1:
-        raise DataError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+        raise DataError(f"window and stride must be >= 1, got window={window}, stride={stride}; give positive values")
     n = s.shape[0]
     if window > n:
         raise DataError(f"window {window} is longer than the series ({n} rows); use a window of at most {n}")
@@ -43,7 +43,8 @@ def windows_to_points(window_scores, starts, window: int, n_points: int) -> np.n
     scores = np.asarray(window_scores, np.float64)
     starts = np.asarray(starts, np.int64)
     if scores.shape != starts.shape:
-        raise ValueError(f"window_scores {scores.shape} and starts {starts.shape} must match")
+        raise ValueError(f"window_scores {scores.shape} and starts {starts.shape} must match; "
+                         "pass one start per window score")
     total = np.zeros(n_points)
     count = np.zeros(n_points)
     for s, v in zip(starts, scores):

@@ -10,6 +10,7 @@ from jax_lstm_ae.train.parallel import ShardedStep, data_parallel, encode_datase
 from jax_lstm_ae.train.cores import all_cores_mesh, ask_for_cpu_devices, cpu_cores, use_all_cores
 from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
 from jax_lstm_ae.train.allocator import tune_cpu_allocator
+from jax_lstm_ae.train.memory import ResourceError, check_train_memory, estimate_train_memory
 
 __all__ = [
     "Corruption",
@@ -18,6 +19,7 @@ __all__ = [
     "Normalize",
     "OptimizerSpec",
     "PRESETS",
+    "ResourceError",
     "Run",
     "RunError",
     "Schedule",
@@ -30,12 +32,14 @@ __all__ = [
     "budget_epochs",
     "build_model",
     "build_optimizer",
+    "check_train_memory",
     "cpu_cores",
     "create_train_state",
     "data_fingerprint",
     "data_parallel",
     "distributed_config",
     "encode_dataset",
+    "estimate_train_memory",
     "fit",
     "fit_progress_from_extra",
     "gaussian_noise",

@@ -59,7 +59,7 @@ def model_spec(config: dict) -> ModelSpec:
     version 2 stores the spec's dict form, version 1 ``model_config``'s keys."""
     cfg = config["model"] if "model" in config else config
     if not isinstance(cfg, dict):
-        raise SpecError(f"model: expected an object, got {cfg!r}")
+        raise SpecError(f"model: expected an object, got {cfg!r}; pass a ModelSpec's to_dict()")
     return ModelSpec.from_dict(cfg) if "encoder" in cfg else ModelSpec.from_v1(cfg)
 
 
@@ -194,13 +194,15 @@ def load_checkpoint(path, template: TrainState) -> tuple[TrainState, dict]:
             best = serialization.from_state_dict(template.params, raw["best_params"])
             extra["best_params"] = jax.tree.map(lambda t, r: np.asarray(r, t.dtype), template.params, best)
     except FileNotFoundError:
-        raise RunError(f"{path}: no checkpoint here") from None
+        raise RunError(f"{path}: no checkpoint here; restore the file, or train the run again") from None
     except Exception as e:  # msgpack / structure errors carry no user-level meaning
-        raise RunError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e}); it may be truncated") from None
+        raise RunError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e}); "
+                       "it may be truncated: restore it, or train the run again") from None
     want = jax.tree.map(np.shape, template)
     got = jax.tree.map(np.shape, restored)
     if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(want) != jax.tree.leaves(got):
-        raise RunError(f"{path}: the checkpoint's arrays do not match the model in config.json")
+        raise RunError(f"{path}: the checkpoint's arrays do not match the model in config.json; restore the run's own "
+                       "files, or train the run again")
     restored = jax.tree.map(lambda t, r: np.asarray(r, dtype=t.dtype), template, restored)
     return jax.tree.map(jax.numpy.asarray, restored), extra
 
@@ -216,7 +218,7 @@ def save_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     for key in ("model", "optimizer"):
         if key not in config:
-            raise ValueError(f"config needs a {key!r} section (see {key}_config)")
+            raise ValueError(f"config needs a {key!r} section; build it with {key}_config(...)")
     version = CONFIG_VERSION if "encoder" in config["model"] else 1
     cfg = dict(config, version=version, normalizer=None if normalizer is None else normalizer.to_dict())
     save_checkpoint(run_dir / CHECKPOINT_FILE, state, extra, best_params)
@@ -242,7 +244,8 @@ def read_config(run_dir) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: not valid JSON ({e}); restore the file or train the run again") from None
     if not isinstance(cfg, dict):
-        raise RunError(f"{path}: expected a JSON object, got {type(cfg).__name__}; restore the file or train the run again")
+        raise RunError(f"{path}: expected a JSON object, got {type(cfg).__name__}; "
+                       "restore the file or train the run again")
     return cfg
 
 

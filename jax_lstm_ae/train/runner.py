@@ -39,6 +39,7 @@ from jax_lstm_ae.train.checkpoint import (
     save_run,
     sync_metrics,
 )
+from jax_lstm_ae.train.memory import check_train_memory
 from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress_from_extra
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
 from jax_lstm_ae.train.spec import Normalize, OptimizerSpec, Schedule, TrainSpec
@@ -107,7 +108,7 @@ def split_data(data: Dataset, train_spec: TrainSpec, model_spec: ModelSpec | Non
     ``seed``), the normaliser fitted on the training part (unless given) and
     both parts normalised. What the runner trains on, for callers that score."""
     if data.n == 0:
-        raise ValueError("the training set is empty")
+        raise ValueError("the training set is empty; give at least one sequence")
     train, val = train_val_split(data, train_spec.val_fraction, seed=train_spec.seed)
     if normalizer is None:
         mode = normalize_mode(model_spec, train_spec) if model_spec is not None else (
@@ -153,6 +154,13 @@ def _fit(model, optimizer, train, val, config, normalizer, *, batch, epochs, tra
                max_steps=max_steps, mesh=mesh, step_kwargs=kw)
 
 
+def _check_memory(model, optimizer, model_spec: ModelSpec, batch: int, train: Dataset, mesh) -> None:
+    """Refuse a step too big for the device's memory, with the figures and
+    what to change (``train.memory``), instead of an allocator error later."""
+    outputs = model_spec.encoder.vocab_size or model_spec.features
+    check_train_memory(model, optimizer, batch, train.steps, outputs, remat=model_spec.cell.remat, mesh=mesh)
+
+
 def _result(model, state, history, normalizer, train, val, config, best) -> TrainResult:
     """``best``: the best validation epoch's params (without validation, fit
     tracks the training loss: the last params are returned then)."""
@@ -180,7 +188,9 @@ def run_training(
       max_steps: stop after this many steps in total.
     """
     if data.features != model_spec.features and model_spec.encoder.vocab_size is None:
-        raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}")
+        raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}; "
+                        "build "
+                        f"the spec with features={data.features}")
     given_val = val
     if val is None:
         normalizer, train, val = split_data(data, train_spec, model_spec)
@@ -190,6 +200,7 @@ def run_training(
     batch, spe, epochs = train_spec.budget(train.n)
     ocfg, optimizer = _optimizer(train_spec, epochs * spe)
     model = build(model_spec)
+    _check_memory(model, optimizer, model_spec, batch, train, mesh)  # before anything is allocated or written
     config = {
         "version": CONFIG_VERSION, "model": model_spec.to_dict(), "train": train_spec.to_dict(), "optimizer": ocfg,
         "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
@@ -276,8 +287,8 @@ def resume_training(
             other[key] = recorded[key] = fp
     bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
     if bad:
-        raise SpecError(f"train.{bad[0]}: cannot change when resuming; a resume may change "
-                        f"{', '.join(TrainSpec.RESUMABLE)}")
+        raise SpecError(f"train.{bad[0]}: cannot change when resuming; change only "
+                        f"{', '.join(TrainSpec.RESUMABLE)}, or train a new run")
     state = prog = None
     extra: dict = {}
     if (workdir / CHECKPOINT_FILE).exists():
@@ -314,7 +325,10 @@ def resume_training(
             callback(st, p)
 
     history: list[dict] = []
-    if done < epochs:
+    # a run that early stopping ended stays ended, unless a larger patience was given
+    stopped_early = prog is not None and train_spec.patience is not None and prog.bad_epochs >= train_spec.patience
+    if done < epochs and not stopped_early:
+        _check_memory(model, optimizer, model_spec, batch, train, mesh)
         state, history = _fit(model, optimizer, train, val, config, normalizer, batch=batch, epochs=epochs,
                               train_spec=train_spec, workdir=workdir, progress=progress, mesh=mesh,
                               step_kwargs=step_kwargs, callback=keep_best, state=state, resume=prog,
