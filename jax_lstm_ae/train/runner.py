@@ -122,6 +122,11 @@ def _epoch_saver(workdir: Path | None, config: dict, normalizer, callback):
 
     def on_epoch_end(state, prog: FitProgress):
         rec = prog.last_record
+        if not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(state.params)):
+            raise NonFiniteError(
+                f"training stopped after epoch {prog.epoch}: the parameters are not finite (the loss was "
+                f"{rec['loss']}); lower the learning rate or check the data for extreme values",
+                state, [], int(state.step))
         bad = {k: v for k, v in rec.items() if isinstance(v, float) and not np.isfinite(v)}
         if bad:  # fit stops on a non-finite training loss; a validation loss can still overflow
             name, value = next(iter(bad.items()))
@@ -129,13 +134,8 @@ def _epoch_saver(workdir: Path | None, config: dict, normalizer, callback):
                 f"training stopped after epoch {prog.epoch} (step {rec['step']}): the {name.replace('_', ' ')} is "
                 f"{value}; lower the learning rate or check the data for extreme values", state, [], int(state.step))
         if workdir is not None:
-            if not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(state.params)):
-                raise NonFiniteError(
-                    f"training stopped after epoch {prog.epoch}: the parameters are not finite (the loss was "
-                    f"{prog.last_record['loss']}); lower the learning rate or check the data for extreme values",
-                    state, [], int(state.step))
             save_run(workdir, state, config, normalizer, extra=prog.to_dict(), best_params=prog.best_params)
-            append_metrics(workdir, prog.last_record)
+            append_metrics(workdir, rec)
         if callback is not None:
             callback(state, prog)
 
