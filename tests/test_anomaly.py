@@ -313,3 +313,12 @@ def test_scorer_too_big_for_memory_is_refused_up_front():
     check_scorer_size(16, 2000, method="mae", level="window")
     with pytest.raises(ValueError, match="--level step"):
         A.fit_scorer(np.zeros((3, 16, 2000), np.float32))
+
+
+@pytest.mark.parametrize("method", ["mahalanobis", "mae", "mse"])
+def test_an_empty_sequence_scores_zero_not_nan(method):
+    e = np.random.default_rng(0).random((6, 5, 2)).astype(np.float32)
+    ls = np.array([5, 4, 0, 5, 3, 5])
+    scores, steps = A.score_errors(A.fit_scorer(e, ls, method=method, level="step"), e, ls)
+    assert np.all(np.isfinite(scores)) and scores[2] == 0.0 and np.all(steps[2] == 0.0)
+    assert np.isfinite(np.quantile(scores, 0.9))  # a threshold from these scores is a number

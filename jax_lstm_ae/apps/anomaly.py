@@ -264,14 +264,16 @@ def score_errors(scorer: Scorer, errors, lengths=None) -> tuple[np.ndarray, np.n
     """Error vectors [B, T, K] -> (window scores [B], step scores [B, T] or None).
 
     Step scores (zero on padding) exist for level='step' and for mae/mse;
-    a window-level Mahalanobis score has no per-step split."""
+    a window-level Mahalanobis score has no per-step split. An empty
+    sequence (length 0) scores 0: it holds nothing that could be anomalous
+    (never -inf or NaN, which would poison a threshold taken from the scores)."""
     e = _check_errors(errors)
     ls = _lengths(e, lengths)
     valid = np.arange(e.shape[1])[None, :] < ls[:, None]
     if scorer.method in ("mae", "mse"):
         per = np.abs(e) if scorer.method == "mae" else np.square(e)
         steps = np.where(valid, per.mean(axis=-1), 0.0)
-        return steps.sum(axis=1) / ls, steps
+        return steps.sum(axis=1) / np.maximum(ls, 1), steps
     if scorer.level == "window":
         if e.shape[1] != scorer.steps or np.any(ls != e.shape[1]):
             raise ValueError(
@@ -280,7 +282,7 @@ def score_errors(scorer: Scorer, errors, lengths=None) -> tuple[np.ndarray, np.n
             )
         return mahalanobis(scorer.gaussian, e.reshape(e.shape[0], -1)), None
     steps = np.where(valid, mahalanobis(scorer.gaussian, e), 0.0)
-    return np.where(valid, steps, -np.inf).max(axis=1), steps
+    return np.where(ls > 0, np.where(valid, steps, -np.inf).max(axis=1), 0.0), steps
 
 
 # ----------------------------------------------------------------- series
