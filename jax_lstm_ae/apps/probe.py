@@ -17,7 +17,7 @@ weights zero out each fold's held-out rows, so shapes never change).
 The SVM (:func:`fit_svm`) is the unsupervised-representation protocol of the
 UCR/UEA literature (T-Loss, TS2Vec): an RBF-kernel SVM on standardised
 features, C picked by stratified k-fold CV on the training rows. It needs
-scikit-learn (``pip install 'jax_lstm_ae[bench]'``), imported only when called.
+scikit-learn (``pip install 'jax_lstm_ae[cli]'``), imported only when called.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def _sklearn():
         import sklearn  # noqa: F401
     except ImportError:
         raise ImportError(
-            "the SVM classifier needs scikit-learn: pip install 'jax_lstm_ae[bench]' (or scikit-learn), "
+            "the SVM classifier needs scikit-learn: pip install 'jax_lstm_ae[cli]' (or scikit-learn), "
             "or use the linear probe"
         ) from None
 
