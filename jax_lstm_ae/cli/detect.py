@@ -48,8 +48,9 @@ def register(sub) -> None:
                    help="Gaussian per window ([T*F] vector) or per step ([F]); default window for equal-length "
                         "sequences, step otherwise")
     p.add_argument("--threshold", default="auto",
-                   help="fbeta (needs labels), contamination, meanstd, auto, or a number (auto: fbeta with labels, "
-                        "else contamination for a run of the series pipeline or with --fit-data, else meanstd)")
+                   help="contamination, meanstd, auto, a number, or fbeta (an oracle figure: the threshold that "
+                        "maximises F-beta on the very labels it is scored on; needs labels); auto never reads labels: "
+                        "contamination for a run of the series pipeline or with --fit-data, else meanstd")
     p.add_argument("--beta", type=number(">0"), default=0.1, help="F-beta for --threshold fbeta (EncDec-AD uses 0.1)")
     p.add_argument("--contamination", type=number("[0,1)"), default=0.01,
                    help="share of the scored items (points of a series) to flag: the threshold is that quantile "

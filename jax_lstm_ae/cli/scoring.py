@@ -44,11 +44,12 @@ def read_labels(path, n: int, what: str) -> np.ndarray:
 def threshold(args, labels, scores, fit_scores, fitted_on_normal: bool):
     kind = args.threshold
     if kind == "auto":
-        kind = "fbeta" if labels is not None else ("contamination" if fitted_on_normal else "meanstd")
+        kind = "contamination" if fitted_on_normal else "meanstd"  # never the labels the scores are judged on
     if kind == "fbeta":
         if labels is None:
             fail("--threshold fbeta needs labels; pass --labels FILE (or --normal-class C), or use --threshold auto")
-        return best_fbeta_threshold(labels, scores, args.beta).value, f"max F{args.beta:g} on the given labels"
+        return (best_fbeta_threshold(labels, scores, args.beta).value,
+                f"oracle: max F{args.beta:g} on the scored labels themselves")
     if kind == "contamination":
         # the quantile of the scores being cut, so --contamination c flags about c of them
         return contamination_threshold(scores, args.contamination), f"contamination {args.contamination:g}"
