@@ -79,12 +79,18 @@ def budget_epochs(n_train: int, batch_size: int, epochs: int | None = None, min_
 
 
 class _Progress:
-    """One status line: rewritten in place on a terminal, one line per epoch otherwise."""
+    """Progress on ``stream``: a few lines a run, not one an epoch. The first
+    and the last epoch get a line, and one more whenever ``LINE_EVERY_S``
+    seconds have passed since the last; on a terminal a bar is redrawn in
+    place in between."""
+
+    LINE_EVERY_S = 30.0
 
     def __init__(self, stream: TextIO | None, epochs: int, spe: int):
         self.stream, self.epochs, self.spe = stream, epochs, spe
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self.last = 0.0
+        self.last_line = None  # when the last permanent line was written
 
     def step(self, epoch: int, i: int, loss: float, seq_s: float) -> None:
         if not self.tty or time.perf_counter() - self.last < 0.2:
@@ -96,15 +102,21 @@ class _Progress:
         )
         self.stream.flush()
 
-    def epoch(self, rec: dict) -> None:
+    def epoch(self, rec: dict, *, last: bool = False) -> None:
         if self.stream is None:
             return
+        now = time.perf_counter()
+        due = self.last_line is None or last or rec["epoch"] >= self.epochs or now - self.last_line >= self.LINE_EVERY_S
         val = f" val {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
         line = (
             f"epoch {rec['epoch']}/{self.epochs} step {rec['step']} loss {rec['loss']:.5f}{val} "
             f"{rec['seq_per_s']:,.0f} seq/s {rec['time_s']:.1f}s"
         )
-        self.stream.write(("\r" + line + " " * 20 + "\n") if self.tty else line + "\n")
+        if due:
+            self.last_line = now
+            self.stream.write(("\r" + line + " " * 20 + "\n") if self.tty else line + "\n")
+        elif self.tty:
+            self.stream.write("\r" + line + " " * 20)
         self.stream.flush()
 
 
@@ -305,16 +317,17 @@ def fit(
                 rec,
             )
             history.append(rec)
-            bar.epoch(rec)
+            stopping = patience is not None and prog.bad_epochs >= patience
+            bar.epoch(rec, last=stopping or (max_steps is not None and step >= max_steps))
             # The checkpoint first: a kill between the two then leaves an epoch
             # the log lacks (recoverable from the checkpoint), never one the
             # checkpoint lacks (which a resume would log twice).
             if on_epoch_end is not None:
                 on_epoch_end(state, prog)
             if log is not None:
-                log.write(json.dumps(rec) + "\n")
+                log.write(json.dumps(rec, allow_nan=False) + "\n")
                 log.flush()
-            if patience is not None and prog.bad_epochs >= patience:
+            if stopping:
                 if stream is not None:
                     stream.write(f"early stop: no improvement for {patience} epochs (best epoch {prog.best_epoch})\n")
                 break
