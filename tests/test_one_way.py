@@ -93,3 +93,18 @@ def test_sequences_api_cli_bench(tmp_path):
     _same(api.params_, run.params)
     test = load_sequences(tmp_path / "ecg" / "test.txt")
     assert np.array_equal(_scores(tmp_path / "ecg" / "scores.csv"), api.decision_function(test.x))
+
+
+def test_a_saved_detector_scores_with_the_params_it_was_fitted_with(tmp_path):
+    """A detector scores with the best validation epoch's params, which need not be the last state's:
+    save / load keeps those (here made to differ from the state's on purpose)."""
+    from jax_lstm_ae.apps.detectors import load_detector
+
+    series = periodic_series(n=1500)
+    det = SeriesAnomalyDetector(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64).fit(series[:1200])
+    det.params_ = jax.tree.map(lambda a: a * 1.01, det.params_)  # as if an earlier epoch had been the best
+    det.save(tmp_path / "d")
+    again = load_detector(tmp_path / "d")
+    _same(det.params_, again.params_)
+    _same(det.state_, again.state_)
+    assert np.array_equal(det.decision_function(series), again.decision_function(series))

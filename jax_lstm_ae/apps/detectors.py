@@ -138,12 +138,12 @@ class _Detector(_Params):
     def fit_predict(self, *args, **kwargs) -> np.ndarray:
         return self.fit(*args, **kwargs).labels_
 
-    def _train(self, model_spec, train_spec, data: Dataset) -> None:
+    def _train(self, model_spec, train_spec, data: Dataset, workdir=None) -> None:
         """The autoencoder through the runner (nothing with ``raw``): model_, params_, state_, config_."""
         self.model_ = self.params_ = self.state_ = None
         self.config_ = {}
         if not self.raw:
-            r: TrainResult = run_training(model_spec, train_spec, data, progress=self.progress)
+            r: TrainResult = run_training(model_spec, train_spec, data, progress=self.progress, workdir=workdir)
             self.model_, self.params_, self.state_, self.config_ = r.model, r.params, r.state, r.config
             self.config_["result"] = {"steps": int(r.state.step), "epochs_run": len(r.history)}
 
@@ -164,8 +164,9 @@ class _Detector(_Params):
         run_dir.mkdir(parents=True, exist_ok=True)
         if self.model_ is not None:
             self.config_ = {**self.config_, "data": {**self._data_config(), **(data or {})}}
+            # the last state (to resume from) and the params the detector scores with (the best epoch's)
             save_run(run_dir, self.state_, self.config_, self.normalizer_,
-                     extra={"epoch": self.config_.get("result", {}).get("epochs_run")})
+                     extra={"epoch": self.config_.get("result", {}).get("epochs_run")}, best_params=self.params_)
         g = self.scorer_.gaussian
         meta = {
             "kind": self._kind, "params": _jsonable(self.get_params()), "threshold": self.threshold_,
@@ -267,10 +268,11 @@ class SeriesAnomalyDetector(_Detector):
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
         self.holdout, self.contamination, self.seed, self.raw, self.progress = holdout, contamination, seed, raw, progress
 
-    def fit(self, X, y=None, *, plan: SeriesPlan | None = None):
+    def fit(self, X, y=None, *, plan: SeriesPlan | None = None, workdir=None):
         """Fit on a normal stretch X[N_t, F] (y is ignored: the pipeline reads no labels).
 
-        ``plan``: reuse these preprocessing choices instead of making them from X."""
+        ``plan``: reuse these preprocessing choices instead of making them from X.
+        ``workdir``: train as a run folder there (checkpoints, metrics.jsonl), then ``save`` into it."""
         s = _as_2d(X)
         self.plan_ = plan or plan_series(s, window=self.window, stride=self.stride)
         windows, _ = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
@@ -288,7 +290,7 @@ class SeriesAnomalyDetector(_Detector):
             raise ValueError(f"the training stretch gives {ds.n} window(s), too few to hold any out; give more rows")
         self.n_features_ = s.shape[1]
         self.data_counts_ = {"n": ds.n, "n_train": fit_ds.n, "n_val": hold.n}  # windows
-        self._train(model_spec, train_spec, ds)
+        self._train(model_spec, train_spec, ds, workdir)
         self.scorer_ = fit_scorer(self._errors(hold), method="mahalanobis", level="window")
         self._set_threshold(self.decision_function(s))
         return self

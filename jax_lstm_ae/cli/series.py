@@ -64,9 +64,10 @@ def train_series(args) -> int:
     with run_lock(out, make_parents(out.parent)):
         work = new_partial(out)
         try:
-            det.fit(series[a:b])
+            det.fit(series[a:b], workdir=work)  # checkpoints and metrics.jsonl as any run's
             det.save(work, data={"source": str(Path(args.data).resolve()), "format": "series",
                                  "columns": args.columns, "train_rows": [a, b]})
+            _plot_losses(work)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -75,8 +76,18 @@ def train_series(args) -> int:
     print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
     print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
           f"{det.contamination:g} of the training rows)")
-    print(f"run saved in {out}/: config.json checkpoint.msgpack detector.json detector.npz")
+    made = " ".join(f for f in ("metrics.jsonl", "loss.png") if (out / f).exists())
+    print(f"run saved in {out}/: config.json checkpoint.msgpack detector.json detector.npz {made}".rstrip())
     return 0
+
+
+def _plot_losses(work: Path) -> None:
+    from jax_lstm_ae.cli.plots import have_matplotlib, plot_losses
+    from jax_lstm_ae.train.checkpoint import read_metrics
+
+    history = read_metrics(work / "metrics.jsonl")
+    if history and have_matplotlib():
+        plot_losses(history, work / "loss.png")
 
 
 def detect_series(args, plan: FilesPlan) -> int:
