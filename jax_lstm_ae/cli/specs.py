@@ -152,6 +152,8 @@ def apply_flags(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tra
         _set(dicts["model"], path, _plain(value))
     if getattr(args, "loss", None) is None:
         dicts["model"]["head"]["loss"] = None  # the head's own loss
+    if getattr(args, "epochs", None) is not None and getattr(args, "min_steps", None) is None:
+        dicts["train"]["min_steps"] = None  # --epochs alone is exact, whatever minimum the preset has
     try:
         return ModelSpec.from_dict(dicts["model"]), TrainSpec.from_dict(dicts["train"])
     except SpecError as e:
