@@ -29,13 +29,16 @@ from jax_lstm_ae.data import Dataset, Normalizer, train_val_split
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.nn.spec import HeadKind, ModelSpec, SpecError, build
 from jax_lstm_ae.train.checkpoint import (
+    CHECKPOINT_FILE,
     CONFIG_FILE,
+    CONFIG_VERSION,
     RunError,
     append_metrics,
     atomic_write,
     build_optimizer,
     load_run,
     optimizer_config,
+    read_config,
     save_run,
     sync_metrics,
 )
@@ -44,8 +47,6 @@ from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, fit, fit_progress
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
 from jax_lstm_ae.train.spec import Normalize, OptimizerSpec, Schedule, TrainSpec
 from jax_lstm_ae.train.step import TrainState
-
-CONFIG_VERSION = 2
 
 
 class TrainResult(NamedTuple):
@@ -189,8 +190,7 @@ def run_training(
     """
     if data.features != model_spec.features and model_spec.encoder.vocab_size is None:
         raise SpecError(f"model.features: the data has F={data.features} features, the spec {model_spec.features}; "
-                        "build "
-                        f"the spec with features={data.features}")
+                        f"build the spec with features={data.features}")
     given_val = val
     if val is None:
         normalizer, train, val = split_data(data, train_spec, model_spec)
@@ -265,8 +265,6 @@ def resume_training(
     Data whose fingerprint differs from the recorded one is refused unless
     ``allow_other_data``."""
     workdir = Path(workdir)
-    from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE, read_config
-
     config = read_config(workdir)
     try:
         model_spec, train_spec = read_specs(config)
