@@ -56,6 +56,7 @@ from jax_lstm_ae.train.spec import OptimizerSpec, TrainSpec  # noqa: E402
 from jax_lstm_ae.apps.metrics import roc_auc  # noqa: E402
 from jax_lstm_ae.apps.probe import compare_representations, confusion_matrix, encode_all  # noqa: E402
 from jax_lstm_ae.apps.probe import fit_pca, fit_probe, pca_transform  # noqa: E402
+from jax_lstm_ae.data import ecg5000_files, stratified_split  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
@@ -274,18 +275,13 @@ def ecg_cli(args) -> dict:
     t0 = time.perf_counter()
     ds = load_sequences(ECG)
     y = ds.labels.astype(int)
-    rng = np.random.default_rng(args.seed)
-    tr, te = [], []
-    for c in np.unique(y):
-        p, q = _split(np.flatnonzero(y == c), (0.6, 0.4), rng)
-        tr.append(p)
-        te.append(q)
-    tr, te = np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
-    rows = [line for line in ECG.read_text().splitlines() if line.strip()]
+    # the split `jax-lstm-ae data ecg5000 --seed S` writes (the package's copy of this file)
+    tr, te = stratified_split(y, (0.6, 0.4), args.seed)
     work = Path(args.ecg_dir or tempfile.mkdtemp(prefix="ecg5000_"))
     work.mkdir(parents=True, exist_ok=True)
-    (work / "train.txt").write_text("\n".join(rows[i] for i in tr) + "\n")
-    (work / "test.txt").write_text("\n".join(rows[i] for i in te) + "\n")
+    files = ecg5000_files(args.seed)
+    for name in ("train.txt", "test.txt"):
+        (work / name).write_bytes(files[name])
     train_cmd = ["train", "--data", str(work / "train.txt"), "--normal-class", "1", "--out", str(work / "run"),
                  "--force", "--hidden", "64", "--embedding-dim", "32", "--batch-size", "16", "--lr", "5e-3",
                  "--schedule", "cosine", "--epochs", str(args.ecg_epochs), "--seed", str(args.seed), "--quiet",

@@ -31,7 +31,7 @@ from jax_lstm_ae.train.allocator import tune_cpu_allocator
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jax_lstm_ae.cli.train", "jax_lstm_ae.cli.arrays", "jax_lstm_ae.cli.info", "jax_lstm_ae.cli.detect",
-    "jax_lstm_ae.cli.probe",
+    "jax_lstm_ae.cli.probe", "jax_lstm_ae.cli.data",
 )  # fmt: skip
 
 

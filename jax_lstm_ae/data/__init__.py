@@ -9,10 +9,12 @@ Modules, each importing only those above it:
   loaders      load_sequences / load_series: pick the format, lay out the sequences
   normalize    Normalizer
   batching     batches, train_val_split
-  synthetic    built-in data sets
+  synthetic    built-in synthetic sets
+  builtin      data files shipped with the package (ECG5000's training file)
 """
 
 from jax_lstm_ae.data.batching import batches, train_val_split
+from jax_lstm_ae.data.builtin import BUILTIN, builtin_file, ecg5000_files, stratified_split
 from jax_lstm_ae.data.core import Batch, DataError, Dataset, count_empty, from_arrays, pad_sequences
 from jax_lstm_ae.data.loaders import FORMATS, load_sequences, load_series
 from jax_lstm_ae.data.normalize import Normalizer
@@ -21,6 +23,7 @@ from jax_lstm_ae.data.ts import TsFile, TsHeader, load_ts, read_ts
 from jax_lstm_ae.data.windows import sliding_windows, windows_to_points
 
 __all__ = [
+    "BUILTIN",
     "Batch",
     "DataError",
     "Dataset",
@@ -29,7 +32,9 @@ __all__ = [
     "TsFile",
     "TsHeader",
     "batches",
+    "builtin_file",
     "count_empty",
+    "ecg5000_files",
     "from_arrays",
     "load_sequences",
     "load_series",
@@ -37,6 +42,7 @@ __all__ = [
     "pad_sequences",
     "read_ts",
     "sliding_windows",
+    "stratified_split",
     "synthetic",
     "train_val_split",
     "windows_to_points",
