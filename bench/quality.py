@@ -28,7 +28,9 @@ Series: the label-free pipeline of jax_lstm_ae.apps.series (what `jax-lstm-ae
   row) is trained on the normal stretch, next to the same pipeline on raw
   windows and a matrix-profile discord score (stumpy). Every row of the
   series is scored: point ROC AUC, PR AUC, best range-based F1 (Tatbul et al.
-  2018, alpha 0, flat bias; best over score quantiles), whether the top row
+  2018, alpha 0, flat bias; best over score quantiles), VUS-PR / VUS-ROC and
+  range-AUC-PR / -ROC (Paparrizos et al. 2022, as TSB-AD 1.5 computes them,
+  window 100: jax_lstm_ae.apps.range_metrics), whether the top row
   lies in a labelled stretch, and for the UCR archive series whether it lies
   within 100 rows of one (the archive's score).
 """
@@ -211,6 +213,7 @@ def series_row(args, name: str, path, columns, spans, train_rows, *, ucr: bool =
     from jax_lstm_ae.apps.baselines import matrix_profile_scores
     from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
     from jax_lstm_ae.apps.metrics import best_range_f1, pr_auc, top_in_stretch
+    from jax_lstm_ae.apps.range_metrics import vus_metrics
     from jax_lstm_ae.apps.series import labels_from_stretches, stretches
 
     t0 = time.perf_counter()
@@ -245,7 +248,7 @@ def series_row(args, name: str, path, columns, spans, train_rows, *, ucr: bool =
         assert np.all(np.isfinite(s)) and s.shape == (n,)
         rf1, _ = best_range_f1(labels, s)
         row[kind] = {
-            "roc_auc": roc_auc(labels, s), "pr_auc": pr_auc(labels, s), "range_f1": rf1,
+            "roc_auc": roc_auc(labels, s), "pr_auc": pr_auc(labels, s), "range_f1": rf1, **vus_metrics(labels, s),
             "roc_auc_after_train": roc_auc(labels[test], s[test]) if labels[test].any() else None,
             "top_row": int(np.argmax(s)), "top_in_stretch": top_in_stretch(labels, s),
             **({"ucr_top_within_100": top_in_stretch(labels, s, 100)} if ucr else {}), **info[kind],
@@ -361,9 +364,9 @@ def scoring_speed(args) -> dict:
 
 # ----------------------------------------------------------------- main
 def _series_line(r) -> str:
-    """| series | plan | ROC AUC | PR AUC | range F1 | top row in a stretch | wall | for LSTM / raw / MP."""
+    """| series | plan | ROC AUC | PR AUC | range F1 | VUS-PR | top row in a stretch | wall | for LSTM / raw / MP."""
     if "skipped" in r:
-        return f"| {r['row'][7:]} | skipped: {r['skipped']} | | | | | |"
+        return f"| {r['row'][7:]} | skipped: {r['skipped']} | | | | | | |"
     k3 = ("lstm", "raw", "mp")
     p = r["plan"]
     plan = (f"rows {r['train_rows'][0]}:{r['train_rows'][1]}; period {p['period'] or '-'}, pool {p['pool']}, "
@@ -373,10 +376,11 @@ def _series_line(r) -> str:
         return " / ".join(fmt(r[k][key]) for k in k3)
 
     top = cell("top_in_stretch", lambda v: "yes" if v else "no")
+    vus = " / ".join(f"{r[k]['vus_pr']:.3f}" if "vus_pr" in r[k] else "-" for k in k3)  # rows saved before VUS: -
     if "ucr_top_within_100" in r["lstm"]:
         top += " (UCR +-100: " + cell("ucr_top_within_100", lambda v: "yes" if v else "no") + ")"
     return (f"| {r['row'][7:]} | {plan} | {cell('roc_auc', '{:.3f}'.format)} | {cell('pr_auc', '{:.3f}'.format)} "
-            f"| {cell('range_f1', '{:.3f}'.format)} | {top} | {r['wall_s']:.0f} s |")
+            f"| {cell('range_f1', '{:.3f}'.format)} | {vus} | {top} | {r['wall_s']:.0f} s |")
 
 
 def _table(rows):
@@ -384,8 +388,8 @@ def _table(rows):
     rows = [r for r in rows if not r["row"].startswith("series ")]
     text = _other_table(rows) if rows else ""
     if series:
-        head = ["| series | training rows; plan | point ROC AUC (LSTM / raw / MP) | PR AUC | best range F1 "
-                "| top row in a stretch | wall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        head = ["| series | training rows; plan | point ROC AUC (LSTM / raw / MP) | PR AUC | best range F1 | VUS-PR "
+                "| top row in a stretch | wall |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         text += ("\n\n" if text else "") + "\n".join(head + [_series_line(r) for r in series])
     return text
 

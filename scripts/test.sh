@@ -2,4 +2,9 @@
 # The test command: set up .venv, install the package with its test extra, run pytest.
 EXTRAS=test
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+# The reference for tests/test_range_metrics.py (VUS, range-AUC): TSB-AD's evaluation code needs only numpy and
+# scikit-learn, but the package pins numpy < 2 and pulls torch: --no-deps keeps our numpy and installs nothing else.
+python -m pip install -q --disable-pip-version-check --no-deps "TSB-AD==1.5"
+python -c "from TSB_AD.evaluation.metrics import get_metrics" \
+  || { echo "TSB-AD 1.5's evaluation module does not import; tests/test_range_metrics.py would skip" >&2; exit 1; }
 python -m pytest "$@"

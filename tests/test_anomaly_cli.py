@@ -75,7 +75,9 @@ def test_detect_on_a_long_series_points_at_the_anomaly(run_dir, capsys):
     assert table.shape == (1200, 4)
     assert 690 <= np.argmax(table[:, 1]) <= 722
     assert roc_auc(labels, table[:, 1]) >= 0.95
-    assert "windows of 32 rows, stride 4 (given)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "windows of 32 rows, stride 4 (given)" in printed
+    assert all(f"{k} " in printed for k in ("roc_auc", "vus_pr", "range_auc_pr"))  # point and range-aware, side by side
     flags = table[:, 2].astype(bool)
     # the threshold is the 98th percentile of the scored points: about 2 % of them are flagged
     assert flags.mean() == pytest.approx(0.02, abs=0.002)

@@ -3,6 +3,7 @@ baselines, linear probe, weight import."""
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_gaussian, fit_scorer, ledoit_wolf_shrinkage, mahalanobis, points_from_windows, score_errors, window_overlaps
 from jax_lstm_ae.apps.metrics import Threshold, as_binary_labels, best_fbeta_threshold, best_range_f1, confusion, contamination_threshold, detection_report, f1, fbeta, mean_std_threshold, pr_auc, precision, range_f1, range_precision_recall, recall, roc_auc, top_in_stretch
+from jax_lstm_ae.apps.range_metrics import RangeSurface, range_auc_pr, range_auc_roc, series_report, vus_metrics, vus_pr, vus_roc, vus_surface
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict
 from jax_lstm_ae.apps.probe import CLASSIFIERS, PCA, Probe, SVM, classify, compare_representations, confusion_matrix, encode_all, fit_pca, fit_probe, fit_svm, pca_transform, probe_accuracy, probe_predict, resample, svm_predict
 from jax_lstm_ae.apps.torch_port import embedding_from_torch, linear_from_torch, lstm_from_torch, recurrent_autoencoder_from_torch, token_encoder_from_torch
@@ -17,6 +18,7 @@ __all__ = [
     "Gaussian",
     "PCA",
     "Probe",
+    "RangeSurface",
     "SVM",
     "Scorer",
     "SequenceAnomalyDetector",
@@ -65,6 +67,8 @@ __all__ = [
     "precision",
     "probe_accuracy",
     "probe_predict",
+    "range_auc_pr",
+    "range_auc_roc",
     "range_f1",
     "range_precision_recall",
     "recall",
@@ -73,10 +77,15 @@ __all__ = [
     "roc_auc",
     "score_errors",
     "sequential_from_keras",
+    "series_report",
     "stretches",
     "svm_predict",
     "token_encoder_from_torch",
     "top_in_stretch",
     "top_stretches",
+    "vus_metrics",
+    "vus_pr",
+    "vus_roc",
+    "vus_surface",
     "window_overlaps",
 ]

@@ -12,6 +12,7 @@ import numpy as np
 
 from jax_lstm_ae.apps.anomaly import check_scorer_size, error_vectors, fit_scorer, points_from_windows, score_errors
 from jax_lstm_ae.apps.metrics import detection_report
+from jax_lstm_ae.apps.range_metrics import series_report
 from jax_lstm_ae.apps.series import top_stretches
 from jax_lstm_ae.cli.args import (
     add_common_args, add_data_args, data_for_run, is_number, load_data, load_run_for_use, normal_only, setup_common,
@@ -142,7 +143,7 @@ def run_detect(args) -> int:
         top = np.argsort(-scores, kind="stable")[: args.top]
         print("top sequences (index score): " + ", ".join(f"{i} {scores[i]:.4g}" for i in top))
     if labels is not None and labels.any() and not labels.all():
-        rep = detection_report(labels, scores, thr)
+        rep = series_report(labels, scores, thr) if series is not None else detection_report(labels, scores, thr)
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
     print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
     return 0

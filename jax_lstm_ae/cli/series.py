@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_lstm_ae.apps.metrics import detection_report
+from jax_lstm_ae.apps.range_metrics import series_report
 from jax_lstm_ae.apps.series import points_to_rows, top_stretches
 from jax_lstm_ae.cli.args import parse_rows, setup_common
 from jax_lstm_ae.cli.outputs import FilesPlan, inputs_of, plan_run_dir, write_bytes
@@ -126,7 +126,7 @@ def detect_series(args, plan: FilesPlan) -> int:
     spans = top_stretches(scores, thr, args.top)
     print_stretches(spans)
     if labels is not None and labels.any() and not labels.all():
-        rep = detection_report(labels, scores, thr)
+        rep = series_report(labels, scores, thr)
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
     if args.explain:
         rows = explain_stretches(det, spans, w, starts, err, columns)
