@@ -10,8 +10,11 @@ batches of B 32 drawn from 640 standard-normal sequences (20 steps an epoch;
 every model its own seed). Implementations, all training K models to the end:
 
 - ``ours:vmap``, ``ours:map``, ``ours:loop``: ``run_training_many`` with that
-  strategy (one call; ``auto`` picks one of them, marked in the table);
-- ``ours:one_by_one``: ``run_training`` called K times (our single-model path);
+  strategy (one call; ``auto`` picks one of them, marked in the table), with
+  ``mesh=use_all_cores()`` as the ``jax-lstm-ae`` command sets up (vmap and
+  map split the K models over one CPU device per core; ``--one-device``: not);
+- ``ours:one_by_one``: ``run_training`` called K times (our single-model path,
+  with the same mesh: each batch split over the cores);
 - ``torch:loop``: a Python loop over K ``nn.LSTM`` autoencoders
   (``peers.torch_peer.Autoencoder``), each its own Adam, the loop a user writes;
 - ``torch:vmap``: the K models stacked with ``torch.func.stack_module_state``
@@ -47,6 +50,9 @@ def _data():
     return Dataset(x, np.full(N, T, np.int32))
 
 
+MESH = None  # one CPU device per core (use_all_cores), unless --one-device
+
+
 def ours(strategy: str, k: int, steps: int):
     from jax_lstm_ae.nn import ModelSpec
     from jax_lstm_ae.train import OptimizerSpec, TrainSpec, run_training
@@ -57,8 +63,8 @@ def ours(strategy: str, k: int, steps: int):
     specs = [TrainSpec(batch_size=B, epochs=max(steps // spe, 1), min_steps=0, val_fraction=0.0, seed=s,
                        optimizer=OptimizerSpec(learning_rate=1e-3, clip_norm=0.0)) for s in range(k)]
     if strategy == "one_by_one":
-        return lambda: [run_training(model, s, data) for s in specs]
-    return lambda: run_training_many(model, specs, data, strategy=strategy)
+        return lambda: [run_training(model, s, data, mesh=MESH) for s in specs]
+    return lambda: run_training_many(model, specs, data, strategy=strategy, mesh=MESH)
 
 
 def torch_impl(kind: str, k: int, steps: int):
@@ -122,14 +128,20 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", default="1,8,32", help="numbers of models, comma-separated")
     p.add_argument("--steps", type=int, default=200, help="training steps of each model (20 an epoch)")
-    p.add_argument("--reps", type=int, default=None, help="timed rounds after the warm-up (default: 3; 2 from K 8; 1 from K 32)")
+    p.add_argument("--reps", type=int, default=None, help="timed rounds after the warm-up (default: 3; 2 from K 32; 1 from K 64)")
     p.add_argument("--impl", default=",".join(IMPLS), help=f"comma-separated, of {', '.join(IMPLS)}")
-    p.add_argument("--torch-vmap-max-k", type=int, default=8,
-                   help="run torch:vmap up to this K (it falls back to a loop per model inside: slow)")
+    p.add_argument("--one-device", action="store_true", help="ours on one CPU device (default: one per core)")
+    p.add_argument("--torch-vmap-max-k", type=int, default=1,
+                   help="run torch:vmap up to this K, one round (it falls back to a loop per model inside: slow)")
     p.add_argument("--quick", action="store_true", help="K = 1, 4 and 20 steps, one round: a smoke run")
     a = p.parse_args(argv)
     if a.quick:
         a.k, a.steps, a.reps = "1,4", 20, 1
+    global MESH
+    if not a.one_device:
+        from jax_lstm_ae import use_all_cores
+
+        MESH = use_all_cores()  # before JAX starts: what the jax-lstm-ae command does
     import jax
     import torch
 
@@ -138,11 +150,11 @@ def main(argv=None) -> None:
     auto = resolve_strategy("auto")
     impls = a.impl.split(",")
     print(f"# many models: T {T}, F {F}, H=E {E}, B {B}, {a.steps} steps each; jax {jax.__version__} on "
-          f"{jax.default_backend()}, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+          f"{jax.default_backend()} ({len(jax.devices())} devices for ours), torch {torch.__version__} ({torch.get_num_threads()} threads); "
           f"auto -> {auto}\n", flush=True)
     rows = []
     for k in [int(v) for v in a.k.split(",")]:
-        reps = a.reps if a.reps is not None else (3 if k < 8 else 2 if k < 32 else 1)
+        reps = a.reps if a.reps is not None else (3 if k < 32 else 2 if k < 64 else 1)
         runs, first, times = {}, {}, {}
         for impl in impls:
             try:
@@ -157,7 +169,7 @@ def main(argv=None) -> None:
                 print(f"K {k} {impl}: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:120]})", flush=True)
                 runs.pop(impl, None)
         for r in range(reps):
-            names = list(runs)
+            names = [i for i in runs if i != "torch:vmap" or r == 0]
             for impl in names[r % len(names):] + names[:r % len(names)]:
                 t0 = time.perf_counter()
                 runs[impl]()

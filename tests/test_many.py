@@ -104,3 +104,33 @@ def test_run_folder_encode_and_scores(tmp_path):
     z_raw = result.encode(x, lengths)  # through each model's normaliser
     want = result.model.encode(result.pick(1), result.normalizers[1].apply(data.take(np.arange(5))).x, lengths)
     assert _max_diff(z_raw[1], want) < 1e-5
+
+
+_DEVICES = r"""
+import jax
+jax.config.update("jax_num_cpu_devices", 2)
+import numpy as np
+from jax.sharding import Mesh
+from jax_lstm_ae.data import Dataset
+from jax_lstm_ae.nn.spec import ModelSpec
+from jax_lstm_ae.train import TrainSpec, run_training_many
+rng = np.random.default_rng(0)
+data = Dataset(rng.standard_normal((24, 10, 2)).astype(np.float32), np.full(24, 10, np.int32))
+model, specs = ModelSpec(features=2, embedding_dim=4), [TrainSpec(batch_size=8, epochs=2, seed=s) for s in range(4)]
+mesh = Mesh(np.array(jax.devices()), ("data",))
+split = run_training_many(model, specs, data, strategy="map", mesh=mesh)
+plain = run_training_many(model, specs, data, strategy="loop")
+diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(split.params), jax.tree.leaves(plain.params)))
+print(split.config["runtime"]["devices"], diff)
+"""
+
+
+def test_models_split_over_cpu_devices():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", _DEVICES], env=env, capture_output=True, text=True, check=True)
+    devices, diff = out.stdout.split()
+    assert devices == "2" and float(diff) < TOL

@@ -48,7 +48,8 @@ from jax_lstm_ae.nn.spec import ModelSpec, SpecError, build
 from jax_lstm_ae.train.checkpoint import (CHECKPOINT_FILE, CONFIG_FILE, RunError, atomic_write, load_checkpoint,
                                           read_config, save_checkpoint)
 from jax_lstm_ae.train.fit import SYNC_EVERY, NonFiniteError
-from jax_lstm_ae.train.many_steps import Models, noise_of, stack_trees, unit_schedule, many_optimizer, many_steps
+from jax_lstm_ae.train.many_steps import (Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees,
+                                          unit_schedule)
 from jax_lstm_ae.train.memory import check_train_memory
 from jax_lstm_ae.train.runner import CONFIG_VERSION, _optimizer, _runtime, data_fingerprint, normalize_mode, split_data
 from jax_lstm_ae.train.spec import TrainSpec
@@ -157,13 +158,16 @@ def _prepare(model_spec: ModelSpec, specs: list[TrainSpec], data, val) -> tuple[
 def run_training_many(
     model_spec: ModelSpec, train_specs: Sequence[TrainSpec], data: Dataset | Sequence[Dataset], *,
     val: Dataset | Sequence[Dataset] | None = None, workdir=None, strategy: str = "auto", progress=False,
+    mesh=None,
 ) -> ManyResult:
     """Train K = ``len(train_specs)`` models of ``model_spec`` in one program.
 
     ``data``: one Dataset for every model, or K Datasets of one shape (T, F),
     one detector per series; ``val`` likewise (then nothing is split off).
     Each model is split, normalised and trained as :func:`run_training` does
-    with its spec. ``strategy``: ``auto``, ``vmap``, ``map`` or ``loop``."""
+    with its spec. ``strategy``: ``auto``, ``vmap``, ``map`` or ``loop``.
+    ``mesh`` (e.g. ``use_all_cores()``): ``vmap`` and ``map`` split the K
+    models over its devices (as many as divide K); ``loop`` ignores it."""
     specs = list(train_specs)
     check_specs(specs)
     k_models, strategy = len(specs), resolve_strategy(strategy)
@@ -180,9 +184,11 @@ def run_training_many(
                  for d, p in zip(datas[:1] if isinstance(data, Dataset) else datas, parts)],
         "runtime": dict(_runtime(model_spec, None), strategy=strategy), "chosen": None,
     }
-    models = Models(strategy, many_steps(model, unit_schedule(specs[0], epochs * spe), noise_of(specs[0])[0], strategy),
-                     [create_train_state(model, o, jax.random.PRNGKey(s.seed)) for s, o in zip(specs, optimizers)],
-                     [noise_of(s)[1] for s in specs])
+    mesh = None if strategy == "loop" else models_mesh(mesh, k_models)
+    config["runtime"]["devices"] = 1 if mesh is None else int(mesh.devices.size)
+    steps = many_steps(model, unit_schedule(specs[0], epochs * spe), noise_of(specs[0])[0], strategy, mesh)
+    models = Models(strategy, steps, [create_train_state(model, o, jax.random.PRNGKey(s.seed))
+                                      for s, o in zip(specs, optimizers)], [noise_of(s)[1] for s in specs], mesh)
     stream = sys.stderr if progress is True else (progress or None)
     active, errors = [True] * k_models, [None] * k_models
     histories: list[list[dict]] = [[] for _ in specs]

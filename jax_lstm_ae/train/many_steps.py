@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jax_lstm_ae.data import Batch, batches
 from jax_lstm_ae.nn.model import Autoencoder
@@ -26,6 +27,8 @@ from jax_lstm_ae.train.fit import _guarded
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
 from jax_lstm_ae.train.spec import Schedule, TrainSpec
 from jax_lstm_ae.train.step import TrainState, train_step_fn
+
+MODELS = "models"  # the mesh axis the K models are split over
 
 
 def noise_of(spec: TrainSpec) -> tuple[str, float]:
@@ -72,11 +75,20 @@ def _mapped(fn, strategy: str):
     return jax.vmap(fn) if strategy == "vmap" else (lambda *args: jax.lax.map(lambda a: fn(*a), args))
 
 
+def models_mesh(mesh: Mesh | None, k: int) -> Mesh | None:
+    """A one-axis mesh (``models``) over as many of ``mesh``'s devices as divide K (None: one device)."""
+    devices = [] if mesh is None else list(mesh.devices.flat)
+    d = max((d for d in range(1, len(devices) + 1) if k % d == 0), default=1)
+    return None if d == 1 else Mesh(np.array(devices[:d]), (MODELS,))
+
+
 @functools.lru_cache(maxsize=16)
-def many_steps(model: Autoencoder, schedule, noise_kind: str, strategy: str):
+def many_steps(model: Autoencoder, schedule, noise_kind: str, strategy: str, mesh: Mesh | None = None):
     """``(train_step, eval_step)``: ``((state, ok), batch, noise) -> ((state, ok), metrics)``
     and ``(params, batch) -> (loss, n_steps)``, jitted for one model
-    (``loop``) or for K stacked ones."""
+    (``loop``) or for K stacked ones, split over ``mesh``'s devices (``models_mesh``):
+    each device runs its share of the K models (one device per CPU core runs
+    them on every core, ``use_all_cores``)."""
     optimizer = _injected(schedule)(1.0, 1.0, 0.0)  # its update reads the values from each model's state
 
     def one(carry, batch, noise):
@@ -89,7 +101,10 @@ def many_steps(model: Autoencoder, schedule, noise_kind: str, strategy: str):
 
     if strategy == "loop":
         return jax.jit(one, donate_argnums=(0,)), jax.jit(evaluate)
-    return jax.jit(_mapped(one, strategy), donate_argnums=(0,)), jax.jit(_mapped(evaluate, strategy))
+    fns = [_mapped(one, strategy), _mapped(evaluate, strategy)]
+    if mesh is not None:  # the model's scans start from constants: no varying-manual-axes check
+        fns = [jax.shard_map(f, mesh=mesh, in_specs=P(MODELS), out_specs=P(MODELS), check_vma=False) for f in fns]
+    return jax.jit(fns[0], donate_argnums=(0,)), jax.jit(fns[1])
 
 
 def stack_trees(trees: Sequence) -> Any:
@@ -104,13 +119,15 @@ class Models:
     """The K models' states, stepped as the strategy says: stacked (vmap,
     map) or one by one (loop). ``ok[k]`` False freezes model k (stopped)."""
 
-    def __init__(self, strategy: str, steps, states: list[TrainState], noise: list[float]):
+    def __init__(self, strategy: str, steps, states: list[TrainState], noise: list[float], mesh: Mesh | None = None):
         self.loop, (self.train_step, self.eval_step) = strategy == "loop", steps
         noise = [jnp.asarray(v, jnp.float32) for v in noise]
         if self.loop:
             self.carries, self.noise = [(s, jnp.asarray(True)) for s in states], noise
         else:
             self.carry, self.noise = (stack_trees(states), jnp.ones((len(states),), bool)), jnp.stack(noise)
+            if mesh is not None:
+                self.carry, self.noise = jax.device_put((self.carry, self.noise), NamedSharding(mesh, P(MODELS)))
 
     def step(self, group: Sequence[Batch], live: list[int]) -> tuple[list[int], Any, Any]:
         """One step of the live models: ``(which, loss[K'], finite[K'])`` on the device."""
