@@ -128,7 +128,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", default="1,8,32", help="numbers of models, comma-separated")
     p.add_argument("--steps", type=int, default=200, help="training steps of each model (20 an epoch)")
-    p.add_argument("--reps", type=int, default=None, help="timed rounds after the warm-up (default: 3; 2 from K 32; 1 from K 64)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="timed rounds after the warm-up (default: 3; 2 from K 32; 1 from K 64)")
     p.add_argument("--impl", default=",".join(IMPLS), help=f"comma-separated, of {', '.join(IMPLS)}")
     p.add_argument("--one-device", action="store_true", help="ours on one CPU device (default: one per core)")
     p.add_argument("--torch-vmap-max-k", type=int, default=1,
@@ -150,7 +151,8 @@ def main(argv=None) -> None:
     auto = resolve_strategy("auto")
     impls = a.impl.split(",")
     print(f"# many models: T {T}, F {F}, H=E {E}, B {B}, {a.steps} steps each; jax {jax.__version__} on "
-          f"{jax.default_backend()} ({len(jax.devices())} devices for ours), torch {torch.__version__} ({torch.get_num_threads()} threads); "
+          f"{jax.default_backend()} ({len(jax.devices())} devices for ours), torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads); "
           f"auto -> {auto}\n", flush=True)
     rows = []
     for k in [int(v) for v in a.k.split(",")]:
@@ -181,7 +183,7 @@ def main(argv=None) -> None:
             rows.append((k, impl + (" (auto)" if impl == f"ours:{auto}" else ""), med[impl], min(ts), max(ts),
                          k / med[impl], first[impl], med.get("ours:one_by_one", float("nan")) / med[impl],
                          torch_best / med[impl] if torch_best else float("nan")))
-    print(f"\n`python bench/many.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
+    print(f"\n`{' '.join(['python bench/many.py', *(sys.argv[1:] if argv is None else argv)])}`\n")
     print("| K | implementation | seconds (median) | min-max | models/s | first s | x one-by-one | x best torch |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k, name, m, lo, hi, mps, f, x1, xt in rows:

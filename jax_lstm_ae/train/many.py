@@ -20,8 +20,10 @@ others go on.
 states and batches; ``map`` (``lax.map``: one model after the other inside one
 program); ``loop`` (the single-model jitted step called K times). ``auto``:
 ``map`` on CPU, where XLA runs K small recurrent GEMMs faster than one batched
-GEMM (``bench/many.py``), ``vmap`` on GPU and TPU. Memory: K states and the
-data; ``vmap`` also holds K steps' activations at once.
+GEMM and a loop pays a dispatch per model (``bench/many.py``), ``vmap`` on GPU
+and TPU. ``mesh=`` (e.g. ``use_all_cores()``: one CPU device per core) splits
+the K models of ``vmap`` and ``map`` over its devices. Memory: K states and
+the data; ``vmap`` also holds K steps' activations at once.
 
 ``workdir``: config.json (the model spec, the K train specs and optimisers,
 normalisers, ``chosen``: the best index) and checkpoint.msgpack (stacked last
@@ -192,7 +194,8 @@ def run_training_many(
     stream = sys.stderr if progress is True else (progress or None)
     active, errors = [True] * k_models, [None] * k_models
     histories: list[list[dict]] = [[] for _ in specs]
-    best_loss, best_epoch, bad, best_params = [float("inf")] * k_models, [-1] * k_models, [0] * k_models, [None] * k_models
+    best_loss, best_epoch, bad = [float("inf")] * k_models, [-1] * k_models, [0] * k_models
+    best_params: list = [None] * k_models
     step, compile_s = 0, None
     for epoch in range(epochs):
         if not any(active):
