@@ -37,9 +37,10 @@ def _valid(x: Array, lengths: Lengths) -> Array:
 def gaussian_noise(std: float) -> Corruption:
     """x' = x + std * N(0, 1) on every valid step and feature (the data is
     normalised, so ``std`` is in units of each feature's spread)."""
-    std = float(std)
-    if not std >= 0.0:
-        raise ValueError(f"gaussian_noise std must be >= 0, got {std}")
+    if isinstance(std, (int, float)):  # a traced std (one per model, train.many) is taken as it is
+        std = float(std)
+        if not std >= 0.0:
+            raise ValueError(f"gaussian_noise std must be >= 0, got {std}")
 
     def corrupt(key: PRNGKey, x: BatchSeq, lengths: Lengths) -> BatchSeq:
         valid = _valid(x, lengths)
@@ -51,9 +52,10 @@ def gaussian_noise(std: float) -> Corruption:
 def step_dropout(rate: float) -> Corruption:
     """Every valid step is zeroed (all its features) with probability ``rate``
     (a masking corruption; zero is the normalised data's mean)."""
-    rate = float(rate)
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"step_dropout rate must lie in [0, 1), got {rate}")
+    if isinstance(rate, (int, float)):  # a traced rate (one per model, train.many) is taken as it is
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"step_dropout rate must lie in [0, 1), got {rate}")
 
     def corrupt(key: PRNGKey, x: BatchSeq, lengths: Lengths) -> BatchSeq:
         valid = _valid(x, lengths)

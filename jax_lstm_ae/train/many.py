@@ -1,0 +1,321 @@
+"""Many models as one program: K autoencoders of one shape trained together.
+
+    specs = [train_spec.replace(seed=s) for s in range(8)]                 # seeds
+    specs = [train_spec.replace(optimizer=o) for o in grid]                # a learning-rate grid
+    result = run_training_many(model_spec, specs, data)                    # or data=[K datasets]
+    z = encode_many(result.model, result.params, x, lengths)               # z[K, B, E]
+    params = result.pick()                                                 # the best model's params
+
+Model k equals ``run_training(model_spec, specs[k], data[k])`` to float
+tolerance (same split, normaliser, initial parameters, ``(seed, epoch)``
+batch order, best validation epoch, early stopping). The specs may differ in
+``seed``, ``patience``, ``learning_rate``, ``clip_norm``, ``weight_decay`` and
+the amount of ``input_noise`` or ``step_dropout``: traced values (the
+optimiser's in its state, ``optax.inject_hyperparams``), so one compiled step
+serves every model. What fixes shapes or the batch schedule must agree
+(``SHARED``). A model whose loss turns non-finite stops (``errors[k]``); the
+others go on.
+
+``strategy`` (one step, ``train_step_fn``, run K ways): ``vmap`` over stacked
+states and batches; ``map`` (``lax.map``: one model after the other inside one
+program); ``loop`` (the single-model jitted step called K times). ``auto``:
+``map`` on CPU, where XLA runs K small recurrent GEMMs faster than one batched
+GEMM and a loop pays a dispatch per model (``bench/many.py``), ``vmap`` on GPU
+and TPU. ``mesh=`` (e.g. ``use_all_cores()``: one CPU device per core) splits
+the K models of ``vmap`` and ``map`` over its devices. Memory: K states and
+the data; ``vmap`` also holds K steps' activations at once.
+
+``workdir``: config.json (the model spec, the K train specs and optimisers,
+normalisers, ``chosen``: the best index) and checkpoint.msgpack (stacked last
+states, stacked best params), written when training ends; :func:`load_many`
+reads it. Such a run is not resumable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_lstm_ae.data import Dataset, Normalizer, batches
+from jax_lstm_ae.nn.model import Autoencoder
+from jax_lstm_ae.nn.spec import ModelSpec, SpecError, build
+from jax_lstm_ae.train.checkpoint import (CHECKPOINT_FILE, CONFIG_FILE, RunError, atomic_write, load_checkpoint,
+                                          read_config, save_checkpoint)
+from jax_lstm_ae.train.fit import SYNC_EVERY, NonFiniteError
+from jax_lstm_ae.train.many_steps import (Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees,
+                                          unit_schedule)
+from jax_lstm_ae.train.memory import check_train_memory
+from jax_lstm_ae.train.runner import CONFIG_VERSION, _optimizer, _runtime, data_fingerprint, normalize_mode, split_data
+from jax_lstm_ae.train.spec import TrainSpec
+from jax_lstm_ae.train.step import TrainState, create_train_state
+
+STRATEGIES = ("auto", "vmap", "map", "loop")
+# What fixes shapes or the batch schedule: the K train specs must agree on it.
+SHARED = ("batch_size", "epochs", "min_steps", "val_fraction", "normalize", "optimizer.schedule",
+          "optimizer.warmup_steps")
+
+
+class ManyResult(NamedTuple):
+    model: Autoencoder
+    state: TrainState  # the K last states, stacked on a leading axis K
+    params: Any  # the K models' params (each its best validation epoch's), stacked [K, ...]
+    normalizers: list[Normalizer]
+    histories: list[list[dict]]  # per model, its epoch records (as run_training's history)
+    best_losses: list[float]  # per model, its best validation loss (training loss without validation)
+    best: int  # the index of the lowest best loss among the models that did not fail
+    errors: list[str | None]  # per model, why it stopped early on a non-finite value, or None
+    strategy: str  # how the K models ran: vmap, map or loop
+    config: dict
+
+    @property
+    def k(self) -> int:
+        return len(self.normalizers)
+
+    def pick(self, k: int | None = None) -> Any:
+        """Model ``k``'s params (default: the best one's), unstacked."""
+        k = self.best if k is None else k
+        return jax.tree.map(lambda a: a[k], self.params)
+
+    def encode(self, x, lengths=None) -> jax.Array:
+        """z[K, B, E] of raw ``x[B, T, F]``, each model reading it through its own normaliser."""
+        xs = np.stack([n.apply(x) for n in self.normalizers])
+        if lengths is not None:  # padding stays zero after normalising, as a Dataset's does
+            valid = np.arange(xs.shape[2])[None, :] < np.asarray(lengths)[:, None]
+            xs = np.where(valid[None, :, :, None], xs, 0.0).astype(np.float32)
+        return encode_many(self.model, self.params, xs, lengths)
+
+
+def resolve_strategy(strategy: str, platform: str | None = None) -> str:
+    """``auto`` -> ``map`` on CPU, ``vmap`` elsewhere (this starts JAX's backend)."""
+    if strategy not in STRATEGIES:
+        raise SpecError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy != "auto":
+        return strategy
+    return "map" if (platform or jax.default_backend()) == "cpu" else "vmap"
+
+
+def check_specs(train_specs: Sequence[TrainSpec]) -> None:
+    """Refuse K specs that do not share shapes and the batch schedule, naming the field."""
+    if not train_specs or not all(isinstance(s, TrainSpec) for s in train_specs):
+        raise SpecError("train_specs: give a non-empty list of TrainSpec, one per model")
+    first = train_specs[0]
+    for k, spec in enumerate(train_specs[1:], 1):
+        for name in SHARED:
+            a, b = (functools.reduce(getattr, name.split("."), t) for t in (first, spec))
+            if a != b:
+                raise SpecError(f"train_specs[{k}].{name}: {getattr(b, 'value', b)!r} differs from train_specs[0]'s "
+                                f"{getattr(a, 'value', a)!r}; the models train in lockstep, so give every spec the "
+                                f"same {name}")
+        if noise_of(spec)[0] != noise_of(first)[0]:
+            raise SpecError(f"train_specs[{k}].input_noise: the corruption is {noise_of(spec)[0]}, train_specs[0]'s "
+                            f"{noise_of(first)[0]}; give every spec the same kind (input_noise or step_dropout, with "
+                            "amounts > 0 that may differ), or none")
+
+
+# ------------------------------------------------------------------ the runner
+def _as_list(data, k: int, what: str) -> list:
+    if data is None or isinstance(data, Dataset):
+        return [data] * k
+    data = list(data)
+    if len(data) != k or not all(isinstance(d, Dataset) for d in data):
+        raise SpecError(f"{what}: give one Dataset for all models or a list of {k} Datasets, one per train spec")
+    return data
+
+
+def _prepare(model_spec: ModelSpec, specs: list[TrainSpec], data, val) -> tuple[list, list, tuple]:
+    """``(datasets, (normalizer, train, val) per model, (batch, steps_per_epoch, epochs))``."""
+    k_models = len(specs)
+    datas, vals = _as_list(data, k_models, "data"), _as_list(val, k_models, "val")
+    shapes = {(d.steps, d.features) for d in datas}
+    if len(shapes) > 1:
+        raise SpecError(f"data: the {k_models} datasets have shapes (T, F) {sorted(shapes)}; give datasets of one "
+                        "shape (pad or cut them to one length)")
+    if datas[0].features != model_spec.features and model_spec.encoder.vocab_size is None:
+        raise SpecError(f"model.features: the data has F={datas[0].features} features, the spec "
+                        f"{model_spec.features}; build the spec with features={datas[0].features}")
+    parts = []
+    for spec, d, v in zip(specs, datas, vals):
+        if v is None:
+            parts.append(split_data(d, spec, model_spec))
+        else:
+            norm = Normalizer.fit(d, normalize_mode(model_spec, spec))
+            parts.append((norm, norm.apply(d), norm.apply(v)))
+    if len({0 if p[2] is None else p[2].n for p in parts}) > 1:
+        raise SpecError("val: the models' validation sets differ in size; give validation sets of one size N")
+    budgets = {spec.budget(p[1].n) for spec, p in zip(specs, parts)}
+    if len(budgets) > 1:
+        raise SpecError(f"data: the models' training sets give different budgets (batch, steps per epoch, epochs) "
+                        f"{sorted(budgets)}; give datasets of one size N")
+    return datas, parts, budgets.pop()
+
+
+def run_training_many(
+    model_spec: ModelSpec, train_specs: Sequence[TrainSpec], data: Dataset | Sequence[Dataset], *,
+    val: Dataset | Sequence[Dataset] | None = None, workdir=None, strategy: str = "auto", progress=False,
+    mesh=None,
+) -> ManyResult:
+    """Train K = ``len(train_specs)`` models of ``model_spec`` in one program.
+
+    ``data``: one Dataset for every model, or K Datasets of one shape (T, F),
+    one detector per series; ``val`` likewise (then nothing is split off).
+    Each model is split, normalised and trained as :func:`run_training` does
+    with its spec. ``strategy``: ``auto``, ``vmap``, ``map`` or ``loop``.
+    ``mesh`` (e.g. ``use_all_cores()``): ``vmap`` and ``map`` split the K
+    models over its devices (as many as divide K); ``loop`` ignores it."""
+    specs = list(train_specs)
+    check_specs(specs)
+    k_models, strategy = len(specs), resolve_strategy(strategy)
+    datas, parts, (batch, spe, epochs) = _prepare(model_spec, specs, data, val)
+    model = build(model_spec)
+    optimizers = [many_optimizer(s, epochs * spe) for s in specs]
+    check_train_memory(model, optimizers[0], batch * (k_models if strategy == "vmap" else 1), parts[0][1].steps,
+                       model_spec.encoder.vocab_size or model_spec.features, remat=model_spec.cell.remat)
+    config = {
+        "version": CONFIG_VERSION, "kind": "many", "model": model_spec.to_dict(),
+        "train": [s.to_dict() for s in specs], "optimizer": [_optimizer(s, epochs * spe)[0] for s in specs],
+        "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
+        "data": [{"fingerprint": data_fingerprint(d), "n_train": p[1].n, "n_val": 0 if p[2] is None else p[2].n}
+                 for d, p in zip(datas[:1] if isinstance(data, Dataset) else datas, parts)],
+        "runtime": dict(_runtime(model_spec, None), strategy=strategy), "chosen": None,
+    }
+    mesh = None if strategy == "loop" else models_mesh(mesh, k_models)
+    config["runtime"]["devices"] = 1 if mesh is None else int(mesh.devices.size)
+    steps = many_steps(model, unit_schedule(specs[0], epochs * spe), noise_of(specs[0])[0], strategy, mesh)
+    models = Models(strategy, steps, [create_train_state(model, o, jax.random.PRNGKey(s.seed))
+                                      for s, o in zip(specs, optimizers)], [noise_of(s)[1] for s in specs], mesh)
+    stream = sys.stderr if progress is True else (progress or None)
+    active, errors = [True] * k_models, [None] * k_models
+    histories: list[list[dict]] = [[] for _ in specs]
+    best_loss, best_epoch, bad = [float("inf")] * k_models, [-1] * k_models, [0] * k_models
+    best_params: list = [None] * k_models
+    step, compile_s = 0, None
+    for epoch in range(epochs):
+        if not any(active):
+            break
+        t0, losses, pending = time.perf_counter(), [[] for _ in specs], []
+        live = [k for k in range(k_models) if active[k]]
+
+        def read(pending, epoch=epoch):
+            for j, (which, loss, finite) in enumerate(jax.device_get(pending)):
+                for i, k in enumerate(which):
+                    if not active[k] or errors[k] is not None:
+                        continue
+                    if not bool(finite[i]):
+                        errors[k] = (f"model {k} stopped at step {step - len(pending) + j + 1} (epoch {epoch + 1}): "
+                                     f"the loss or a gradient is not finite (loss={float(loss[i])}); lower its "
+                                     "learning rate")
+                    else:
+                        losses[k].append(float(loss[i]))
+            pending.clear()
+
+        for group in zip(*(batches(p[1], batch, (s.seed, epoch), shuffle=True, drop_last=True)
+                           for s, p in zip(specs, parts))):
+            ts = time.perf_counter()
+            pending.append(models.step(group, live))
+            step += 1
+            if compile_s is None:
+                jax.block_until_ready(pending[-1])
+                compile_s = time.perf_counter() - ts
+            if len(pending) >= SYNC_EVERY:
+                read(pending)
+        read(pending)
+        train_s = time.perf_counter() - t0
+        params_now = models.params()
+        val_losses = models.evaluate([p[2] for p in parts], batch, live)
+        for k in live:
+            val_loss = val_losses.get(k)
+            if errors[k] is None and val_loss is not None and not np.isfinite(val_loss):
+                errors[k] = f"model {k} stopped after epoch {epoch + 1}: the val loss is {val_loss}"
+            if errors[k] is not None:
+                active[k] = False
+                continue
+            train_loss = float(np.mean(losses[k]))
+            watched = val_loss if val_loss is not None else train_loss
+            if watched < best_loss[k]:
+                best_loss[k], best_epoch[k], bad[k], best_params[k] = watched, epoch + 1, 0, params_now[k]
+            else:
+                bad[k] += 1
+            histories[k].append({"epoch": epoch + 1, "step": step, "loss": train_loss, "val_loss": val_loss,
+                                 "seq_per_s": batch * spe / max(train_s, 1e-9), "time_s": time.perf_counter() - t0,
+                                 "compile_s": compile_s if epoch == 0 else 0.0})
+            if specs[k].patience is not None and bad[k] >= specs[k].patience:
+                active[k] = False
+        models.stop(active)
+        if stream is not None:
+            done = [h[-1]["val_loss"] if h[-1]["val_loss"] is not None else h[-1]["loss"]
+                    for h in histories if h and h[-1]["epoch"] == epoch + 1]
+            stream.write(f"epoch {epoch + 1}/{epochs} step {step} models {len(done)}/{k_models} best "
+                         f"{min(done, default=float('nan')):.5f} {time.perf_counter() - t0:.1f}s\n")
+            stream.flush()
+    state, last = models.state(), models.params()
+    params = stack_trees([best_params[k] if best_params[k] is not None and parts[k][2] is not None else last[k]
+                     for k in range(k_models)])
+    ok = [k for k in range(k_models) if errors[k] is None and best_epoch[k] > 0]
+    if not ok:
+        raise NonFiniteError("every model stopped on a non-finite value: " + "; ".join(e for e in errors if e),
+                             state, [], step)
+    best = min(ok, key=lambda k: best_loss[k])
+    config.update(chosen=best, best_losses=[float(b) if np.isfinite(b) else None for b in best_loss])
+    normalizers = [p[0] for p in parts]
+    if workdir is not None:
+        _save(Path(workdir), config, normalizers, state, params, histories, errors)
+    return ManyResult(model, state, params, normalizers, histories, best_loss, best, errors, strategy, config)
+
+
+# ------------------------------------------------------------------ the K models at work
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _over_models(method: str, model: Autoencoder, params, x, lengths):
+    in_x = 0 if x.ndim == (3 if model.tokens else 4) else None  # [K, B, T, F]: one input per model
+    return jax.vmap(lambda p, xi: getattr(model, method)(p, xi, lengths), in_axes=(0, in_x))(params, x)
+
+
+def encode_many(model: Autoencoder, params, x, lengths=None) -> jax.Array:
+    """z[K, B, E] of the K stacked models; ``x`` is [B, T, F] for all, or [K, B, T, F], one per model."""
+    return _over_models("encode", model, params, x, lengths)
+
+
+def step_errors_many(model: Autoencoder, params, x, lengths=None) -> jax.Array:
+    """Per-step reconstruction errors [K, B, T] (inference mode) of the K stacked models; ``x`` as in encode_many."""
+    return _over_models("step_errors", model, params, x, lengths)
+
+
+# ------------------------------------------------------------------ the run folder
+def _save(workdir: Path, config, normalizers, state, params, histories, errors) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(workdir / CHECKPOINT_FILE, state, {"histories": histories, "errors": errors}, best_params=params)
+    cfg = dict(config, normalizers=[n.to_dict() for n in normalizers])
+    atomic_write(workdir / CONFIG_FILE, json.dumps(cfg, indent=2, allow_nan=False) + "\n")
+
+
+class ManyRun(NamedTuple):
+    model: Autoencoder
+    params: Any  # stacked [K, ...], each model's best epoch
+    state: TrainState  # stacked last states
+    normalizers: list[Normalizer]
+    chosen: int
+    config: dict
+    extra: dict  # histories, errors
+
+
+def load_many(workdir) -> ManyRun:
+    """Read a folder :func:`run_training_many` wrote (``ManyRun.params`` stacked; ``chosen`` the best index)."""
+    workdir = Path(workdir)
+    config = read_config(workdir)
+    if config.get("kind") != "many":
+        raise RunError(f"{workdir}: not a run of many models (no \"kind\": \"many\" in {CONFIG_FILE}); read it with "
+                       "load_run")
+    model, b = build(ModelSpec.from_dict(config["model"])), config["budget"]
+    opts = [many_optimizer(TrainSpec.from_dict(t), b["epochs"] * b["steps_per_epoch"]) for t in config["train"]]
+    template = jax.eval_shape(lambda: stack_trees([create_train_state(model, o, jax.random.PRNGKey(0)) for o in opts]))
+    state, extra = load_checkpoint(workdir / CHECKPOINT_FILE, template)
+    params = jax.tree.map(jnp.asarray, extra.pop("best_params", state.params))
+    normalizers = [Normalizer.from_dict(n) for n in config["normalizers"]]
+    return ManyRun(model, params, state, normalizers, int(config["chosen"]), config, extra)
