@@ -120,7 +120,7 @@ class _Progress:
         self.stream.flush()
 
 
-def _guarded(step_fn: Callable) -> Callable:
+def guarded_step(step_fn: Callable) -> Callable:
     """``((state, ok), batch) -> ((state, ok), metrics)``: the step, applied only
     while ``ok`` (no non-finite step so far). After a non-finite loss or
     gradient every later call leaves the state as it was, so the host can
@@ -142,7 +142,7 @@ def _guarded(step_fn: Callable) -> Callable:
 @functools.lru_cache(maxsize=16)
 def _guarded_train_step(model: Autoencoder, optimizer: optax.GradientTransformation, mesh=None,
                         fsdp_min_size: int | None = None, global_batch: bool = False, corrupt=None) -> Callable:
-    step = _guarded(train_step_fn(model, optimizer, corrupt=corrupt, mesh=mesh))
+    step = guarded_step(train_step_fn(model, optimizer, corrupt=corrupt, mesh=mesh))
     if mesh is None:
         return jax.jit(step, donate_argnums=(0,))
     return data_parallel(step, mesh, fsdp_min_size=fsdp_min_size, global_batch=global_batch)

@@ -53,7 +53,8 @@ from jax_lstm_ae.train.fit import SYNC_EVERY, NonFiniteError
 from jax_lstm_ae.train.many_steps import (Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees,
                                           unit_schedule)
 from jax_lstm_ae.train.memory import check_train_memory
-from jax_lstm_ae.train.runner import CONFIG_VERSION, _optimizer, _runtime, data_fingerprint, normalize_mode, split_data
+from jax_lstm_ae.train.runner import (CONFIG_VERSION, data_fingerprint, normalize_mode, optimizer_of, runtime_of,
+                                     split_data)
 from jax_lstm_ae.train.spec import TrainSpec
 from jax_lstm_ae.train.step import TrainState, create_train_state
 
@@ -180,11 +181,11 @@ def run_training_many(
                        model_spec.encoder.vocab_size or model_spec.features, remat=model_spec.cell.remat)
     config = {
         "version": CONFIG_VERSION, "kind": "many", "model": model_spec.to_dict(),
-        "train": [s.to_dict() for s in specs], "optimizer": [_optimizer(s, epochs * spe)[0] for s in specs],
+        "train": [s.to_dict() for s in specs], "optimizer": [optimizer_of(s, epochs * spe)[0] for s in specs],
         "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
         "data": [{"fingerprint": data_fingerprint(d), "n_train": p[1].n, "n_val": 0 if p[2] is None else p[2].n}
                  for d, p in zip(datas[:1] if isinstance(data, Dataset) else datas, parts)],
-        "runtime": dict(_runtime(model_spec, None), strategy=strategy), "chosen": None,
+        "runtime": dict(runtime_of(model_spec, None), strategy=strategy), "chosen": None,
     }
     mesh = None if strategy == "loop" else models_mesh(mesh, k_models)
     config["runtime"]["devices"] = 1 if mesh is None else int(mesh.devices.size)

@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jax_lstm_ae.data import Batch, batches
 from jax_lstm_ae.nn.model import Autoencoder
-from jax_lstm_ae.train.fit import _guarded
+from jax_lstm_ae.train.fit import guarded_step
 from jax_lstm_ae.train.noise import gaussian_noise, step_dropout
 from jax_lstm_ae.train.spec import Schedule, TrainSpec
 from jax_lstm_ae.train.step import TrainState, train_step_fn
@@ -94,7 +94,7 @@ def many_steps(model: Autoencoder, schedule, noise_kind: str, strategy: str, mes
     def one(carry, batch, noise):
         corrupt = {"none": None, "gaussian": gaussian_noise, "dropout": step_dropout}[noise_kind]
         step = train_step_fn(model, optimizer, corrupt=None if corrupt is None else corrupt(noise))
-        return _guarded(step)(carry, batch)
+        return guarded_step(step)(carry, batch)
 
     def evaluate(params, batch):
         return model.loss(params, batch.x, batch.lengths, train=False), jnp.sum(batch.lengths)

@@ -87,7 +87,8 @@ def corruption(train_spec: TrainSpec):
     return step_dropout(train_spec.step_dropout) if train_spec.step_dropout else None
 
 
-def _optimizer(train_spec: TrainSpec, total_steps: int) -> tuple[dict, Any]:
+def optimizer_of(train_spec: TrainSpec, total_steps: int) -> tuple[dict, Any]:
+    """``(config, optimizer)`` for a budget of ``total_steps`` (cosine decays over all of them)."""
     o = train_spec.optimizer
     cfg = optimizer_config(o.learning_rate, clip_norm=o.clip_norm, weight_decay=o.weight_decay,
                            warmup_steps=o.warmup_steps,
@@ -95,7 +96,7 @@ def _optimizer(train_spec: TrainSpec, total_steps: int) -> tuple[dict, Any]:
     return cfg, build_optimizer(cfg)
 
 
-def _runtime(model_spec: ModelSpec, mesh) -> dict:
+def runtime_of(model_spec: ModelSpec, mesh) -> dict:
     """How the run is computed, recorded when it starts (this starts JAX's backend)."""
     from jax_lstm_ae.backends import resolve_backend
 
@@ -198,7 +199,7 @@ def run_training(
         normalizer = Normalizer.fit(data, normalize_mode(model_spec, train_spec))
         train, val = normalizer.apply(data), normalizer.apply(val)
     batch, spe, epochs = train_spec.budget(train.n)
-    ocfg, optimizer = _optimizer(train_spec, epochs * spe)
+    ocfg, optimizer = optimizer_of(train_spec, epochs * spe)
     model = build(model_spec)
     _check_memory(model, optimizer, model_spec, batch, train, mesh)  # before anything is allocated or written
     config = {
@@ -208,7 +209,7 @@ def run_training(
                  **(data_info or {}), "fingerprint": data_fingerprint(data),
                  "val_fingerprint": None if given_val is None else data_fingerprint(given_val), "n_train": train.n,
                  "n_val": 0 if val is None else val.n, "n_empty": int(np.sum(data.lengths == 0))},
-        "runtime": _runtime(model_spec, mesh),
+        "runtime": runtime_of(model_spec, mesh),
     }
     workdir = None if workdir is None else Path(workdir)
     if workdir is not None:
