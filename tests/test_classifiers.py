@@ -63,7 +63,7 @@ def test_svm_without_sklearn_says_what_to_install(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'jax_lstm_ae\[bench\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'jax_lstm_ae\[cli\]'"):
         P.fit_svm(np.ones((4, 2)), [0, 1, 0, 1])
 
 
