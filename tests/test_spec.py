@@ -193,3 +193,24 @@ def test_resume_on_changed_data_only_when_allowed(tmp_path, capsys):
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["resumed"][0]["at_epoch"] == 1 and cfg["resumed"][0]["fingerprint"]["n"] == 20
     assert cfg["data"]["fingerprint"] == cfg["resumed"][0]["fingerprint"]
+
+
+def test_a_run_refuses_data_its_model_cannot_take(tmp_path, capsys):
+    """The checks read the run's spec: a sigmoid head refuses values outside [0, 1], a decoder that fixes
+    T refuses other lengths (both were silently skipped for version-2 configs)."""
+    from jax_lstm_ae.cli.main import main as cli
+
+    binary = (np.random.default_rng(0).random((24, 6, 2)) > 0.5).astype(np.float32)
+    np.save(tmp_path / "b.npy", binary)
+    np.save(tmp_path / "real.npy", binary * 3.0)
+    np.save(tmp_path / "short.npy", binary[:, :4])
+    common = ["--epochs", "1", "--embedding-dim", "6", "--devices", "1", "--quiet"]
+    assert cli(["train", "--data", str(tmp_path / "b.npy"), "--out", str(tmp_path / "s"), *common]) == 0
+    assert cli(["encode", "--run", str(tmp_path / "s"), "--data", str(tmp_path / "real.npy"),
+                "--out", str(tmp_path / "z.npy")]) == 2
+    assert "outside [0, 1] but the model has a sigmoid head" in capsys.readouterr().err
+    assert cli(["train", "--data", str(tmp_path / "b.npy"), "--out", str(tmp_path / "l"), "--head", "linear",
+                "--decoder", "latent_as_sequence", *common]) == 0
+    assert cli(["encode", "--run", str(tmp_path / "l"), "--data", str(tmp_path / "short.npy"),
+                "--out", str(tmp_path / "z.npy")]) == 2
+    assert "latent_as_sequence decoder needs T=6" in capsys.readouterr().err

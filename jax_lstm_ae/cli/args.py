@@ -128,19 +128,22 @@ def load_data(spec: dict):
     )
 
 
-def check_fits_model(data, model, config: dict, where: str) -> None:
-    """Fail with a clear line when ``data`` cannot go through ``model``."""
-    f = config["model"]["features"]
-    if data.features != f:
+def check_fits_model(data, model, where: str) -> None:
+    """Fail with a clear line when ``data`` cannot go through ``model`` (a
+    run's model: built from its spec, version 1 or 2 alike)."""
+    from jax_lstm_ae.nn.spec import HeadKind
+
+    spec = model.spec
+    if data.features != spec.features:
         fail(
-            f"{where} has F={data.features} features per step but the model was trained on F={f}; "
+            f"{where} has F={data.features} features per step but the model was trained on F={spec.features}; "
             "pick matching features with --columns"
         )
-    steps = config["model"].get("steps")
-    if config["model"]["decoder"] == "latent_as_sequence" and data.steps != steps:
-        fail(f"{where} has T={data.steps} steps but this model's latent_as_sequence decoder needs T={steps}; give "
+    steps, kind = spec.decoder.steps, spec.decoder.kind.value
+    if steps is not None and data.steps != steps:
+        fail(f"{where} has T={data.steps} steps but this model's {kind} decoder needs T={steps}; give "
              f"sequences of {steps} steps, as the run was trained on")
-    if config["model"]["head"] == "sigmoid":
+    if spec.head.kind is HeadKind.SIGMOID:
         valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
         v = data.x[valid]
         if v.size and (v.min() < 0 or v.max() > 1):
@@ -221,7 +224,7 @@ def data_for_run(run, args, source, what: str):
     if spec.get("source") is None:
         fail(f"no {what} given and {args.run} does not record its training data; pass --data PATH")
     data = load_data(spec)
-    check_fits_model(data, run.model, run.config, str(source))
+    check_fits_model(data, run.model, str(source))
     if run.normalizer is not None:
         data = run.normalizer.apply(data)
     series = None

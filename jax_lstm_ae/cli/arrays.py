@@ -52,7 +52,7 @@ def _run_and_data(args):
     if spec.get("source") is None:
         fail(f"no data given and {args.run} does not record its training data; pass --data PATH")
     data = load_data(spec)
-    check_fits_model(data, run.model, run.config, str(spec["source"]))
+    check_fits_model(data, run.model, str(spec["source"]))
     normed = run.normalizer.apply(data) if run.normalizer is not None else data
     return run, data, normed
 
