@@ -38,7 +38,7 @@ import numpy as np
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_scorer, score_errors
 from jax_lstm_ae.apps.series import SeriesPlan, plan_series, points_to_rows, prepare
-from jax_lstm_ae.data import Dataset, Normalizer, sliding_windows
+from jax_lstm_ae.data import Dataset, Normalizer, sliding_windows, split_sizes
 from jax_lstm_ae.nn.spec import DecoderKind, DecoderSpec, EncoderSpec, ModelSpec
 from jax_lstm_ae.train.runner import TrainResult, run_training, split_data
 from jax_lstm_ae.train.spec import TrainSpec, preset
@@ -138,14 +138,19 @@ class _Detector(_Params):
     def fit_predict(self, *args, **kwargs) -> np.ndarray:
         return self.fit(*args, **kwargs).labels_
 
-    def _train(self, model_spec, train_spec, data: Dataset, workdir=None) -> None:
-        """The autoencoder through the runner (nothing with ``raw``): model_, params_, state_, config_."""
+    def _train(self, model_spec, train_spec, data: Dataset, workdir=None) -> tuple[Dataset, Dataset | None]:
+        """The autoencoder through the runner (none with ``raw``): model_, params_, state_, config_,
+        normalizer_; returns the runner's split, normalised, ``(train, val)``."""
         self.model_ = self.params_ = self.state_ = None
         self.config_ = {}
-        if not self.raw:
-            r: TrainResult = run_training(model_spec, train_spec, data, progress=self.progress, workdir=workdir)
-            self.model_, self.params_, self.state_, self.config_ = r.model, r.params, r.state, r.config
-            self.config_["result"] = {"steps": int(r.state.step), "epochs_run": len(r.history)}
+        if self.raw:
+            self.normalizer_, train, val = split_data(data, train_spec, model_spec)
+            return train, val
+        r: TrainResult = run_training(model_spec, train_spec, data, progress=self.progress, workdir=workdir)
+        self.model_, self.params_, self.state_, self.config_ = r.model, r.params, r.state, r.config
+        self.config_["result"] = {"steps": int(r.state.step), "epochs_run": len(r.history)}
+        self.normalizer_ = r.normalizer
+        return r.train, r.val
 
     def _errors(self, windows: Dataset) -> np.ndarray:
         """Error vectors [B, T, F]: |x_hat - x| of the normalised data, or the data itself (raw)."""
@@ -285,12 +290,12 @@ class SeriesAnomalyDetector(_Detector):
                                         epochs=self.epochs)
         if self.specs is not None:
             model_spec, train_spec = _fit_to(self.specs[0], ds), self.specs[1]
-        self.normalizer_, fit_ds, hold = split_data(ds, train_spec, model_spec)
-        if hold is None:
+        n_fit, n_hold = split_sizes(ds.n, train_spec.val_fraction)
+        if n_hold < 1:
             raise ValueError(f"the training stretch gives {ds.n} window(s), too few to hold any out; give more rows")
         self.n_features_ = s.shape[1]
-        self.data_counts_ = {"n": ds.n, "n_train": fit_ds.n, "n_val": hold.n}  # windows
-        self._train(model_spec, train_spec, ds, workdir)
+        self.data_counts_ = {"n": ds.n, "n_train": n_fit, "n_val": n_hold}  # windows
+        _, hold = self._train(model_spec, train_spec, ds, workdir)
         self.scorer_ = fit_scorer(self._errors(hold), method="mahalanobis", level="window")
         self._set_threshold(self.decision_function(s))
         return self
@@ -384,11 +389,10 @@ class SequenceAnomalyDetector(_Detector):
                                         batch_size=self.batch_size, val_fraction=self.val_fraction, seed=self.seed)
         if self.specs is not None:
             model_spec, train_spec = _fit_to(self.specs[0], ds), self.specs[1]
-        self.normalizer_, train, val = split_data(ds, train_spec, model_spec)
-        if val is None:
+        if split_sizes(ds.n, train_spec.val_fraction)[1] < 1:
             raise ValueError("the scorer is fitted on held-out sequences; "
                              "pass at least 2 sequences and val_fraction > 0")
-        self._train(model_spec, train_spec, ds)
+        _, val = self._train(model_spec, train_spec, ds)
         level = "window" if np.all(ds.lengths == ds.steps) else "step"
         self.scorer_ = fit_scorer(self._errors(val), val.lengths, method="mahalanobis", level=level)
         self._set_threshold(self.decision_function(ds.x, ds.lengths))

@@ -164,7 +164,8 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     from jax_lstm_ae.cli.rundir import commit, is_nonempty_dir, new_partial
     from jax_lstm_ae.nn.spec import HeadKind
     from jax_lstm_ae.train.fit import NonFiniteError
-    from jax_lstm_ae.train.runner import resume_training, run_training, split_data
+    from jax_lstm_ae.data import split_sizes
+    from jax_lstm_ae.train.runner import resume_training, run_training
 
     old_run = is_nonempty_dir(out)  # a run in RUN_DIR that must survive a new run that does not finish
     fresh = not args.resume
@@ -182,8 +183,7 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     kw = dict(progress=not args.quiet, mesh=mesh, step_kwargs=fit_extra.get("step_kwargs"), callback=on_epoch_end)
     model_spec, data = setup["model_spec"], setup["data"]
     if not args.quiet:
-        _, tr, va = split_data(data, setup["train_spec"], model_spec)
-        print(_describe(setup, tr.n, 0 if va is None else va.n, mesh), file=sys.stderr)
+        print(_describe(setup, *split_sizes(data.n, setup["train_spec"].val_fraction), mesh), file=sys.stderr)
     try:
         if fresh:
             result = run_training(model_spec, setup["train_spec"], data, workdir=work, data_info=setup["data_info"],

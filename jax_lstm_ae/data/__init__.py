@@ -13,7 +13,7 @@ Modules, each importing only those above it:
   builtin      data files shipped with the package (ECG5000's training file)
 """
 
-from jax_lstm_ae.data.batching import batches, train_val_split
+from jax_lstm_ae.data.batching import batches, split_sizes, train_val_split
 from jax_lstm_ae.data.builtin import BUILTIN, builtin_file, ecg5000_files, stratified_split
 from jax_lstm_ae.data.core import Batch, DataError, Dataset, count_empty, from_arrays, pad_sequences
 from jax_lstm_ae.data.loaders import FORMATS, load_sequences, load_series
@@ -42,6 +42,7 @@ __all__ = [
     "pad_sequences",
     "read_ts",
     "sliding_windows",
+    "split_sizes",
     "stratified_split",
     "synthetic",
     "train_val_split",

@@ -47,13 +47,19 @@ def batches(
         yield Batch(dataset.x[idx], dataset.lengths[idx])
 
 
-def train_val_split(dataset: Dataset, val_fraction: float = 0.2, seed=0) -> tuple[Dataset, Dataset | None]:
-    """Random split; ``val`` is None when ``val_fraction`` is 0 or the set has one example."""
+def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
+    """``(n_train, n_val)`` of :func:`train_val_split` on ``n`` examples, without splitting."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}; "
                          "pass e.g. 0.2, or 0 for no validation set")
+    n_val = max(min(int(round(n * val_fraction)), n - 1), 0)
+    return n - n_val, n_val
+
+
+def train_val_split(dataset: Dataset, val_fraction: float = 0.2, seed=0) -> tuple[Dataset, Dataset | None]:
+    """Random split; ``val`` is None when ``val_fraction`` is 0 or the set has one example."""
     n = dataset.n
-    n_val = min(int(round(n * val_fraction)), n - 1)
+    _, n_val = split_sizes(n, val_fraction)
     if n_val < 1:
         return dataset, None
     order = _rng(seed).permutation(n)
