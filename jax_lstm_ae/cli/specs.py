@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import enum
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 from jax_lstm_ae.cli import checks
 from jax_lstm_ae.cli.args import int_list
 from jax_lstm_ae.cli.checks import integer, number, positive
 from jax_lstm_ae.cli.shell import fail
-from jax_lstm_ae.nn.spec import Activation, Backend, DecoderKind, Init, ModelSpec, Pooling, SpecError
+from jax_lstm_ae.nn.spec import Activation, Backend, DecoderKind, Init, ModelSpec, Pooling, SpecError, plain
 from jax_lstm_ae.train.spec import Normalize, Schedule, TrainSpec
 
 
@@ -35,7 +35,6 @@ class Flag(NamedTuple):
     path: str
     kw: dict
     help: str
-    convert: Callable[[Any], Any] = lambda v: v  # the flag's value -> the field's
 
 
 MODEL_FLAGS = (
@@ -147,9 +146,9 @@ def apply_flags(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tra
     dicts = {"model": model_spec.to_dict(), "train": train_spec.to_dict()}
     flags = [f for f in given(args) if not (f.dest == "head" and args.head == "auto")]
     for f in flags:
-        _set(dicts[f.spec], f.path, _plain(f.convert(getattr(args, f.dest))))
+        _set(dicts[f.spec], f.path, plain(getattr(args, f.dest)))
     for path, value in (fields or {}).items():
-        _set(dicts["model"], path, _plain(value))
+        _set(dicts["model"], path, plain(value))
     if getattr(args, "loss", None) is None:
         dicts["model"]["head"]["loss"] = None  # the head's own loss
     if getattr(args, "epochs", None) is not None and getattr(args, "min_steps", None) is None:
@@ -161,19 +160,13 @@ def apply_flags(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tra
         fail(msg if "; " in msg else msg + "; change the flag's value")
 
 
-def _plain(value):
-    if isinstance(value, enum.Enum):
-        return value.value
-    return list(value) if isinstance(value, tuple) else value
-
-
 def check_resume(args: argparse.Namespace, model_spec: ModelSpec, train_spec: TrainSpec, out) -> dict:
     """The resumable fields the flags change (``TrainSpec.RESUMABLE``); any
     other flag whose value differs from the run's refuses the resume."""
     changes = {}
     for f in given(args):
         saved = get_path(model_spec if f.spec == "model" else train_spec, f.path)
-        value = f.convert(getattr(args, f.dest))
+        value = getattr(args, f.dest)
         if f.spec == "train" and f.path in TrainSpec.RESUMABLE:
             changes[f.path] = value
             continue
@@ -181,8 +174,7 @@ def check_resume(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tr
             continue
         same = _shown(saved) == _shown(value) if not isinstance(saved, float) else float(value) == saved
         if not same:
-            keep = ", ".join(option({"epochs": "epochs", "min_steps": "min_steps", "patience": "patience"}[r])
-                             for r in TrainSpec.RESUMABLE)
+            keep = ", ".join(option(r) for r in TrainSpec.RESUMABLE)  # the fields' flags bear their names
             given_ = option(f.dest) if isinstance(value, bool) else f"{option(f.dest)} {_shown(value)}"
             fail(f"{given_} cannot change when resuming (the run has {_shown(saved)}); "
                  f"--resume may change only {keep}; drop {option(f.dest)}, or train a new run with another "

@@ -148,14 +148,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"{where}: no coercion for {hint!r}")  # a spec class declared an unsupported type
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A field value in JSON form."""
     if isinstance(value, Spec):
         return value.to_dict()
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -175,7 +175,7 @@ class Spec:
 
     def to_dict(self) -> dict:
         """The JSON form (what config.json stores); ``from_dict`` reads it back exactly."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict, where: str | None = None):
