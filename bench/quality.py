@@ -203,18 +203,84 @@ def _stretches_arg(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def series_cli_commands(args, path, columns, train_rows, work: Path) -> list[list[str]]:
+    """The documented route for one long series, as the bench runs it: `jax-lstm-ae train --train-rows A:B`
+    (the series pipeline, the CLI's defaults unless a series option of the bench is given) and `detect --run`."""
+    train = ["train", "--data", str(path), "--train-rows", f"{train_rows[0]}:{train_rows[1]}", "--seed",
+             str(args.seed), "--out", str(work / "run"), "--force", "--quiet"]
+    if columns is not None:
+        train += ["--columns", ",".join(map(str, columns))]
+    for flag, value in (("--window", args.window), ("--stride", args.stride), ("--embedding-dim", args.embedding),
+                        ("--batch-size", args.batch), ("--lr", args.lr), ("--decoder", args.decoder)):
+        if value is not None:
+            train += [flag, str(value)]
+    if args.hidden is not None:
+        train += ["--hidden", ",".join(map(str, args.hidden)) or "none"]
+    if args.epochs is not None:
+        train += ["--epochs", str(args.epochs), "--min-steps", "0"]
+    if args.devices:
+        train += ["--devices", args.devices]
+    detect = ["detect", "--run", str(work / "run"), "--out", str(work / "points.csv"), "--force", "--quiet",
+              *(["--devices", args.devices] if args.devices else [])]
+    return [train, detect]
+
+
+def pyod_scores(kind: str, det, series, train_rows, seed: int) -> np.ndarray:
+    """PyOD's detectors on the same label-free preprocessing (``det``: the raw-window detector, which holds the
+    plan and the training stretch's normaliser), fitted on the training rows, one score per row [N_t].
+
+    ``ae``: pyod.models.auto_encoder.AutoEncoder (its defaults) on the flattened [W * F] normalised windows,
+    window scores spread back to rows as the autoencoder's are. ``lstm``: pyod.models.ts_lstm.LSTMAD (its
+    defaults, lookback W) on the detrended, pooled, normalised series; the per-step scores go back to rows."""
+    import torch
+
+    from jax_lstm_ae.apps.series import points_to_rows, prepare
+
+    a, b = train_rows
+    n = series.shape[0]
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)  # beside JAX's threads on a small machine: more threads only contend
+    if kind == "ae":
+        from pyod.models.auto_encoder import AutoEncoder
+
+        fit, _ = det.windows(series[a:b])
+        full, starts = det.windows(series)
+        model = AutoEncoder(random_state=seed, verbose=0).fit(fit.x.reshape(fit.n, -1))
+        return points_to_rows(model.decision_function(full.x.reshape(full.n, -1)), starts, det.plan_, n)
+    from pyod.models.ts_lstm import LSTMAD
+
+    plan = det.plan_
+    norm = det.normalizer_
+    mu, sd = np.asarray(norm.shift, np.float64), np.asarray(norm.scale, np.float64)
+    fit = (prepare(series[a:b], plan) - mu) / sd
+    full = (prepare(series, plan) - mu) / sd
+    model = LSTMAD(window_size=plan.window).fit(fit)
+    steps = np.asarray(model.decision_function(full), np.float64)
+    return points_to_rows(steps, np.arange(steps.shape[0]), plan._replace(window=1), n)
+
+
+_MP_CACHE: dict = {}
+METHODS = {"lstm": "LSTM (CLI)", "raw": "raw windows", "mp": "matrix profile", "pyod_ae": "PyOD AutoEncoder",
+           "pyod_lstm": "PyOD LSTMAD"}
+
+
 def series_row(args, name: str, path, columns, spans, train_rows, *, ucr: bool = False) -> dict:
-    """The series pipeline (SeriesAnomalyDetector, the code `jax-lstm-ae train --train-rows` runs), the same
-    pipeline on raw windows, and the matrix-profile discord score, on one series with labelled stretches.
+    """One long series with labelled stretches, at seed ``args.seed``: the documented route (`jax-lstm-ae train
+    --train-rows` then `detect --run`, through the CLI with its defaults: the series pipeline), the same
+    pipeline on raw windows (``SeriesAnomalyDetector(raw=True)``), the matrix-profile discord score, and (with
+    --pyod, when PyOD is installed) PyOD's AutoEncoder and LSTMAD on the same preprocessing.
 
     ``spans``: [(start, end_exclusive)] or the name of a 0/1 label column of the file. ``train_rows``:
     (start, end_exclusive) of the normal training stretch, or None for the rows before the first labelled one.
     Metrics are on every row of the series."""
+    import tempfile
+
     from jax_lstm_ae.apps.baselines import matrix_profile_scores
-    from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
+    from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector, load_detector
     from jax_lstm_ae.apps.metrics import best_range_f1, pr_auc, top_in_stretch
     from jax_lstm_ae.apps.range_metrics import vus_metrics
     from jax_lstm_ae.apps.series import labels_from_stretches, stretches
+    from jax_lstm_ae.cli.main import main as cli
 
     t0 = time.perf_counter()
     series = load_series(path, columns)
@@ -231,21 +297,37 @@ def series_row(args, name: str, path, columns, spans, train_rows, *, ucr: bool =
     a, b = train_rows
     row["train_rows"] = [a, b]
     scores, info = {}, {}
-    for kind in ("lstm", "raw"):
-        det = SeriesAnomalyDetector(window=args.window, stride=args.stride, embedding_dim=args.embedding,
-                                    hidden=tuple(args.hidden), decoder=args.decoder, steps=args.steps, lr=args.lr,
-                                    batch_size=args.batch, seed=args.seed, raw=kind == "raw")
+    with tempfile.TemporaryDirectory(prefix="series_") as tmp:
+        cmds = series_cli_commands(args, path, columns, train_rows, Path(tmp))
+        row["commands"] = ["jax-lstm-ae " + " ".join(c) for c in cmds]
         t = time.perf_counter()
-        det.fit(series[a:b])
-        scores[kind] = det.decision_function(series)
-        info[kind] = {"wall_s": time.perf_counter() - t, **det.config_.get("result", {})}
-    row["plan"] = det.plan_._asdict()
+        for cmd in cmds:
+            if cli(cmd) != 0:
+                raise SystemExit(f"jax-lstm-ae {cmd[0]} failed: {' '.join(cmd)}")
+        scores["lstm"] = np.loadtxt(Path(tmp) / "points.csv", delimiter=",", skiprows=1)[:, 1]
+        lstm = load_detector(Path(tmp) / "run")
+        info["lstm"] = {"wall_s": time.perf_counter() - t, **lstm.config_.get("result", {})}
+    plan = lstm.plan_
+    row["plan"] = plan._asdict()
     t = time.perf_counter()
-    scores["mp"] = matrix_profile_scores(series, det.plan_)
+    raw = SeriesAnomalyDetector(window=plan.window, stride=plan.stride, seed=args.seed, raw=True)
+    raw.fit(series[a:b], plan=plan)
+    scores["raw"] = raw.decision_function(series)
+    info["raw"] = {"wall_s": time.perf_counter() - t}
+    t = time.perf_counter()
+    key = (str(path), tuple(plan))  # no seed in it: computed once per series and plan
+    if key not in _MP_CACHE:
+        _MP_CACHE[key] = matrix_profile_scores(series, plan)
+    scores["mp"] = _MP_CACHE[key]
     info["mp"] = {"wall_s": time.perf_counter() - t}
+    if args.pyod:
+        for kind in ("ae", "lstm"):
+            t = time.perf_counter()
+            scores[f"pyod_{kind}"] = pyod_scores(kind, raw, series, train_rows, args.seed)
+            info[f"pyod_{kind}"] = {"wall_s": time.perf_counter() - t}
     test = np.arange(n) >= b
     for kind, s in scores.items():
-        assert np.all(np.isfinite(s)) and s.shape == (n,)
+        assert np.all(np.isfinite(s)) and s.shape == (n,), kind
         rf1, _ = best_range_f1(labels, s)
         row[kind] = {
             "roc_auc": roc_auc(labels, s), "pr_auc": pr_auc(labels, s), "range_f1": rf1, **vus_metrics(labels, s),
@@ -463,13 +545,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ecg-bidirectional", action="store_true", help="probe row: bidirectional encoder")
     p.add_argument("--ecg-dir", default=None, help="ECG5000 anomaly row: folder for the split files and the run")
     p.add_argument("--devices", default=None, help="ECG5000 anomaly row: the CLI's --devices (default: its auto)")
-    p.add_argument("--lr", type=float, default=1e-2, help="series rows: peak Adam learning rate (cosine decay)")
-    p.add_argument("--decoder", default="repeat", help="series rows: decoder strategy")
-    p.add_argument("--embedding", type=int, default=16, help="series rows: latent size E")
-    p.add_argument("--hidden", type=int, nargs="*", default=[32], help="series rows: encoder sizes before E")
-    p.add_argument("--batch", type=int, default=32, help="series rows: batch size")
-    p.add_argument("--window", type=int, default=64, help="series rows: window, in pooled steps")
-    p.add_argument("--stride", type=int, default=1, help="series rows: window stride, in pooled steps")
+    # Series rows run `jax-lstm-ae train --train-rows` with the CLI's defaults; these pass a flag to it.
+    p.add_argument("--lr", type=float, default=None, help="series rows: train --lr (default: the CLI's)")
+    p.add_argument("--decoder", default=None, help="series rows: train --decoder (default: the CLI's)")
+    p.add_argument("--embedding", type=int, default=None, help="series rows: train --embedding-dim")
+    p.add_argument("--hidden", type=int, nargs="*", default=None, help="series rows: train --hidden (none: no flag)")
+    p.add_argument("--batch", type=int, default=None, help="series rows: train --batch-size")
+    p.add_argument("--window", type=int, default=None, help="series rows: train --window")
+    p.add_argument("--stride", type=int, default=None, help="series rows: train --stride")
+    p.add_argument("--epochs", type=int, default=None, help="series rows: train --epochs N --min-steps 0")
+    p.add_argument("--seeds", type=int, nargs="*", default=None,
+                   help="series rows: one row per seed (default: --seed), and tables of their mean and spread")
+    p.add_argument("--pyod", action="store_true",
+                   help="series rows: also PyOD's AutoEncoder and LSTMAD on the same preprocessing (needs pyod)")
+    p.add_argument("--summary", nargs="*", default=None, metavar="JSONL",
+                   help="print the tables of mean and spread over seeds from these --json files and exit")
     p.add_argument("--names", nargs="*", default=list(SERIES), help="series rows: which of the built-in series")
     p.add_argument("--series", default=None, help="score this series file instead of the built-in ones")
     p.add_argument("--columns", default=None, help="--series: feature columns, numbers or names: 1,2")
@@ -486,6 +576,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.summary is not None:
+        rows = [json.loads(line) for f in args.summary for line in Path(f).read_text().splitlines() if line.strip()]
+        print(seed_tables(rows))
+        return
     if not DATA.is_dir():
         sys.exit(f"no data at {DATA}: this benchmark reads ../shared/data beside the repository")
     print(f"# jax_lstm_ae quality bench; {os.cpu_count()} cpus; args {vars(args)}", flush=True)
@@ -504,8 +598,12 @@ def main(argv=None):
             sys.exit("--series needs its labelled stretches: --anomaly A:B (or --label-column NAME)")
         spans = args.label_column or [s for text in args.anomaly for s in _stretches_arg(text)]
         train = None if args.train_rows is None else tuple(int(v) for v in args.train_rows.split(":"))
-        emit(series_row(args, Path(args.series).name, Path(args.series), cols, spans, train, ucr=args.ucr))
+        for seed in args.seeds or [args.seed]:
+            emit(series_row(_with_seed(args, seed), Path(args.series).name, Path(args.series), cols, spans, train,
+                            ucr=args.ucr))
         print(_table(rows))
+        if args.seeds:
+            print("\n" + seed_tables(rows))
         return
     if args.only in ("ecg", "anomaly", "all"):
         emit(ecg_cli(args))
@@ -521,8 +619,53 @@ def main(argv=None):
     if args.only in ("series", "anomaly", "all"):
         for name in args.names:
             path, cols, spans, train = SERIES[name]
-            emit(series_row(args, name, DATA / path, cols, spans, train, ucr=name in UCR_SERIES))
+            for seed in args.seeds or [args.seed]:
+                emit(series_row(_with_seed(args, seed), name, DATA / path, cols, spans, train,
+                                ucr=name in UCR_SERIES))
     print(_table(rows))
+    if args.seeds:
+        print("\n" + seed_tables(rows))
+
+
+def _with_seed(args, seed: int):
+    return argparse.Namespace(**{**vars(args), "seed": seed})
+
+
+def seed_tables(rows) -> str:
+    """Series rows of several seeds -> three markdown tables (point ROC AUC, VUS-PR: mean and min-max over the
+    seeds; the top row in a labelled stretch: in how many seeds), one line per series, one column per method."""
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["row"].startswith("series ") and "skipped" not in r:
+            by_name.setdefault(r["row"][7:], []).append(r)
+    if not by_name:
+        return "(no scored series rows)"
+    methods = [m for m in METHODS if any(m in r for rs in by_name.values() for r in rs)]
+    head = "| series | seeds | " + " | ".join(METHODS[m] for m in methods) + " |"
+    rule = "| --- | --- | " + " | ".join("---" for _ in methods) + " |"
+    out = []
+    for key, title in (("roc_auc", "point ROC AUC, mean (min-max)"), ("vus_pr", "VUS-PR, mean (min-max)"),
+                       ("top_in_stretch", "top row in the labelled stretch, seeds")):
+        lines = [f"{title}:", "", head, rule]
+        totals = {m: 0 for m in methods}
+        for name, rs in by_name.items():
+            cells = []
+            for m in methods:
+                v = [r[m][key] for r in rs if m in r]
+                if not v:
+                    cells.append("-")
+                elif key == "top_in_stretch":
+                    cells.append(f"{sum(map(bool, v))}/{len(v)}")
+                    totals[m] += sum(map(bool, v)) * 2 > len(v)  # a majority of the seeds
+                else:
+                    cells.append(f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})")
+            seeds = ",".join(str(r["seed"]) for r in rs)
+            lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
+        if key == "top_in_stretch":
+            lines.append(f"| series with the top row in the stretch in most seeds | | "
+                         + " | ".join(f"{totals[m]} of {len(by_name)}" for m in methods) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 if __name__ == "__main__":
