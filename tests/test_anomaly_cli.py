@@ -206,7 +206,7 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
 
     x = _periodic_csv(tmp_path / "s.csv")
     rc = full_main(["train", "--data", str(tmp_path / "s.csv"), "--columns", "a,b", "--train-rows", "0:1800",
-                    "--window", "16", "--epochs", "2", "--out", str(tmp_path / "run"), "--quiet"])
+                    "--window", "48", "--epochs", "2", "--out", str(tmp_path / "run"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0 and "series pipeline on rows 0:1800" in out and "period 50 rows" in out
     # a run like any other: its epochs in metrics.jsonl and their plot
@@ -216,7 +216,7 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
                     "--contamination", "0.02", "--top", "3", "--explain", str(tmp_path / "why.csv")])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "window 16 steps x 3 rows = 48 rows" in out and "chosen from its training rows 0:1800" in out
+    assert "window 48 steps x 1 rows = 48 rows" in out and "chosen from its training rows 0:1800" in out
     assert "top anomalous stretches" in out
     table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
     assert table.shape == (2400, 3)
@@ -236,7 +236,8 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
                         "--out", str(tmp_path / "bad"), "--quiet"])
         assert rc == 2 and msg in capsys.readouterr().err
     rc = full_main(["detect", "--run", str(tmp_path / "run"), "--window", "32", "--out", str(tmp_path / "q.csv")])
-    assert rc == 2 and "this run's windows are 16 steps" in capsys.readouterr().err
+    assert rc == 2 and "--window 32 differs from this run's, chosen at train time: window 48 steps" in \
+        capsys.readouterr().err
     rc = full_main(["detect", "--run", str(tmp_path / "run"), "--fit-data", str(tmp_path / "s.csv"),
                     "--out", str(tmp_path / "q.csv")])
     assert rc == 2 and "drop --fit-data" in capsys.readouterr().err

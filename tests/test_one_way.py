@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from jax_lstm_ae.apps.detectors import SequenceAnomalyDetector, SeriesAnomalyDetector
+from jax_lstm_ae.apps.detectors import SequenceAnomalyDetector, SeriesAnomalyDetector, is_detector_run, load_detector
+from jax_lstm_ae.apps.series import plan_series
 from jax_lstm_ae.cli.main import main as cli
 from jax_lstm_ae.train.checkpoint import load_run
 from jax_lstm_ae.train.runner import read_specs
@@ -45,8 +46,9 @@ def _scores(csv: Path) -> np.ndarray:
 def test_one_long_series_api_cli_bench(tmp_path, monkeypatch):
     series = periodic_series(n=1500)
     np.savetxt(tmp_path / "s.csv", series, delimiter=",")
-    settings = dict(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64, seed=0)
-    api = SeriesAnomalyDetector(**settings).fit(series[:1200])
+    settings = dict(embedding_dim=4, hidden=(), epochs=2, batch_size=64, seed=0)
+    # --window counts rows on the command line: the API gets the plan it makes of 16 rows
+    api = SeriesAnomalyDetector(**settings).fit(series[:1200], plan=plan_series(series[:1200], window_rows=16))
     api_scores = api.decision_function(series)
 
     run = tmp_path / "run"
@@ -57,24 +59,57 @@ def test_one_long_series_api_cli_bench(tmp_path, monkeypatch):
     _same(api.params_, load_run(run).params)
     assert np.array_equal(_scores(tmp_path / "p.csv"), api_scores.astype(np.float64))
 
-    quality = _quality()  # the benchmark's series row, its matrix-profile column left out (stumpy: bench extra)
+    quality = _quality()  # the benchmark's series row (the CLI route), its matrix-profile column left out
     monkeypatch.setattr("jax_lstm_ae.apps.baselines.matrix_profile_scores", lambda s, plan: np.zeros(len(s)))
     args = quality.parser().parse_args(["--window", "16", "--embedding", "4", "--hidden", "--batch", "64",
-                                        "--dump", str(tmp_path / "dump")])
-    monkeypatch.setattr(SeriesAnomalyDetector, "fit", _with_epochs(SeriesAnomalyDetector.fit, 2))
-    quality.series_row(args, "s", tmp_path / "s.csv", None, [(1400, 1450)], (0, 1200))
+                                        "--epochs", "2", "--devices", "1", "--dump", str(tmp_path / "dump")])
+    row = quality.series_row(args, "s", tmp_path / "s.csv", None, [(1400, 1450)], (0, 1200))
     assert np.array_equal(np.load(tmp_path / "dump" / "s.npz")["lstm"], api_scores)
+    assert row["commands"][0].startswith(f"jax-lstm-ae train --data {tmp_path / 's.csv'} --train-rows 0:1200")
+    assert row["plan"] == api.plan_._asdict() and {"roc_auc", "vus_pr", "top_in_stretch"} <= set(row["lstm"])
 
 
-def _with_epochs(fit, epochs):
-    """The bench's detector with the short budget of this test (the bench has no --epochs for series rows)."""
+def _train(tmp_path, name, *flags):
+    run = tmp_path / name
+    assert cli(["train", *flags, "--embedding-dim", "4", "--hidden", "none", "--epochs", "2", "--min-steps", "0",
+                "--batch-size", "64", "--seed", "0", "--devices", "1", "--out", str(run), "--quiet"]) == 0
+    return run
 
-    def short(self, *a, **kw):
-        if not self.raw:
-            self.epochs = epochs
-        return fit(self, *a, **kw)
 
-    return short
+def test_a_long_series_has_one_route(tmp_path, capsys):
+    """`train --window W --stride S` on a normal series is the series pipeline on all its rows: its scores of the
+    whole series are those of `train --train-rows A:B --window W --stride S` on the whole file, to the bit;
+    `detect --fit-data` and another window or stride are refused on such a run, naming the flag to drop."""
+    series = periodic_series(n=1500)
+    np.savetxt(tmp_path / "s.csv", series, delimiter=",")
+    np.savetxt(tmp_path / "normal.csv", series[:1200], delimiter=",")
+    rows = _train(tmp_path, "rows", "--data", str(tmp_path / "s.csv"), "--train-rows", "0:1200", "--window", "24",
+                  "--stride", "2")
+    plain = _train(tmp_path, "plain", "--data", str(tmp_path / "normal.csv"), "--window", "24", "--stride", "2")
+    assert is_detector_run(plain)
+    plan = load_detector(plain).plan_
+    assert plan == load_detector(rows).plan_ and (plan.window_rows, plan.stride * plan.pool) == (24, 2)
+    assert cli(["detect", "--run", str(rows), "--out", str(tmp_path / "a.csv"), "--quiet"]) == 0
+    assert cli(["detect", "--run", str(plain), "--data", str(tmp_path / "s.csv"), "--window", "24", "--stride", "2",
+                "--out", str(tmp_path / "b.csv"), "--quiet"]) == 0
+    a, b = _scores(tmp_path / "a.csv"), _scores(tmp_path / "b.csv")
+    assert a.shape == (1500,) and np.array_equal(a, b), float(np.max(np.abs(a - b)))
+    capsys.readouterr()
+    for flags, message in (
+        (["--fit-data", str(tmp_path / "normal.csv")], "drop --fit-data"),
+        (["--stride", "8"], "--stride 8 differs from this run's, chosen at train time: window 24 steps x 1 rows"),
+    ):
+        rc = cli(["detect", "--run", str(plain), "--data", str(tmp_path / "s.csv"), *flags,
+                  "--out", str(tmp_path / "c.csv")])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    # a flag the series pipeline cannot honour is refused in one line that names it, before any training
+    rc = cli(["train", "--data", str(tmp_path / "normal.csv"), "--window", "24", "--label-column", "0",
+              "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--label-column does not apply to one long series" in err and "drop it" in err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.skipif(not ECG.exists(), reason=f"needs {ECG} (../shared/data)")

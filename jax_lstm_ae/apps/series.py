@@ -94,19 +94,31 @@ def dominant_period(x, max_lag: int | None = None, *, min_peak: float = MIN_PEAK
     return first_min + int(peaks[0])
 
 
-def plan_series(train, *, window: int = WINDOW, stride: int = 1, detrend: bool | None = None) -> SeriesPlan:
+def plan_series(train, *, window: int = WINDOW, stride: int = 1, detrend: bool | None = None,
+                window_rows: int | None = None, stride_rows: int | None = None) -> SeriesPlan:
     """Make every preprocessing choice from the training stretch train[N_t, F] alone.
 
-    ``detrend``: None follows the rule (detrend a periodic series)."""
+    ``window`` and ``stride`` count pooled steps. ``window_rows`` / ``stride_rows``
+    count input rows instead (what the command line's --window / --stride give):
+    the pooling d still follows the period (one cycle in about 64 steps), and the
+    window is round(window_rows / d) steps (at least 2), the stride
+    round(stride_rows / d) steps (at least 1). ``detrend``: None follows the rule
+    (detrend a periodic series)."""
     t = np.asarray(train, np.float64)
     if t.ndim == 1:
         t = t[:, None]
-    window, stride = int(window), int(stride)
-    if window < 2 or stride < 1:
-        raise ValueError(f"window must be >= 2 and stride >= 1, got window={window}, stride={stride}; "
-                         "give values in those ranges")
+    for name, v, least in (("window", window, 2), ("stride", stride, 1), ("window_rows", window_rows, 1),
+                           ("stride_rows", stride_rows, 1)):
+        if v is not None and int(v) < least:
+            raise ValueError(f"{name} must be >= {least}, got {v}; give a value in that range")
     period = dominant_period(t)
-    pool = 1 if period is None else max(1, int(round(period / window)))
+    if window_rows is None:
+        window = int(window)
+        pool = 1 if period is None else max(1, int(round(period / window)))
+    else:
+        pool = 1 if period is None else max(1, int(round(period / WINDOW)))
+        window = max(2, int(round(int(window_rows) / pool)))
+    stride = int(stride) if stride_rows is None else max(1, int(round(int(stride_rows) / pool)))
     n_steps = t.shape[0] // pool
     if n_steps < window + 8:
         need = (window + 8) * pool

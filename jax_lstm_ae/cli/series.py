@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from jax_lstm_ae.apps.range_metrics import series_report
-from jax_lstm_ae.apps.series import points_to_rows, top_stretches
+from jax_lstm_ae.apps.series import plan_series, points_to_rows, top_stretches
 from jax_lstm_ae.cli.args import parse_rows, setup_common
 from jax_lstm_ae.cli.outputs import FilesPlan, inputs_of, plan_run_dir, write_bytes
 from jax_lstm_ae.cli.scoring import plot, plot_path, print_stretches, read_labels, threshold, write_table
@@ -49,22 +50,27 @@ def train_series(args) -> int:
                       ("id_column", "a long series has one row per step, not sequence ids"),
                       ("label_column", "the series pipeline reads no labels")):
         if getattr(args, dest, None) is not None:
-            fail(f"--{dest.replace('_', '-')} does not apply to --train-rows: {why}; drop it")
+            fail(f"--{dest.replace('_', '-')} does not apply to one long series (the series pipeline: "
+                 f"--train-rows, --window): {why}; drop it")
     if args.format not in (None, "series"):
         fail(f"--format {args.format} does not apply to --train-rows: it reads one long series; drop --format")
     if args.head == "sigmoid":
-        fail("--head sigmoid does not apply to --train-rows: the series pipeline reconstructs normalised real "
+        fail("--head sigmoid does not apply to one long series: the series pipeline reconstructs normalised real "
              "values; drop --head")
     series = _load_series(args.data, args.columns)
     a, b = parse_rows(args.train_rows, series.shape[0])
+    if getattr(args, "every_row", False) and not args.quiet:
+        print("one long series (--window or --format series): the series pipeline, trained on every row of it "
+              "(--train-rows A:B trains it on a normal stretch)", file=sys.stderr)
     # Every model and training flag is a field of the series preset's specs: none is ignored.
     specs = apply_flags(args, *preset("series", series.shape[1]), fields={"head.kind": "linear"})
-    det = SeriesAnomalyDetector(window=args.window or 64, stride=args.stride or 1, progress=not args.quiet,
-                                specs=specs)
+    # --window / --stride count input rows, as everywhere on the command line; the plan turns them into steps
+    plan = plan_series(series[a:b], window_rows=args.window, stride_rows=args.stride)
+    det = SeriesAnomalyDetector(window=plan.window, stride=plan.stride, progress=not args.quiet, specs=specs)
     with run_lock(out, make_parents(out.parent)):
         work = new_partial(out)
         try:
-            det.fit(series[a:b], workdir=work)  # checkpoints and metrics.jsonl as any run's
+            det.fit(series[a:b], plan=plan, workdir=work)  # checkpoints and metrics.jsonl as any run's
             det.save(work, data={"source": str(Path(args.data).resolve()), "format": "series",
                                  "columns": args.columns, "train_rows": [a, b]})
             _plot_losses(work)
@@ -101,8 +107,10 @@ def detect_series(args, plan: FilesPlan) -> int:
     if args.fit_data is not None or args.normal_class is not None:
         fail("a run of the series pipeline scores with its own fitted scorer; drop --fit-data / --normal-class "
              "(give --labels for metrics)")
-    if args.window is not None and args.window != det.plan_.window:
-        fail(f"this run's windows are {det.plan_.window} steps (chosen at train time); drop --window")
+    p = det.plan_
+    for flag, rows, steps in (("--window", args.window, p.window), ("--stride", args.stride, p.stride)):
+        if rows is not None and max(1, int(round(rows / p.pool))) != steps:  # what train made of the same rows
+            fail(f"{flag} {rows} differs from this run's, chosen at train time: {p.describe()}; drop {flag}")
     series = _load_series(source, columns)
     n = series.shape[0]
     w, starts, err = det.score_windows(series)

@@ -61,8 +61,10 @@ def register(subparsers) -> None:
     g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
     g.add_argument("--train-rows", metavar="A:B", help="one long series: train the anomaly pipeline on its normal "
                    "rows A..B-1 (':' all rows, e.g. a separate normal file); window, pooling and detrending are "
-                   "chosen from those rows; model and training flags apply on top of the pipeline's own defaults "
-                   "(E=16, hidden 32, about 1,500 steps of cosine-decayed Adam)")
+                   "chosen from those rows (--window / --stride, in rows, override the window's); model and training "
+                   "flags apply on top of the pipeline's own defaults (E=16, hidden 32, about 1,500 steps of "
+                   "cosine-decayed Adam). A long series given with --window or --format series and no --train-rows "
+                   "gets the same pipeline on every row")
     add_common_args(p, training=True)
     p.set_defaults(func=cmd_train)
 
@@ -86,6 +88,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             fail(f"{out}: no such run directory; train one with `{PROG} train --out {out}`")
         setup, created = None, []  # the run is read under its lock
     else:
+        if args.train_rows is None and _is_long_series(args):
+            args.train_rows = ":"  # one long series has one route: the series pipeline, here on every row
+            args.every_row = True  # train_series says so once its checks pass
         if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/series.py)
             from jax_lstm_ae.cli.series import train_series
 
@@ -95,6 +100,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     with run_lock(out, created):
         return _train_locked(args, out, setup, fit_extra)
 
+
+
+def _is_long_series(args: argparse.Namespace) -> bool:
+    """--data is read as one long series (cut into --window windows) rather than as sequences."""
+    return args.format == "series" or (args.window is not None and args.format is None
+                                       and not str(args.data or "").startswith("synthetic:"))
 
 
 def _train_locked(args: argparse.Namespace, out: Path, setup: dict | None, fit_extra: dict) -> int:
