@@ -77,7 +77,7 @@ def test_detect_on_a_long_series_points_at_the_anomaly(run_dir, capsys):
     assert roc_auc(labels, table[:, 1]) >= 0.95
     printed = capsys.readouterr().out
     assert "windows of 32 rows, stride 4 (given)" in printed
-    assert all(f"{k} " in printed for k in ("roc_auc", "vus_pr", "range_auc_pr"))  # point and range-aware, side by side
+    assert all(f"{k} " in printed for k in ("roc_auc", "range_f1", "vus_pr", "range_auc_pr"))  # point and range-aware
     flags = table[:, 2].astype(bool)
     # the threshold is the 98th percentile of the scored points: about 2 % of them are flagged
     assert flags.mean() == pytest.approx(0.02, abs=0.002)

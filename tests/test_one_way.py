@@ -95,6 +95,11 @@ def test_a_long_series_has_one_route(tmp_path, capsys):
     a, b = _scores(tmp_path / "a.csv"), _scores(tmp_path / "b.csv")
     assert a.shape == (1500,) and np.array_equal(a, b), float(np.max(np.abs(a - b)))
     capsys.readouterr()
+    np.savetxt(tmp_path / "y.txt", (np.arange(1500) >= 1400) & (np.arange(1500) < 1450), fmt="%d")
+    assert cli(["detect", "--run", str(plain), "--data", str(tmp_path / "s.csv"), "--labels", str(tmp_path / "y.txt"),
+                "--out", str(tmp_path / "d.csv"), "--quiet"]) == 0
+    printed = capsys.readouterr().out  # point and range-aware metrics side by side
+    assert all(f"{k} " in printed for k in ("roc_auc", "range_f1", "range_auc_pr", "vus_pr")), printed
     for flags, message in (
         (["--fit-data", str(tmp_path / "normal.csv")], "drop --fit-data"),
         (["--stride", "8"], "--stride 8 differs from this run's, chosen at train time: window 24 steps x 1 rows"),

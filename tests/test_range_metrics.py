@@ -201,7 +201,8 @@ def test_series_report_is_detection_report_plus_them():
     assert set(plain) == {"precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc"}
     rep = R.series_report(y, s, 0.9)
     assert {k: rep[k] for k in plain} == plain  # the existing keys, unchanged
-    assert {k: rep[k] for k in rep if k not in plain} == R.vus_metrics(y, s, window=R.VUS_WINDOW)
+    assert rep["range_f1"] == M.range_f1(y, s > 0.9)  # the flags' range F1, beside the point F1
+    assert {k: rep[k] for k in rep if k not in plain and k != "range_f1"} == R.vus_metrics(y, s, window=R.VUS_WINDOW)
     assert R.series_report(y, s, 0.9, window=7)["vus_pr"] == R.vus_pr(y, s, window=7)
     assert R.series_report(np.zeros(500, int), s, 0.9) == M.detection_report(np.zeros(500, int), s, 0.9)  # no AUCs
     for name in ("vus_pr", "vus_roc", "range_auc_pr", "range_auc_roc", "vus_metrics", "vus_surface", "series_report"):

@@ -49,7 +49,7 @@ O(N log N + (L + 1) (N + K)); N = 10^5 with L = 100 takes well under a second.
     range_auc_pr(labels, scores, window=100), range_auc_roc(...)
     vus_metrics(labels, scores)       # the four, from one surface
     vus_surface(labels, scores)       # the curves at every window, for plots
-    series_report(labels, scores, threshold)   # detection_report + the four (what `detect` prints for a series)
+    series_report(labels, scores, threshold)   # detection_report + range F1 + the four (`detect` on a series)
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jax_lstm_ae.apps.metrics import _scores, as_binary_labels, detection_report
+from jax_lstm_ae.apps.metrics import _scores, as_binary_labels, detection_report, range_f1
 
 VUS_WINDOW = 100  # TSB-AD get_metrics(slidingWindow=100)
 VUS_THRESHOLDS = 250  # TSB-AD get_metrics(thre=250)
@@ -208,9 +208,11 @@ def vus_metrics(labels, scores, window: int = VUS_WINDOW, n_thresholds: int = VU
 def series_report(labels, scores, threshold: float, beta: float = 1.0, *, window: int = VUS_WINDOW) -> dict[str, float]:
     """:func:`~jax_lstm_ae.apps.metrics.detection_report` of a series (one label per time point) with the
     range-aware metrics beside its point ones: its keys (precision, recall, F1, F-beta, accuracy, point
-    ``roc_auc`` / ``pr_auc``), then :func:`vus_metrics` at ``window`` (``range_auc_roc``, ``range_auc_pr``,
-    ``vus_roc``, ``vus_pr``) when both classes are present."""
+    ``roc_auc`` / ``pr_auc``), then, when both classes are present, ``range_f1`` (range-based F1 of the points
+    above ``threshold``, :func:`~jax_lstm_ae.apps.metrics.range_f1`) and :func:`vus_metrics` at ``window``
+    (``range_auc_roc``, ``range_auc_pr``, ``vus_roc``, ``vus_pr``)."""
     out = detection_report(labels, scores, threshold, beta)
     if "roc_auc" in out:
+        out["range_f1"] = range_f1(labels, _scores(scores, len(labels)) > threshold)
         out.update(vus_metrics(labels, scores, window))
     return out
