@@ -152,7 +152,7 @@ CASES = [
     (T.replace("good.npz", "arabic.txt"), "line 2, column 2 holds '\u0661\u0662', which is not a number"),
     (T.replace("good.npz", "huge.txt"), "line 2, column 2 is '1e39', beyond float32's range"),
     (T.replace("good.npz", "header_only.csv"), "holds a header but no data rows"),
-    (T.replace("good.npz", "short.txt") + " --window 5", "window 5 is longer than the series (3 rows)"),
+    (T.replace("good.npz", "short.txt") + " --window 5", "the training stretch has 3 rows, too few for windows of 5"),
     (T.replace("good.npz", "short.txt") + " --window 1 --columns 4", "asks for column 4 but the file has 1"),
     (T.replace("good.npz", "short.txt") + " --window 1 --columns name", "names column 'name' but it has no header"),
     (T + " --columns 5", "--columns asks for column 5 but the file has 2 columns"),

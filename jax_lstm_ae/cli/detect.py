@@ -1,6 +1,10 @@
 """`jax-lstm-ae detect`: reconstruction-error anomaly scores (EncDec-AD) of
-sequences, or of the points of a long series cut into windows; a run of the
-series pipeline is scored by ``series``.
+sequences. A run of one long series is always a run of the series pipeline
+(`train` gives a long series that pipeline, with --train-rows or --window) and
+is scored by ``series`` with its own plan and scorer. A run of sequences may
+also score the points of a long series cut into windows (--window, the scorer
+fitted on --fit-data), with the same window Mahalanobis and the same mean over
+covering windows.
 
     jax-lstm-ae detect --run RUN --data beats.txt --out scores.csv [--labels y.txt]
     jax-lstm-ae detect --run RUN --data series.txt --window 64 --stride 4 --out points.csv
