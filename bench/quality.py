@@ -22,17 +22,27 @@ ECG5000 probe: a stratified 60 / 40 % split of all 500 beats. A second
   (unsupervised) on the 60 % (10 % of it for early stopping); a multinomial logistic regression on its latents (l2 by 5-fold CV
   on the 60 %) is scored on the 40 %, next to PCA of the raw beat at the same
   dimension E and the raw 140-step beat.
-Series: the label-free pipeline of jax_lstm_ae.apps.series (what `jax-lstm-ae
-  train --train-rows` runs: period, pooling and detrending from the training
-  rows only, window Mahalanobis on held-out training windows, one score per
-  row) is trained on the normal stretch, next to the same pipeline on raw
-  windows and a matrix-profile discord score (stumpy). Every row of the
-  series is scored: point ROC AUC, PR AUC, best range-based F1 (Tatbul et al.
-  2018, alpha 0, flat bias; best over score quantiles), VUS-PR / VUS-ROC and
-  range-AUC-PR / -ROC (Paparrizos et al. 2022, as TSB-AD 1.5 computes them,
-  window 100: jax_lstm_ae.apps.range_metrics), whether the top row
-  lies in a labelled stretch, and for the UCR archive series whether it lies
-  within 100 rows of one (the archive's score).
+Series: the documented route for one long series, through the command line
+  with its defaults: `jax-lstm-ae train --data FILE --train-rows A:B` (the
+  series pipeline of jax_lstm_ae.apps.series: period, pooling and detrending
+  from the training rows only, window Mahalanobis on held-out training
+  windows) then `jax-lstm-ae detect --run RUN` (one score per row); beside it,
+  on the same plan, the pipeline on raw windows (no autoencoder), a
+  matrix-profile discord score (stumpy) and, with --pyod, PyOD's AutoEncoder
+  (on the flattened normalised windows) and LSTMAD (next-step prediction on
+  the pooled series), both at their defaults, fitted on the training rows.
+  Every row of the series is scored: point ROC AUC, PR AUC, best range-based
+  F1 (Tatbul et al. 2018, alpha 0, flat bias; best over score quantiles),
+  VUS-PR / VUS-ROC and range-AUC-PR / -ROC (Paparrizos et al. 2022, as TSB-AD
+  1.5 computes them, window 100: jax_lstm_ae.apps.range_metrics), whether the
+  top row lies in a labelled stretch, and for the UCR archive series whether
+  it lies within 100 rows of one (the archive's score). --seeds S1 S2 ... runs
+  each series once per seed (the CLI's --seed; PyOD's random_state and torch's
+  seed) and prints tables of the mean and spread; --summary prints them again
+  from --json files (e.g. one process per series):
+
+    for s in "Yahoo S5" TEK16 ...; do python bench/quality.py --only series --names "$s" --seeds 0 1 2 --pyod \
+        --json rows.jsonl; done; python bench/quality.py --summary rows.jsonl
 """
 
 from __future__ import annotations
