@@ -234,6 +234,9 @@ def fit(
             model, mesh=mesh, global_batch=bool(kw.get("global_batch")))
     if state is None:
         state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))
+    # Several processes that each hold the global batch: rows read from a file are read
+    # only where a process places them (data.lazy.RowsView), not whole in every process.
+    defer = guarded and mesh is not None and bool(kw.get("global_batch")) and jax.process_count() > 1
     prog = FitProgress() if resume is None else (resume if isinstance(resume, FitProgress) else FitProgress(**resume))
     stream = sys.stderr if progress is True else (progress or None)
     bar = _Progress(stream, epochs, spe)
@@ -270,9 +273,9 @@ def fit(
                     losses.append(float(m["loss"]))
                 pending.clear()
 
-            for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True)):
-                if epoch == first_epoch and i < skip:
-                    continue  # already trained on before the checkpoint
+            done = skip if epoch == first_epoch else 0  # batches trained on before the checkpoint: not read
+            for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True, skip=done,
+                                              defer=defer), start=done):
                 if max_steps is not None and step >= max_steps:
                     stopped_inside = True
                     break
