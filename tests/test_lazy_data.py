@@ -1,0 +1,151 @@
+"""Data bigger than memory: a .npy file read on demand (data.lazy) trains
+through the one runner to the parameters of the same windows in memory,
+is scored in chunks as in one go, and reads only the rows it is asked for."""
+
+import numpy as np
+import pytest
+
+from jax_lstm_ae.data import (DataError, Dataset, Normalizer, lazy_dataset, open_npy, sliding_windows,
+                              train_val_split)
+from jax_lstm_ae.data.batching import PERMUTE_MAX, FeistelOrder, batches, epoch_order
+from jax_lstm_ae.data.lazy import RowsView
+from jax_lstm_ae.nn.spec import ModelSpec
+from jax_lstm_ae.train.runner import data_fingerprint, run_training
+from jax_lstm_ae.train.spec import TrainSpec
+
+T, F = 12, 3
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """A random walk [400, 3] saved as float32 .npy; the path and the array."""
+    rng = np.random.default_rng(0)
+    s = (rng.normal(size=(400, F)).cumsum(0) + [0, 5, -3]).astype(np.float32)
+    path = tmp_path_factory.mktemp("lazy") / "series.npy"
+    np.save(path, s)
+    return path, s
+
+
+def _in_memory(s, window, stride):
+    w, _ = sliding_windows(s, window, stride)
+    return Dataset(w, np.full(len(w), window, np.int32))
+
+
+@pytest.mark.parametrize("stride", [1, 5, 7])
+def test_windows_equal_sliding_windows(series, stride):
+    path, s = series
+    x = open_npy(path, window=T, stride=stride)
+    w, starts = sliding_windows(s, T, stride)
+    assert x.shape == w.shape
+    np.testing.assert_array_equal(np.asarray(x), w)
+    idx = np.random.default_rng(1).permutation(len(w))[:9]  # scattered windows: one read each
+    np.testing.assert_array_equal(x[idx], w[idx])
+    np.testing.assert_array_equal(x[3:8], w[3:8])
+    np.testing.assert_array_equal(x.starts(np.arange(len(w))), starts)
+    np.testing.assert_array_equal(x.rows(4, 9)[np.array([0, 4])], w[[4, 8]])
+
+
+@pytest.mark.parametrize("mode", ["zscore", "minmax"])
+def test_chunked_statistics_equal_in_memory(series, mode, monkeypatch):
+    """Statistics over every window's steps (a row once per window covering
+    it), read in chunks smaller than the file, equal the in-memory fit."""
+    import jax_lstm_ae.data.lazy as lazy
+
+    monkeypatch.setattr(lazy, "SCAN_ROWS", 37)  # many chunks, none aligned to the windows
+    path, s = series
+    for stride in (1, 4):
+        x = open_npy(path, window=T, stride=stride)
+        mem = _in_memory(s, T, stride)
+        a, b = 3, len(x) - 5
+        want = Normalizer.fit(mem.take(np.arange(a, b)), mode)
+        got = Normalizer.fit(lazy_dataset(x.rows(a, b)), mode)
+        np.testing.assert_allclose(got.shift, want.shift, rtol=1e-6)
+        np.testing.assert_allclose(got.scale, want.scale, rtol=1e-6)
+        # The normalised view is what Normalizer.apply gives in memory, bit for bit.
+        np.testing.assert_array_equal(np.asarray(want.apply(lazy_dataset(x.rows(a, b))).x),
+                                      want.apply(mem.take(np.arange(a, b))).x)
+
+
+def test_split_is_by_index_ranges(series):
+    path, _ = series
+    ds = lazy_dataset(open_npy(path, window=T, stride=2))
+    train, val = train_val_split(ds, 0.25, seed=0)
+    n_val = round(ds.n * 0.25)
+    assert (train.n, val.n) == (ds.n - n_val, n_val)
+    np.testing.assert_array_equal(np.asarray(val.x), np.asarray(ds.x)[ds.n - n_val:])
+    assert train.x.lo == 0 and val.x.lo == train.n  # views: nothing read
+
+
+def test_trains_to_the_parameters_of_the_same_windows_in_memory(series):
+    """Same seed, same batches: a file read on demand and the windows in memory
+    reach the same parameters (the runner's split, normaliser and fit)."""
+    import jax
+
+    path, s = series
+    model = ModelSpec(features=F, embedding_dim=4, encoder={"hidden": (8,)}, decoder={"hidden": (8,)})
+    spec = TrainSpec(batch_size=16, epochs=2, val_fraction=0.2, seed=3)
+    lazy = run_training(model, spec, lazy_dataset(open_npy(path, window=T, stride=3)))
+    mem = _in_memory(s, T, 3)
+    n_train = lazy.train.n  # the lazy split: the first n_train windows train, the rest validate
+    ref = run_training(model, spec, mem.take(np.arange(n_train)), val=mem.take(np.arange(n_train, mem.n)))
+    assert int(lazy.state.step) == int(ref.state.step) == 2 * (n_train // 16)
+    np.testing.assert_allclose(lazy.normalizer.shift, ref.normalizer.shift, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(lazy.state.params), jax.tree.leaves(ref.state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+    assert [h["val_loss"] for h in lazy.history] == pytest.approx([h["val_loss"] for h in ref.history], rel=1e-5)
+    assert lazy.config["data"]["fingerprint"] == data_fingerprint(lazy_dataset(open_npy(path, window=T, stride=3)))
+
+
+def test_batches_read_only_their_rows_and_defer(series, monkeypatch):
+    """A batch reads its own windows only: at most B * T rows of a series,
+    never the file; a deferred batch reads only the slice that is indexed."""
+    path, _ = series
+    x = open_npy(path, window=T, stride=1)
+    read = []
+    real = x.file.read
+    monkeypatch.setattr(x.file, "read", lambda a, b: read.append(b - a) or real(a, b))
+    b = next(batches(lazy_dataset(x), 8, 0))
+    assert b.x.shape == (8, T, F) and sum(read) <= 8 * T
+    read.clear()
+    view = next(batches(lazy_dataset(x), 8, 0, defer=True)).x
+    assert isinstance(view, RowsView) and not read
+    padded = view.padded(10)
+    part = padded[(slice(6, 10), slice(None), slice(None))]  # one process's rows: two real, two padding
+    assert sum(read) <= 2 * T
+    np.testing.assert_array_equal(part[:2], b.x[6:8])
+    assert not part[2:].any()
+
+
+def test_large_orders_are_permutations_computed_per_batch():
+    assert isinstance(epoch_order(100, 0), np.ndarray)  # small sets: the order runs and resumes always had
+    assert isinstance(epoch_order(PERMUTE_MAX + 1, 0), FeistelOrder)
+    for n in (2, 1000, 4097):
+        o = FeistelOrder(n, np.random.default_rng(n))
+        np.testing.assert_array_equal(np.sort(o[0:n]), np.arange(n))
+        np.testing.assert_array_equal(np.concatenate([o[0:n // 3], o[n // 3:n]]), o[0:n])
+    big = FeistelOrder(10**9, np.random.default_rng(0))[0:4096]
+    assert len(set(big.tolist())) == 4096 and big.min() >= 0 and big.max() < 10**9
+    assert abs(big.mean() / 10**9 - 0.5) < 0.05  # spread over the whole range
+
+
+def test_clear_errors(tmp_path):
+    np.save(tmp_path / "c.npy", np.zeros((10, 2), np.complex64))
+    np.save(tmp_path / "s.npy", np.zeros((10, 2), np.float32))
+    np.save(tmp_path / "w4.npy", np.zeros((2, 3, 4, 5), np.float32))
+    cases = [(tmp_path / "c.npy", {"window": 3}, "complex64 values"),
+             (tmp_path / "s.npy", {"window": 11}, "window 11 is longer than the series \\(10 rows\\)"),
+             (tmp_path / "w4.npy", {"window": 3}, "a series must be \\[R\\] or \\[R, F\\]"),
+             (tmp_path / "w4.npy", {}, "expected windows of shape"),
+             (tmp_path / "s.npy", {"stride": 2}, "needs --window"),
+             (tmp_path / "missing.npy", {}, "no such file")]
+    (tmp_path / "t.npy").write_bytes((tmp_path / "s.npy").read_bytes()[:-8])
+    cases.append((tmp_path / "t.npy", {"window": 3}, "not a readable .npy file"))
+    for path, kw, msg in cases:
+        with pytest.raises(DataError, match=msg) as e:
+            open_npy(path, **kw)
+        assert "\n" not in str(e.value)
+    s = np.ones((50, 2), np.float32)
+    s[31, 1] = np.nan
+    np.save(tmp_path / "nan.npy", s)
+    with pytest.raises(DataError, match="row 31, feature 1 is nan"):
+        Normalizer.fit(lazy_dataset(open_npy(tmp_path / "nan.npy", window=5)))
