@@ -2,6 +2,8 @@
 through the one runner to the parameters of the same windows in memory,
 is scored in chunks as in one go, and reads only the rows it is asked for."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,99 @@ def test_clear_errors(tmp_path):
     np.save(tmp_path / "nan.npy", s)
     with pytest.raises(DataError, match="row 31, feature 1 is nan"):
         Normalizer.fit(lazy_dataset(open_npy(tmp_path / "nan.npy", window=5)))
+
+
+@pytest.fixture(scope="module")
+def trained(series):
+    path, _ = series
+    model = ModelSpec(features=F, embedding_dim=4, encoder={"hidden": (8,)}, decoder={"hidden": (8,)})
+    res = run_training(model, TrainSpec(batch_size=16, epochs=1, val_fraction=0.0, seed=0),
+                       lazy_dataset(open_npy(path, window=T, stride=1)))
+    return res
+
+
+@pytest.mark.parametrize("method,level,stride", [("mahalanobis", "window", 1), ("mahalanobis", "step", 3),
+                                                 ("mae", "step", 5), ("mse", "window", 16)])
+def test_scoring_in_chunks_equals_scoring_in_one_go(series, trained, method, level, stride):
+    """Window scores chunk by chunk, and point scores summed in a buffer one
+    chunk long, equal apps.anomaly on every window at once."""
+    from jax_lstm_ae.apps.anomaly import error_vectors, fit_scorer, points_from_windows, score_errors
+    from jax_lstm_ae.apps.streaming import fit_scorer_sampled, point_scores, window_scores
+
+    path, s = series
+    model, params, norm = trained.model, trained.params, trained.normalizer
+    x = norm.apply(lazy_dataset(open_npy(path, window=T, stride=stride))).x
+    w, starts = sliding_windows(norm.apply(s), T, stride)
+    err = error_vectors(model, params, w)
+    scorer = fit_scorer(err, method=method, level=level)
+    win, steps = score_errors(scorer, err)
+    want = points_from_windows(steps if steps is not None else win, starts, len(s), window=T)
+    got_scorer = fit_scorer_sampled(model, params, x, method=method, level=level)
+    if scorer.gaussian is not None:
+        np.testing.assert_allclose(got_scorer.gaussian.whiten, scorer.gaussian.whiten, rtol=1e-5, atol=1e-6)
+    chunks = list(window_scores(model, params, x, got_scorer, chunk=7))
+    assert [a for a, *_ in chunks] == list(range(0, len(w), 7))
+    np.testing.assert_allclose(np.concatenate([c[1] for c in chunks]), win, rtol=1e-5, atol=1e-6)
+    out = np.lib.format.open_memmap(path.parent / f"points_{method}_{stride}.npy", "w+", np.float32, (len(s),))
+    got = point_scores(model, params, x, got_scorer, chunk=7, out=out)
+    assert got is out
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # NaN where no window covers a row (stride > T)
+    assert np.isnan(want).any() == (stride > T)
+    sub = x.rows(5, 9)  # a view: rows outside its windows are NaN
+    part = point_scores(model, params, sub, got_scorer, chunk=3)
+    lo, hi = int(sub.starts(sub.lo)), int(sub.starts(sub.hi - 1)) + T
+    assert np.isnan(part[:lo]).all() and np.isnan(part[hi:]).all() and np.isfinite(part[lo:hi]).any()
+
+
+_RSS_CHILD = """
+import sys
+import numpy as np
+from jax_lstm_ae.data import Normalizer, lazy_dataset, open_npy, train_val_split
+from jax_lstm_ae.data.batching import batches
+def peak():  # VmHWM: the peak resident memory since the last reset
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+ds = lazy_dataset(open_npy(sys.argv[1], window=64, stride=1))
+np.asarray(ds.x[0:1000]); ds.x.fingerprint()  # warm every code path once
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak: importing the package peaks higher
+base = peak()
+train, val = train_val_split(ds, 0.2)
+norm = Normalizer.fit(train)  # reads every training row, in chunks
+data = norm.apply(train)
+for i, b in zip(range(50), batches(data, 64, 0, drop_last=True)):
+    pass
+fp = ds.x.fingerprint()
+print(peak() - base, ds.n)
+"""
+
+
+def _write_series(path, rows: int, f: int = 8, chunk: int = 1 << 20):
+    """A float32 series [rows, f] written in chunks (never whole in memory)."""
+    out = np.lib.format.open_memmap(path, "w+", np.float32, (rows, f))
+    rng = np.random.default_rng(0)
+    for a in range(0, rows, chunk):
+        out[a:a + chunk] = rng.normal(size=(min(chunk, rows - a), f))
+    out.flush()
+    del out
+
+
+def test_resident_memory_does_not_grow_with_the_file(tmp_path):
+    """Splitting, fitting the normaliser over every row, drawing batches and
+    the fingerprint of a 64 MB and a 256 MB file raise the peak resident
+    memory of a fresh process by the same amount, well below the smaller file."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak resident memory")
+    grew = {}
+    for mb in (64, 256):
+        path = tmp_path / f"s{mb}.npy"
+        _write_series(path, mb * 2**20 // 32)
+        proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path)], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).resolve().parents[1])
+        grew[mb] = int(proc.stdout.split()[0])
+        path.unlink()
+    print({mb: f"{g / 2**20:.1f} MB" for mb, g in grew.items()})
+    assert grew[256] < 32 * 2**20 and grew[64] < 32 * 2**20  # the files: 64 and 256 MB
+    assert grew[256] - grew[64] < 16 * 2**20

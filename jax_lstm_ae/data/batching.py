@@ -21,7 +21,7 @@ import numpy as np
 from jax_lstm_ae.data.core import Batch, Dataset
 from jax_lstm_ae.data.lazy import RowsView, is_lazy
 
-PERMUTE_MAX = 1 << 24  # above this many examples the order is computed per batch (module docstring)
+PERMUTE_MAX = 1 << 20  # above this many examples (an 8 MB order) the order is computed per batch
 
 
 def _rng(key_or_seed) -> np.random.Generator:

@@ -31,8 +31,8 @@ import numpy as np
 
 from jax_lstm_ae.data.core import DataError, Dataset
 
-# Rows read per chunk in full scans (statistics): 1 Mi rows x F float64 temporaries.
-SCAN_ROWS = 1 << 20
+# Rows read per chunk in full scans (statistics): a few float64 temporaries of SCAN_ROWS x F.
+SCAN_ROWS = 1 << 16
 # The fingerprint hashes this many blocks of this many bytes, spread evenly over the file.
 FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK_BYTES = 64, 1 << 16
 
