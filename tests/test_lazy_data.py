@@ -247,3 +247,43 @@ def test_resident_memory_does_not_grow_with_the_file(tmp_path):
     print({mb: f"{g / 2**20:.1f} MB" for mb, g in grew.items()})
     assert grew[256] < 32 * 2**20 and grew[64] < 32 * 2**20  # the files: 64 and 256 MB
     assert grew[256] - grew[64] < 16 * 2**20
+
+
+def test_cli_train_and_detect_with_mmap_equal_the_file_loaded(tmp_path, capsys):
+    """`train --mmap` trains through the runner on the file read on demand
+    (resumable: the sampled fingerprint matches); `detect --mmap` scores it
+    in chunks to the point scores `detect` gives with the series loaded."""
+    from jax_lstm_ae.cli.main import main
+
+    t = np.arange(3000)
+    s = np.stack([np.sin(t / 9), np.cos(t / 14)], 1).astype(np.float32)
+    s[2000:2020] += 2.0
+    np.save(tmp_path / "s.npy", s)
+    cut = ["--data", tmp_path / "s.npy", "--window", 16, "--stride", 4, "--devices", 1, "--quiet"]
+    run = tmp_path / "run"
+    assert main([str(a) for a in ["train", *cut, "--mmap", "--epochs", 1, "--embedding-dim", 4, "--hidden", 8,
+                                  "--out", run]]) == 0
+    assert main([str(a) for a in ["train", "--resume", "--out", run, "--epochs", 2, "--devices", 1, "--quiet"]]) == 0
+    capsys.readouterr()
+    for name, extra in (("lazy", ["--mmap"]), ("loaded", [])):
+        assert main([str(a) for a in ["detect", "--run", run, *cut, *extra, "--out", tmp_path / f"{name}.csv"]]) == 0
+    out = capsys.readouterr().out
+    lazy, loaded = (np.loadtxt(tmp_path / f"{n}.csv", delimiter=",", skiprows=1) for n in ("lazy", "loaded"))
+    assert lazy.shape == loaded.shape == (3000, 3)
+    np.testing.assert_allclose(lazy[:, 1], loaded[:, 1], rtol=1e-4)
+    np.testing.assert_array_equal(lazy[:, 2], loaded[:, 2])
+    assert lazy[2000:2020, 2].all() and "scorer fitted on 747 windows" in out
+
+
+def test_cli_mmap_errors_are_one_line(tmp_path, capsys):
+    from jax_lstm_ae.cli.main import main
+
+    np.save(tmp_path / "s.npy", np.zeros((50, 2), np.float32))
+    np.savetxt(tmp_path / "s.csv", np.zeros((50, 2)))
+    for argv, msg in (([tmp_path / "s.npy", "--window", 64], "window 64 is longer than the series (50 rows)"),
+                      ([tmp_path / "s.csv", "--window", 8], "--mmap reads a .npy file"),
+                      ([tmp_path / "s.npy", "--window", 8, "--columns", 1], "drop --columns")):
+        code = main([str(a) for a in ["train", "--data", *argv, "--mmap", "--out", tmp_path / "r", "--devices", 1]])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code != 0 and len(lines) == 1 and msg in lines[0], err
