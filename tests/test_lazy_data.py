@@ -189,10 +189,12 @@ def test_scoring_in_chunks_equals_scoring_in_one_go(series, trained, method, lev
     assert got is out
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # NaN where no window covers a row (stride > T)
     assert np.isnan(want).any() == (stride > T)
-    sub = x.rows(5, 9)  # a view: rows outside its windows are NaN
+    sub = x.rows(5, 9)  # a view: the rows its windows span, scored by those windows alone
     part = point_scores(model, params, sub, got_scorer, chunk=3)
-    lo, hi = int(sub.starts(sub.lo)), int(sub.starts(sub.hi - 1)) + T
-    assert np.isnan(part[:lo]).all() and np.isnan(part[hi:]).all() and np.isfinite(part[lo:hi]).any()
+    lo, hi = sub.span()
+    assert (lo, hi) == (int(starts[5]), int(starts[8]) + T) and part.shape == (hi - lo,)
+    want_sub = points_from_windows((steps if steps is not None else win)[5:9], starts[5:9] - lo, hi - lo, window=T)
+    np.testing.assert_allclose(part, want_sub, rtol=1e-5, atol=1e-6)
 
 
 _RSS_CHILD = """

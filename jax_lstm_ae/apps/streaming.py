@@ -68,19 +68,22 @@ def point_scores(
 ) -> np.ndarray:
     """One score per row of the series ``windows`` were cut from (a
     :class:`~jax_lstm_ae.data.LazyWindows` from ``open_npy(path, window=...)``,
-    normalised): the mean over the windows covering the row of their step
-    scores (or window scores, for a window-level scorer); rows no window of
-    the view covers get NaN. ``out``: a writable float array [R] to fill
-    (default: a new float32 one). Returns ``out``."""
+    normalised), for the rows [a, b) = ``windows.span()`` its windows cover
+    (all R rows for the whole series): the mean over the windows covering the
+    row of their step scores (or window scores, for a window-level scorer);
+    rows no window covers (a stride longer than the window) get NaN.
+    ``out``: a writable float array [b - a] to fill (default: a new float32
+    one). Returns ``out``."""
     if not getattr(windows, "series", False):
         raise ValueError("point scores need windows cut from one series; open the file with "
                          "open_npy(path, window=T, stride=s)")
-    r, t = windows.file.shape[0], windows.window
-    out = np.empty((r,), np.float32) if out is None else out
-    if out.shape != (r,):
-        raise ValueError(f"out has shape {out.shape}, the series {r} rows; pass an array of shape ({r},)")
-    base = int(windows.starts(windows.lo)) if len(windows) else r  # the first row not written yet
-    out[:base] = np.nan
+    t = windows.window
+    row0, row1 = windows.span()
+    out = np.empty((row1 - row0,), np.float32) if out is None else out
+    if out.shape != (row1 - row0,):
+        raise ValueError(f"out has shape {out.shape}, the windows cover {row1 - row0} rows ({row0}:{row1}); pass "
+                         f"an array of shape ({row1 - row0},)")
+    base = row0  # the first row not written yet
     sums, counts = np.zeros(0), np.zeros(0)  # rows [base, base + len(sums))
     for a, win, steps in window_scores(model, params, windows, scorer, chunk=chunk, batch_size=batch_size,
                                        mesh=mesh):
@@ -96,7 +99,7 @@ def point_scores(
         if done > sums.size:  # a stride longer than the window leaves rows no window covers
             sums, counts = (np.concatenate([v, np.zeros(done - v.size)]) for v in (sums, counts))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[base:base + done] = np.where(counts[:done] > 0, sums[:done] / np.maximum(counts[:done], 1), np.nan)
+            out[base - row0:base - row0 + done] = np.where(counts[:done] > 0, sums[:done] / np.maximum(counts[:done], 1),
+                                                           np.nan)
         sums, counts, base = sums[done:], counts[done:], base + done
-    out[base:] = np.nan
     return out

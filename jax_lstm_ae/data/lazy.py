@@ -263,17 +263,22 @@ class LazyWindows:
             c += (r >= end - t) & (r < end)
         return c
 
+    def span(self) -> tuple[int, int]:
+        """The file rows [a, b) this view's windows cover (a series: from the
+        first window's start to the last one's end)."""
+        if not len(self):
+            return 0, 0
+        if not self.series:
+            return self.lo, self.hi
+        # starts never decrease (the extra last window starts at R - T)
+        return int(self.starts(self.lo)), int(self.starts(self.hi - 1)) + self.window
+
     def moments(self, part: tuple[int, int] = (0, 1)) -> Moments:
         """Per-feature statistics of every window's steps (a row counted once
         per window covering it), read in chunks of ``SCAN_ROWS`` rows.
         ``part=(p, P)``: only block p of P of the rows (one process's share;
         merge the parts with :meth:`Moments.merge`). Unnormalised values."""
-        if self.series:
-            # starts never decrease (the extra last window starts at R - T): the view spans these rows
-            a0 = int(self.starts(self.lo)) if len(self) else 0
-            b0 = int(self.starts(self.hi - 1)) + self.window if len(self) else 0
-        else:
-            a0, b0 = self.lo, self.hi
+        a0, b0 = self.span()
         p, k = part
         a0, b0 = a0 + p * (b0 - a0) // k, a0 + (p + 1) * (b0 - a0) // k
         acc = Moments.of(np.zeros((0, self.features)), np.zeros(0), self.features)
