@@ -201,6 +201,11 @@ def run_training(
 ) -> TrainResult:
     """Train a new model on ``data`` (raw units; the runner splits and normalises).
 
+    ``data`` may be read from a file on demand (``lazy_dataset(open_npy(...))``,
+    ``data.lazy``): it is then split by index ranges, the normaliser is fitted
+    in chunks (each process reading its block of rows in a multi-process run),
+    the fingerprint samples the file, and batches read only their rows.
+
     Args:
       val: a validation set the caller chose (the best epoch and early
         stopping watch it); then ``data`` is all training data, nothing is
