@@ -289,3 +289,93 @@ def test_cli_mmap_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert code != 0 and len(lines) == 1 and msg in lines[0], err
+
+
+# ----------------------------------------------------------------- two processes
+MP_MODEL = dict(features=F, embedding_dim=4, encoder={"hidden": (8,)}, decoder={"hidden": (8,)})
+MP_SPEC = dict(batch_size=16, epochs=2, val_fraction=0.25, seed=1)
+
+
+def _mp_worker(path: str, out: str) -> None:
+    """One of two processes: the runner on the file read on demand, each batch
+    split over both processes' devices; counts the windows this process reads."""
+    import json
+    from pathlib import Path
+
+    from jax_lstm_ae.train.distributed import initialize_distributed
+
+    assert initialize_distributed(timeout_s=120)
+    import jax
+
+    from jax_lstm_ae.data.lazy import LazyWindows
+    from jax_lstm_ae.train.parallel import make_data_mesh, to_host
+
+    read, parts = [0], []
+    real_read, real_moments = LazyWindows._read, LazyWindows.moments
+
+    def counting(self, idx):
+        read[0] += np.asarray(idx).size
+        return real_read(self, idx)
+
+    def moments(self, part=(0, 1)):
+        parts.append(list(part))
+        return real_moments(self, part)
+
+    LazyWindows._read, LazyWindows.moments = counting, moments
+    res = run_training(ModelSpec(**MP_MODEL), TrainSpec(**MP_SPEC), lazy_dataset(open_npy(path, window=T, stride=2)),
+                       mesh=make_data_mesh(), step_kwargs={"global_batch": True})
+    pid = jax.process_index()
+    leaves = [np.asarray(a) for a in jax.tree.leaves(to_host(res.state.params))]
+    np.savez(Path(out) / f"proc{pid}.npz", *leaves)
+    (Path(out) / f"proc{pid}.json").write_text(json.dumps({
+        "read": read[0], "parts": parts, "steps": int(res.state.step.addressable_data(0)),
+        "shift": res.normalizer.shift.tolist(), "val_loss": [h["val_loss"] for h in res.history]}))
+    jax.distributed.shutdown()
+
+
+def test_two_processes_each_read_their_own_rows(series, tmp_path):
+    """Two processes train on the file together: each scans only its block of
+    rows for the normaliser and reads only the rows of each global batch it
+    places (about half), and both reach the one-process parameters."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import jax
+
+    path, _ = series
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid),
+                   PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        procs.append(subprocess.Popen([sys.executable, __file__, "worker", str(path), str(tmp_path)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    ref = run_training(ModelSpec(**MP_MODEL), TrainSpec(**MP_SPEC), lazy_dataset(open_npy(path, window=T, stride=2)))
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    n_train, n_val = ref.train.n, ref.val.n
+    per_epoch = (n_train // 16) * 16 + n_val  # windows a whole batch schedule and validation read
+    for pid in range(2):
+        rec = json.loads((tmp_path / f"proc{pid}.json").read_text())
+        assert rec["parts"] == [[pid, 2]]  # the normaliser: this process's block of rows only
+        assert rec["steps"] == int(ref.state.step)
+        # two epochs of its half of every batch (one process reading all would read 2 * per_epoch)
+        assert per_epoch - 32 <= rec["read"] <= per_epoch + 32
+        np.testing.assert_allclose(rec["shift"], ref.normalizer.shift, rtol=1e-6)
+        assert rec["val_loss"] == pytest.approx([h["val_loss"] for h in ref.history], rel=1e-5)
+        got = np.load(tmp_path / f"proc{pid}.npz")
+        for i, want in enumerate(jax.tree.leaves(ref.state.params)):
+            np.testing.assert_allclose(got[f"arr_{i}"], np.asarray(want), atol=1e-5, rtol=1e-5)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1] == "worker":
+        _mp_worker(sys.argv[2], sys.argv[3])
