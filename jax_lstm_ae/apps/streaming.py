@@ -44,7 +44,8 @@ def fit_scorer_sampled(
     n = len(windows)
     if n == 0:
         raise ValueError("no windows to fit the scorer on; give normal data with at least one window")
-    idx = np.arange(n) if n <= max_windows else np.unique(np.linspace(0, n - 1, int(max_windows)).round().astype(np.int64))
+    idx = np.arange(n) if n <= max_windows else np.unique(
+        np.linspace(0, n - 1, int(max_windows)).round().astype(np.int64))
     err, lengths = _errors(model, params, np.asarray(windows[idx]), batch_size, mesh)
     return fit_scorer(err, lengths, method=method, level=level)
 
@@ -99,7 +100,7 @@ def point_scores(
         if done > sums.size:  # a stride longer than the window leaves rows no window covers
             sums, counts = (np.concatenate([v, np.zeros(done - v.size)]) for v in (sums, counts))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[base - row0:base - row0 + done] = np.where(counts[:done] > 0, sums[:done] / np.maximum(counts[:done], 1),
-                                                           np.nan)
+            mean = np.where(counts[:done] > 0, sums[:done] / np.maximum(counts[:done], 1), np.nan)
+        out[base - row0:base - row0 + done] = mean
         sums, counts, base = sums[done:], counts[done:], base + done
     return out
