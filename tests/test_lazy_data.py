@@ -277,6 +277,32 @@ def test_cli_train_and_detect_with_mmap_equal_the_file_loaded(tmp_path, capsys):
     assert lazy[2000:2020, 2].all() and "scorer fitted on 747 windows" in out
 
 
+def test_cli_encode_with_mmap_equals_the_file_loaded(tmp_path, capsys, monkeypatch):
+    """`encode --mmap` writes z chunk by chunk (chunks smaller than the file
+    here) to the latents `encode` gives with the windows loaded."""
+    import jax_lstm_ae.cli.arrays as arrays
+    from jax_lstm_ae.cli.main import main
+
+    s = np.random.default_rng(2).normal(size=(300, 2)).astype(np.float32)
+    np.save(tmp_path / "s.npy", s)
+    cut = ["--data", tmp_path / "s.npy", "--window", 10, "--stride", 3, "--devices", 1]
+    run = tmp_path / "run"
+    assert main([str(a) for a in ["train", *cut, "--mmap", "--epochs", 1, "--embedding-dim", 4, "--hidden", 8,
+                                  "--quiet", "--out", run]]) == 0
+    real = arrays._encode_lazy
+    monkeypatch.setattr(arrays, "_encode_lazy", lambda *a, **kw: real(*a, chunk=16))
+    assert main([str(a) for a in ["encode", "--run", run, *cut, "--mmap", "--out", tmp_path / "lazy.npy"]]) == 0
+    assert main([str(a) for a in ["encode", "--run", run, *cut, "--out", tmp_path / "loaded.npy"]]) == 0
+    lazy, loaded = np.load(tmp_path / "lazy.npy"), np.load(tmp_path / "loaded.npy")
+    assert lazy.shape == loaded.shape == (98, 4) and lazy.dtype == np.float32
+    np.testing.assert_allclose(lazy, loaded, rtol=1e-5, atol=1e-6)
+    assert "read and written 16 at a time" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.partial"))
+    code = main([str(a) for a in ["reconstruct", "--run", run, *cut, "--mmap", "--out", tmp_path / "r.npy"]])
+    err = capsys.readouterr().err
+    assert code != 0 and "does not take --mmap" in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_mmap_errors_are_one_line(tmp_path, capsys):
     from jax_lstm_ae.cli.main import main
 
