@@ -89,7 +89,8 @@ def add_data_args(parser: argparse.ArgumentParser, *, default_help: str = "") ->
     g.add_argument("--mmap", action="store_const", const=True, default=None,
                    help="read a .npy file on demand instead of loading it (data bigger than memory): windows "
                         "[N, T] / [N, T, F], or with --window one series [R] / [R, F] cut into windows as they are "
-                        "read; memory stays that of the batches and chunks, whatever the file's size")
+                        "read; memory stays that of the batches and chunks, whatever the file's size (train, detect, "
+                        "encode; give it again with a new --data)")
 
 
 DATA_KEYS = ("format", "columns", "id_column", "label_column", "window", "stride", "mmap")
