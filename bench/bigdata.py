@@ -181,6 +181,14 @@ def main() -> int:
     print(f"peak resident memory (ru_maxrss): {rec['peak_mb']:,.0f} MB (after JAX started: "
           f"{rec['peak_mb_after_jax_start']:,.0f} MB; after training: {rec['peak_mb_after_train']:,.0f} MB) "
           f"for a {gb:.2f} GB file")
+    print("\n| file | windows (T 64, stride 1) | training rows' normaliser scan | training steps after the first | "
+          "scoring | peak resident memory | of it, JAX started |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {args.rows:,} x {F} float32, {gb:.2f} GB | {rec['windows']:,} | {rec['scan_s']:.1f} s "
+          f"({rec['scan_rows_per_s']:,.0f} rows/s) | {rec['steps'] - 1} in {rec['train_steps_s']:.1f} s "
+          f"({rec['train_windows_per_s']:,.0f} windows/s) | {rec['score_windows']:,} windows in {rec['score_s']:.1f} s "
+          f"({rec['score_windows_per_s']:,.0f} windows/s) | {rec['peak_mb']:,.0f} MB | "
+          f"{rec['peak_mb_after_jax_start']:,.0f} MB |")
     return 0
 
 
