@@ -78,7 +78,7 @@ def test_every_fence_names_a_known_language_and_markers_give_a_reason():
     assert not bad, f"give these fences a language ({', '.join(sorted(LANGUAGES))}): {bad}"
     for f in doc_files():
         for n, line in enumerate(f.read_text().splitlines(), 1):
-            if "no-run" in line:
+            if line.lstrip().startswith("<!--") and "no-run" in line:
                 m = NO_RUN.search(line)
                 assert m and m.group("reason"), f"{f.relative_to(ROOT)}:{n}: write `<!-- no-run: REASON -->`"
     assert len(RUNNABLE) >= 10, "the harness found too few blocks: is the fence pattern still right?"
