@@ -3,7 +3,7 @@
     python bench/quality.py                    # every row, prints a markdown table
     python bench/quality.py --only ecg         # ECG5000 anomaly (through the CLI) + probe rows
     python bench/quality.py --only series      # the built-in labelled series (SERIES)
-    python bench/quality.py --only anomaly     # ECG5000 anomaly + the series rows: the README's anomaly table
+    python bench/quality.py --only anomaly     # ECG5000 anomaly + the series rows: bench/RESULTS.md's anomaly tables
     python bench/quality.py --series FILE --columns 1,2 --anomaly 2801:2960 [--anomaly A:B ...] [--train-rows 0:2801]
     python bench/quality.py --json out.jsonl   # also one JSON object per row
     python bench/quality.py --only probe --probe-splits 5   # the probe on 5 splits, and their means

@@ -264,6 +264,23 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# (config, mode, peer) -> the speed-up over that peer this library aims at, as the median per-round ratio.
+TARGETS = {("ecg", "train", "torch"): 1.3, ("ecg", "train", "flax"): 2.0, ("ecg", "encode", "torch"): 1.3,
+           ("wide", "train", "torch"): 1.1, ("braun", "train", "torch"): 1.2}
+
+
+def targets_table(records: list[dict]) -> str | None:
+    """The targets whose config, mode and peer this run measured: goal, the measured ratio, met or not."""
+    ratio = {(r["config"], r["mode"], r["impl"]): r.get("ours_over_this") for r in records if r.get("status") == "ok"}
+    rows = [(k, goal, ratio[k]) for k, goal in TARGETS.items() if ratio.get(k) is not None]
+    if not rows:
+        return None
+    lines = ["| target | measured (median per-round ratio) | met |", "| --- | ---: | --- |"]
+    lines += [f"| {c} {m}: ours >= {goal:.1f}x {peer} | {got:.2f}x | {'yes' if got >= goal else 'no'} |"
+              for (c, m, peer), goal, got in rows]
+    return "\n".join(lines)
+
+
 def machine() -> dict:
     info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M %Z")}
@@ -341,6 +358,9 @@ def main(argv=None) -> None:
     add_limits(records, info["gemm_gflops"])
     print(f"# float32 GEMM {args.gemm_n}x{args.gemm_n}: {info['gemm_gflops']:.0f} GFLOP/s (the limit)")
     print(table(records))
+    goals = targets_table(records)
+    if goals:
+        print("\n" + goals)
     if args.json:
         out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": info, "records": records}
         Path(args.json).write_text(json.dumps(out, indent=1))

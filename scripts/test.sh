@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: set up .venv, install the package with its test extra, run pytest.
-EXTRAS=test
+# The test command: set up .venv, install the package with its test and docs extras, run pytest
+# (tests/test_docs.py builds the docs site and runs every code block of README.md and docs/).
+EXTRAS=test,docs
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 # The reference for tests/test_range_metrics.py (VUS, range-AUC): TSB-AD's evaluation code needs only numpy and
 # scikit-learn, but the package pins numpy < 2 and pulls torch: --no-deps keeps our numpy and installs nothing else.

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_example_is_the_quickstart_and_runs():
     """In a fresh process, as a user runs it: ``use_all_cores`` must come before JAX starts."""
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## A first example.*?```python\n(.*?)```", readme, re.S).group(1)
+    block = re.search(r"## Example: research code with the jitted `train_step`.*?```python\n(.*?)```", readme, re.S).group(1)
     source = (ROOT / "examples" / "quickstart.py").read_text()
     assert block == source
     assert len(source.strip().splitlines()) <= 24

@@ -111,13 +111,17 @@ def main(argv=None) -> None:
     kinds: dict[str, float] = collections.defaultdict(float)
     for name, ms in per_step.items():
         kinds[_kind(name)] += ms
+    print(f"\n| {args.config} {args.mode}, B={x.shape[0]}: kind of operation | ms per step | share |")
+    print("| --- | ---: | ---: |")
     for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1]):
-        print(f"{ms:8.1f} ms  {ms / total:5.0%}  {kind}")
-    print(f"# the {args.top} largest operations: ms per step; per event: count per step, min / median / max ms")
+        print(f"| {kind} | {ms:.1f} | {ms / total:.0%} |")
+    print(f"\n| the {args.top} largest operations | ms per step | events per step | event min / median / max ms |")
+    print("| --- | ---: | ---: | --- |")
     for name, ms in sorted(per_step.items(), key=lambda kv: -kv[1])[: args.top]:
         ev = sorted(ops[name])
-        print(f"{ms:8.2f} ms  {len(ev) / args.steps:6.0f} x  {ev[0] / 1e6:7.3f} / {ev[len(ev) // 2] / 1e6:7.3f} / "
-              f"{ev[-1] / 1e6:7.3f}  {' '.join(name.split())[:60]}")
+        label = " ".join(name.split())[:60].replace("|", "/")
+        print(f"| `{label}` | {ms:.2f} | {len(ev) / args.steps:.0f} | "
+              f"{ev[0] / 1e6:.3f} / {ev[len(ev) // 2] / 1e6:.3f} / {ev[-1] / 1e6:.3f} |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from jax_lstm_ae.apps.torch_port import embedding_from_torch, linear_from_torch,
 from jax_lstm_ae.apps.baselines import matrix_profile_scores, nearest_neighbour_scores
 from jax_lstm_ae.apps.detectors import EncoderTransformer, SequenceAnomalyDetector, SeriesAnomalyDetector, load_detector
 from jax_lstm_ae.apps.series import SeriesPlan, dominant_period, labels_from_stretches, plan_series, points_to_rows, stretches, top_stretches
+from jax_lstm_ae.apps.streaming import fit_scorer_sampled, point_scores, window_scores
 from jax_lstm_ae.apps.keras_port import dense_from_keras, embedding_from_keras, lstm_from_keras, sequential_from_keras
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "fit_pca",
     "fit_probe",
     "fit_scorer",
+    "fit_scorer_sampled",
     "fit_svm",
     "labels_from_stretches",
     "ledoit_wolf_shrinkage",
@@ -61,6 +63,7 @@ __all__ = [
     "nn1_predict",
     "pca_transform",
     "plan_series",
+    "point_scores",
     "points_from_windows",
     "points_to_rows",
     "pr_auc",
@@ -88,4 +91,5 @@ __all__ = [
     "vus_roc",
     "vus_surface",
     "window_overlaps",
+    "window_scores",
 ]

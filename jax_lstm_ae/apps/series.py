@@ -6,7 +6,7 @@
     ...                                      # one score per window: [N]
     points = points_to_rows(window_scores, starts, plan, n_rows)   # one finite score per row: [N_t]
 
-The rule (documented in the README, used by the CLI, the detector API and
+The rule (documented in docs/guides/anomaly-series.md, used by the CLI, the detector API and
 ``bench/quality.py`` alike; it reads no labels and no rows outside the
 training stretch):
 

@@ -86,9 +86,14 @@ def add_data_args(parser: argparse.ArgumentParser, *, default_help: str = "") ->
     g.add_argument("--label-column", help="label column (number or name); UCR files: 0")
     g.add_argument("--window", type=_positive, help="cut one long series (one row per step) into windows of this length")
     g.add_argument("--stride", type=_positive, help="step between window starts (default 1)")
+    g.add_argument("--mmap", action="store_const", const=True, default=None,
+                   help="read a .npy file on demand instead of loading it (data bigger than memory): windows "
+                        "[N, T] / [N, T, F], or with --window one series [R] / [R, F] cut into windows as they are "
+                        "read; memory stays that of the batches and chunks, whatever the file's size (train, detect, "
+                        "encode; give it again with a new --data)")
 
 
-DATA_KEYS = ("format", "columns", "id_column", "label_column", "window", "stride")
+DATA_KEYS = ("format", "columns", "id_column", "label_column", "window", "stride", "mmap")
 
 
 def data_spec(args: argparse.Namespace, defaults: dict | None = None) -> dict:
@@ -117,6 +122,8 @@ def load_data(spec: dict):
     if str(src).startswith("synthetic:"):
         name = str(src).split(":", 1)[1]
         return synthetic(name, seed=int(spec.get("seed") or 0))
+    if spec.get("mmap"):
+        return _open_lazy(src, spec)
     return load_sequences(
         src,
         format=spec.get("format"),
@@ -128,9 +135,24 @@ def load_data(spec: dict):
     )
 
 
+def _open_lazy(src, spec: dict):
+    """--mmap: the .npy file read on demand (``data.lazy``)."""
+    from jax_lstm_ae.data import lazy_dataset, open_npy
+
+    if not str(src).endswith(".npy"):
+        fail(f"--mmap reads a .npy file, got {src}; save the array with numpy.save, or drop --mmap")
+    other = [f"--{k.replace('_', '-')}" for k in ("columns", "id_column", "label_column") if spec.get(k) is not None]
+    if spec.get("format") not in (None, "npy", "series"):
+        other.append(f"--format {spec['format']}")
+    if other:
+        fail(f"--mmap reads the file's windows (or series, with --window) as they are; drop {', '.join(other)}")
+    return lazy_dataset(open_npy(src, window=spec.get("window"), stride=spec.get("stride")))
+
+
 def check_fits_model(data, model, where: str) -> None:
     """Fail with a clear line when ``data`` cannot go through ``model`` (a
     run's model: built from its spec, version 1 or 2 alike)."""
+    from jax_lstm_ae.data import is_lazy
     from jax_lstm_ae.nn.spec import HeadKind
 
     spec = model.spec
@@ -143,7 +165,7 @@ def check_fits_model(data, model, where: str) -> None:
     if steps is not None and data.steps != steps:
         fail(f"{where} has T={data.steps} steps but this model's {kind} decoder needs T={steps}; give "
              f"sequences of {steps} steps, as the run was trained on")
-    if spec.head.kind is HeadKind.SIGMOID:
+    if spec.head.kind is HeadKind.SIGMOID and not is_lazy(data):  # a file read on demand is not scanned here
         valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
         v = data.x[valid]
         if v.size and (v.min() < 0 or v.max() > 1):

@@ -92,10 +92,52 @@ def _save_arrays(out: Path, arrays: dict[str, np.ndarray], main_key: str) -> lis
     return written
 
 
+def _encode_lazy(args, out: Path, run, data, normed, chunk: int = 16384) -> int:
+    """``encode --mmap``: windows read and encoded ``chunk`` at a time, z [N, E]
+    appended to a .npy file beside ``out``, moved into place when complete."""
+    import os
+    import tempfile
+
+    if out.suffix.lower() == ".npz":
+        fail("with --mmap, encode writes z (N, E) to a .npy file chunk by chunk; give --out FILE.npy")
+    mesh = getattr(args, "mesh", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for a in range(0, data.n, chunk):
+                x = normed.x[a:a + chunk]
+                ln = np.full((x.shape[0],), x.shape[1], np.int32)
+                if mesh is not None:
+                    from jax_lstm_ae.train.parallel import encode_dataset
+
+                    z = encode_dataset(run.model, run.params, x, ln, mesh=mesh, batch_size=args.batch_size,
+                                       global_rows=True)
+                else:
+                    z = _chunked(lambda xb, lb: run.model.encode(run.params, xb, lb),
+                                 normed._replace(x=x, lengths=ln), args.batch_size)
+                z = np.ascontiguousarray(z, np.float32)
+                if a == 0:
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": z.dtype.str, "fortran_order": False, "shape": (data.n, z.shape[1])})
+                f.write(z.tobytes())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"encoded {data.n} windows -> latents ({data.n}, {z.shape[1]}) in {out} (read and written {chunk} at a "
+          "time)")
+    return 0
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
+    from jax_lstm_ae.data import is_lazy
+
     out = _plan_out(args, ())
     setup_common(args)
     run, data, normed = _run_and_data(args)
+    if is_lazy(data):
+        return _encode_lazy(args, out, run, data, normed)
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
         from jax_lstm_ae.train.parallel import encode_dataset
 
@@ -110,9 +152,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from jax_lstm_ae.data import is_lazy
+
     out = _plan_out(args, ("errors",))
+    if args.mmap:
+        fail("reconstruct holds every reconstruction (N, T, F) in memory and does not take --mmap; score a file "
+             "read on demand with `detect --mmap`, or encode it with `encode --mmap`")
     setup_common(args)
     run, data, normed = _run_and_data(args)
+    if is_lazy(data):  # the run was trained with --mmap and no --data was given: its file is read whole
+        fail(f"{args.run} was trained on a file read on demand (--mmap); reconstruct loads its data whole: give "
+             "--data with a smaller file")
     model, params = run.model, run.params
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
         from jax_lstm_ae.train.parallel import reconstruct_dataset, step_errors_dataset

@@ -26,6 +26,7 @@ from jax_lstm_ae.cli.scoring import (
     check_threshold_args, plan_outputs, plot, plot_path, print_stretches, read_labels, threshold, write_table,
 )  # fmt: skip
 from jax_lstm_ae.cli.shell import fail
+from jax_lstm_ae.data import is_lazy
 
 
 def register(sub) -> None:
@@ -35,7 +36,10 @@ def register(sub) -> None:
         help="score sequences (or points of a long series) for anomalies",
         description=(
             "Reconstruction-error anomaly scores (EncDec-AD). Writes one row per sequence, or per time point "
-            "when --window cuts a long series, with the score and the 0/1 decision, plus a PNG."
+            "when --window cuts a long series, with the score and the 0/1 decision, plus a PNG. With --mmap a "
+            ".npy file is read and scored in chunks (never whole): the scorer is fitted on at most 16,384 evenly "
+            "spaced windows of the normal data (--fit-data, else the scored data) and a point's score is the mean "
+            "over the windows covering it; the table still has one line per point (or window)."
         ),
     )
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory written by `jax-lstm-ae train`")
@@ -84,6 +88,8 @@ def run_detect(args) -> int:
         return detect_series(args, plan)
     run = load_run_for_use(args.run)
     data, series = data_for_run(run, args, args.data, "data to score")
+    if is_lazy(data):
+        return _detect_lazy(args, plan, run, data, mesh)
     x, lengths, file_labels = data.x, data.lengths, data.labels
     if series is not None:
         stride = int(data.starts[1] - data.starts[0]) if data.n > 1 else 1
@@ -175,3 +181,58 @@ def _item_scores(scorer, errors, data) -> np.ndarray:
     return points_from_windows(steps if steps is not None else win, data.starts, n_points, window=data.steps)
 
 
+
+
+def _lazy_scores(args, run, x, scorer, mesh) -> np.ndarray:
+    """One score per row of the series (windows cut on read) or per window, read and scored in chunks."""
+    from jax_lstm_ae.apps.streaming import point_scores, window_scores
+
+    if getattr(x, "series", False):
+        return point_scores(run.model, run.params, x, scorer, batch_size=args.batch_size, mesh=mesh)
+    return np.concatenate([w for _, w, _ in window_scores(run.model, run.params, x, scorer,
+                                                            batch_size=args.batch_size, mesh=mesh)])
+
+
+def _detect_lazy(args, plan, run, data, mesh) -> int:
+    """``detect --mmap``: the file read and scored in chunks (``apps.streaming``)."""
+    from jax_lstm_ae.apps.streaming import FIT_WINDOWS, fit_scorer_sampled
+
+    x = data.x
+    series = bool(x.series)
+    n_items = x.file.shape[0] if series else data.n
+    if args.normal_class is not None:
+        fail("--normal-class needs labels in the data file; a .npy read with --mmap holds none: give --labels FILE")
+    labels = read_labels(args.labels, n_items, "one per row of the series" if series else "one per window") \
+        if args.labels is not None else None
+    level = args.level or "window"
+    check_scorer_size(data.steps, run.model.output_dim, method=args.method, level=level)
+    fit_x = x if args.fit_data is None else data_for_run(run, args, args.fit_data, "--fit-data")[0].x
+    scorer = fit_scorer_sampled(run.model, run.params, fit_x, method=args.method, level=level,
+                                batch_size=args.batch_size, mesh=mesh)
+    print(f"windows of {data.steps} rows" + (f", stride {x.stride}" if series else "") +
+          f"; scorer fitted on {min(len(fit_x), FIT_WINDOWS)} windows")
+    scores = _lazy_scores(args, run, x, scorer, mesh)
+    fit_scores = scores if args.fit_data is None else (
+        _lazy_scores(args, run, fit_x, scorer, mesh) if is_lazy(fit_x) else None)
+    if fit_scores is None:
+        fail("--fit-data with --mmap must be read with --mmap too (a .npy file); give a .npy file")
+    thr, how = threshold(args, labels, scores, fit_scores[np.isfinite(fit_scores)], args.fit_data is not None)
+    flags = scores > thr
+    out, png = args.out, plot_path(args)
+    plan.make_parents()
+    try:
+        write_table(out, scores, flags, labels)
+        plot(png, scores, thr, flags, labels, None)
+    except BaseException:
+        plan.discard()
+        raise
+    unit = "points" if series else "windows"
+    print(f"scored {n_items} {unit} with {args.method}/{level}; threshold {thr:.6g} ({how}); "
+          f"flagged {int(flags.sum())}")
+    if series:
+        print_stretches(top_stretches(np.nan_to_num(scores, nan=-np.inf), thr, args.top))
+    if labels is not None and labels.any() and not labels.all():
+        rep = series_report(labels, scores, thr) if series else detection_report(labels, scores, thr)
+        print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
+    print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
+    return 0

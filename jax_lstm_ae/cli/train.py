@@ -88,6 +88,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             fail(f"{out}: no such run directory; train one with `{PROG} train --out {out}`")
         setup, created = None, []  # the run is read under its lock
     else:
+        if args.train_rows is not None and args.mmap:
+            fail("--train-rows (the series pipeline) loads its series; it does not take --mmap: train on windows "
+                 "of the file with --mmap --window T instead")
         if args.train_rows is None and _is_long_series(args):
             args.train_rows = ":"  # one long series has one route: the series pipeline, here on every row
             args.every_row = True  # train_series says so once its checks pass
@@ -161,8 +164,10 @@ def _devices_line(mesh) -> str:
 
 
 def _describe(setup: dict, n_train: int, n_val: int, mesh) -> str:
+    from jax_lstm_ae.data import count_empty
+
     m, data = setup["model_spec"], setup["data"]
-    n_empty = int(np.sum(data.lengths == 0))
+    n_empty = count_empty(data)
     empty = f" ({n_empty} empty: they add nothing to the loss)" if n_empty else ""
     hidden = ",".join(map(str, m.encoder.hidden)) or "none"
     return (f"data: {setup['data_info']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
@@ -285,7 +290,10 @@ def _make_plots(run_dir: Path, history, model, params, data, normalizer, binary:
     if full:
         plot_losses(full, run_dir / "loss.png")
         made.append("loss.png")
-    sub = data.take(np.flatnonzero(data.lengths > 0)[:4])  # an empty sequence has nothing to draw
+    from jax_lstm_ae.data import is_lazy
+
+    # an empty sequence has nothing to draw; a set read on demand has none (and is not scanned for them)
+    sub = data.take(np.arange(min(4, data.n)) if is_lazy(data) else np.flatnonzero(data.lengths > 0)[:4])
     recon = np.asarray(model.reconstruct(params, sub.x, sub.lengths))
     if normalizer is not None:
         recon = normalizer.invert(recon, sub.lengths)

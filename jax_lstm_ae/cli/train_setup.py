@@ -27,6 +27,10 @@ def has_plots(run_dir: Path) -> bool:
 
 
 def _is_binary(data) -> bool:
+    from jax_lstm_ae.data import is_lazy
+
+    if is_lazy(data):  # not scanned for this: a file read on demand trains a linear head unless told
+        return False
     valid = np.arange(data.steps)[None, :] < data.lengths[:, None]
     v = data.x[valid]
     return bool(v.size) and bool(np.all((v == 0) | (v == 1)))

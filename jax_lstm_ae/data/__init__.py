@@ -6,6 +6,7 @@ Modules, each importing only those above it:
   numpy_files  .npy / .npz files
   ts           the sktime/aeon .ts format
   windows      one long series <-> sliding windows
+  lazy         .npy files bigger than memory: windows read on demand, statistics in chunks
   loaders      load_sequences / load_series: pick the format, lay out the sequences
   normalize    Normalizer
   batching     batches, train_val_split
@@ -16,6 +17,7 @@ Modules, each importing only those above it:
 from jax_lstm_ae.data.batching import batches, split_sizes, train_val_split
 from jax_lstm_ae.data.builtin import BUILTIN, builtin_file, ecg5000_files, stratified_split
 from jax_lstm_ae.data.core import Batch, DataError, Dataset, count_empty, from_arrays, pad_sequences
+from jax_lstm_ae.data.lazy import LazyWindows, Moments, is_lazy, lazy_dataset, open_npy
 from jax_lstm_ae.data.loaders import FORMATS, load_sequences, load_series
 from jax_lstm_ae.data.normalize import Normalizer
 from jax_lstm_ae.data.synthetic import synthetic
@@ -28,6 +30,8 @@ __all__ = [
     "DataError",
     "Dataset",
     "FORMATS",
+    "LazyWindows",
+    "Moments",
     "Normalizer",
     "TsFile",
     "TsHeader",
@@ -36,9 +40,12 @@ __all__ = [
     "count_empty",
     "ecg5000_files",
     "from_arrays",
+    "is_lazy",
+    "lazy_dataset",
     "load_sequences",
     "load_series",
     "load_ts",
+    "open_npy",
     "pad_sequences",
     "read_ts",
     "sliding_windows",

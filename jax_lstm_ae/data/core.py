@@ -289,4 +289,7 @@ def from_arrays(sequences: Sequence[Any], labels=None) -> Dataset:
 
 def count_empty(data: Dataset) -> int:
     """How many sequences have length 0 (they add nothing to a loss)."""
-    return int(np.sum(np.asarray(data.lengths) == 0))
+    lengths = np.asarray(data.lengths)
+    if lengths.ndim == 1 and lengths.size and lengths.strides == (0,):  # one length broadcast (a set read lazily)
+        return lengths.size if lengths[0] == 0 else 0
+    return int(np.sum(lengths == 0))

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jax_lstm_ae.data.core import F32_MAX, Dataset, DataError, check_finite, valid_mask
+from jax_lstm_ae.data.lazy import Moments, is_lazy
 
 
 def _max_abs(x, f: int) -> float:
@@ -37,6 +38,8 @@ class Normalizer(NamedTuple):
             return cls("none", np.zeros(f, np.float32), np.ones(f, np.float32))
         if mode not in ("zscore", "minmax"):
             raise ValueError(f"unknown normalisation {mode!r}; choose zscore, minmax or none")
+        if is_lazy(data):  # read in chunks: the same statistics, never the whole set at once
+            return cls.from_moments(data.x.moments(), mode)
         valid = valid_mask(data.lengths, data.steps)
         v = data.x[valid].astype(np.float64)  # [n_valid, F]
         if not np.isfinite(v).all():
@@ -64,6 +67,27 @@ class Normalizer(NamedTuple):
         norm = cls(mode, shift.astype(np.float32), scale.astype(np.float32))
         norm._scaled(v)  # the training data itself must normalise to finite float32 values
         return norm
+
+    @classmethod
+    def from_moments(cls, m: Moments, mode: str = "zscore") -> "Normalizer":
+        """The normaliser of statistics gathered in chunks (:meth:`LazyWindows.moments`,
+        merged over processes): the values :meth:`fit` gives on the same steps."""
+        f = m.mean.shape[0]
+        if mode == "none":
+            return cls("none", np.zeros(f, np.float32), np.ones(f, np.float32))
+        if m.count == 0:
+            raise DataError("there are no steps to fit the normaliser on; give at least one window")
+        if mode == "zscore":
+            shift, scale = m.mean, np.sqrt(m.m2 / m.count)
+        else:
+            shift, scale = np.asarray(m.lo, np.float64), np.asarray(m.hi, np.float64) - m.lo
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        big = ~((np.abs(shift) <= F32_MAX) & (np.abs(scale) <= F32_MAX))
+        if big.any():
+            j = int(np.flatnonzero(big)[0])
+            raise DataError(f"data: feature {j}'s {mode} statistics ({shift[j]:.3g}, {scale[j]:.3g}) are beyond "
+                            "float32's range (+-3.4e38); rescale the data (e.g. divide by a power of ten)")
+        return cls(mode, shift.astype(np.float32), scale.astype(np.float32))
 
     def _check(self, f: int) -> None:
         if f != self.shift.shape[0]:
@@ -104,6 +128,9 @@ class Normalizer(NamedTuple):
         """Dataset -> Dataset, or array [..., F] -> array (no padding handling).
 
         Raises DataError when a normalised value would overflow float32."""
+        if isinstance(data, Dataset) and is_lazy(data):  # normalised as it is read
+            self._check(data.features)
+            return data._replace(x=data.x.normalised(self.shift, self.scale)) if self.mode != "none" else data
         if isinstance(data, Dataset):
             self._check(data.features)
             valid = valid_mask(data.lengths, data.steps)[..., None]

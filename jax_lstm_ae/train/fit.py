@@ -53,10 +53,11 @@ class FitProgress(NamedTuple):
         return {k: v for k, v in self._asdict().items() if k != "best_params"}
 
 
-def evaluate(eval_step: Callable, params, data: Dataset, batch_size: int) -> float:
-    """Mean per-step error over every valid step of ``data`` (inference mode)."""
+def evaluate(eval_step: Callable, params, data: Dataset, batch_size: int, *, defer: bool = False) -> float:
+    """Mean per-step error over every valid step of ``data`` (inference mode).
+    ``defer``: batches of rows not read yet (see :func:`~jax_lstm_ae.data.batches`)."""
     total = steps = 0.0
-    for b in batches(data, batch_size, 0, shuffle=False):
+    for b in batches(data, batch_size, 0, shuffle=False, defer=defer):
         m = eval_step(params, b)
         n = float(m["n_steps"])
         total += float(m["loss"]) * n
@@ -229,11 +230,16 @@ def fit(
     if guarded:
         train_step = _guarded_train_step(model, optimizer, mesh, kw.get("fsdp_min_size"),
                                          bool(kw.get("global_batch")), kw.get("corrupt"))
+    defer_eval = eval_step is None  # fit's own sharded eval step places deferred rows (see ``defer`` below)
     if eval_step is None:  # with a mesh, validation batches are split over it too
         eval_step = _default_eval_step(model) if mesh is None else make_eval_step(
             model, mesh=mesh, global_batch=bool(kw.get("global_batch")))
     if state is None:
         state = create_train_state(model, optimizer, jax.random.PRNGKey(seed))
+    # Several processes that each hold the global batch: rows read from a file are read
+    # only where a process places them (data.lazy.RowsView), not whole in every process.
+    defer = guarded and mesh is not None and bool(kw.get("global_batch")) and jax.process_count() > 1
+    defer_eval = defer_eval and mesh is not None and bool(kw.get("global_batch")) and jax.process_count() > 1
     prog = FitProgress() if resume is None else (resume if isinstance(resume, FitProgress) else FitProgress(**resume))
     stream = sys.stderr if progress is True else (progress or None)
     bar = _Progress(stream, epochs, spe)
@@ -270,9 +276,9 @@ def fit(
                     losses.append(float(m["loss"]))
                 pending.clear()
 
-            for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True)):
-                if epoch == first_epoch and i < skip:
-                    continue  # already trained on before the checkpoint
+            done = skip if epoch == first_epoch else 0  # batches trained on before the checkpoint: not read
+            for i, batch in enumerate(batches(train, bs, (seed, epoch), shuffle=True, drop_last=True, skip=done,
+                                              defer=defer), start=done):
                 if max_steps is not None and step >= max_steps:
                     stopped_inside = True
                     break
@@ -295,7 +301,8 @@ def fit(
                 break  # a partial epoch is not an epoch: no record, no on_epoch_end
             train_s = time.perf_counter() - t0 - compile_s
             train_loss = float(np.mean(losses))
-            val_loss = evaluate(eval_step, state.params, val, bs) if val is not None and val.n else None
+            val_loss = evaluate(eval_step, state.params, val, bs, defer=defer_eval) if val is not None and val.n \
+                else None
             elapsed = time.perf_counter() - t0
             watched = val_loss if val_loss is not None else train_loss
             better = watched < prog.best_loss - min_delta

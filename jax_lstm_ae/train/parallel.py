@@ -42,6 +42,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jax_lstm_ae._typing import Array, PyTree
+from jax_lstm_ae.data.lazy import RowsView
 
 DATA = "data"
 
@@ -177,6 +178,8 @@ def _pad_rows(a, rows: int):
     extra = rows - a.shape[0]
     if extra == 0:
         return a
+    if isinstance(a, RowsView):  # rows not read yet: padded with zero rows when read
+        return a.padded(rows)
     xp = np if isinstance(a, np.ndarray) else jnp
     return xp.concatenate([a, xp.zeros((extra,) + tuple(a.shape[1:]), a.dtype)], axis=0)
 
@@ -221,7 +224,9 @@ def shard_batch(batch, mesh: Mesh, *, axis: str = DATA, global_batch: bool = Fal
     if all(_is_global(a, sharding) for a in batch):
         return batch
     multi = jax.process_count() > 1  # several processes place rows from host memory
-    batch = type(batch)(*(np.asarray(a) if multi or not isinstance(a, jax.Array) else a for a in batch))
+    # A RowsView (rows of a file, data.lazy) stays unread: each process reads the slices it places.
+    batch = type(batch)(*(a if isinstance(a, RowsView) else np.asarray(a) if multi or not isinstance(a, jax.Array)
+                          else a for a in batch))
     batch = pad_batch(batch, _data_size(mesh, axis) if global_batch else _local_data_shards(mesh, axis))
     return type(batch)(*_place_rows(tuple(batch), mesh, axis, global_batch))
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from jax_lstm_ae.data import Dataset, Normalizer, train_val_split
+from jax_lstm_ae.data import Dataset, Moments, Normalizer, count_empty, is_lazy, train_val_split
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.nn.spec import HeadKind, ModelSpec, SpecError, build
 from jax_lstm_ae.train.checkpoint import (
@@ -61,7 +61,13 @@ class TrainResult(NamedTuple):
 
 
 def data_fingerprint(data: Dataset) -> dict:
-    """Size and SHA-256 of the sequences and lengths: a resume refuses other data."""
+    """Size and SHA-256 of the sequences and lengths: a resume refuses other data.
+
+    A set read from a file on demand (``data.lazy``) is not read whole for
+    this: its fingerprint is the file's shape, dtype, size and cut plus the
+    SHA-256 of 64 evenly spaced blocks of 64 KiB (:meth:`LazyWindows.fingerprint`)."""
+    if is_lazy(data):
+        return data.x.fingerprint()
     h = hashlib.sha256()
     for a in (data.x, data.lengths):
         a = np.ascontiguousarray(a)
@@ -115,8 +121,26 @@ def split_data(data: Dataset, train_spec: TrainSpec, model_spec: ModelSpec | Non
     if normalizer is None:
         mode = normalize_mode(model_spec, train_spec) if model_spec is not None else (
             "zscore" if train_spec.normalize is Normalize.AUTO else train_spec.normalize.value)
-        normalizer = Normalizer.fit(train, mode)
+        normalizer = fit_normalizer(train, mode)
     return normalizer, normalizer.apply(train), None if val is None else normalizer.apply(val)
+
+
+def fit_normalizer(train: Dataset, mode: str) -> Normalizer:
+    """``Normalizer.fit``; a set read from a file is read in chunks and, in a
+    run of several processes, each process reads only its block of the rows
+    and the statistics are merged (the same normaliser in every process)."""
+    if mode == "none" or not is_lazy(train) or jax.process_count() == 1:
+        return Normalizer.fit(train, mode)
+    from jax.experimental import multihost_utils
+
+    m = train.x.moments((jax.process_index(), jax.process_count()))
+    packed = np.concatenate([[m.count], m.mean, m.m2, m.lo, m.hi]).astype(np.float64)
+    f = m.mean.shape[0]
+    allp = np.asarray(multihost_utils.process_allgather(packed))  # [P, 1 + 4F], in process order
+    merged = Moments.of(np.zeros((0, f)), np.zeros(0), f)
+    for row in allp:
+        merged = merged.merge(Moments(float(row[0]), *(row[1 + i * f:1 + (i + 1) * f] for i in range(4))))
+    return Normalizer.from_moments(merged, mode)
 
 
 def _epoch_saver(workdir: Path | None, config: dict, normalizer, callback):
@@ -177,6 +201,11 @@ def run_training(
 ) -> TrainResult:
     """Train a new model on ``data`` (raw units; the runner splits and normalises).
 
+    ``data`` may be read from a file on demand (``lazy_dataset(open_npy(...))``,
+    ``data.lazy``): it is then split by index ranges, the normaliser is fitted
+    in chunks (each process reading its block of rows in a multi-process run),
+    the fingerprint samples the file, and batches read only their rows.
+
     Args:
       val: a validation set the caller chose (the best epoch and early
         stopping watch it); then ``data`` is all training data, nothing is
@@ -196,7 +225,7 @@ def run_training(
     if val is None:
         normalizer, train, val = split_data(data, train_spec, model_spec)
     else:
-        normalizer = Normalizer.fit(data, normalize_mode(model_spec, train_spec))
+        normalizer = fit_normalizer(data, normalize_mode(model_spec, train_spec))
         train, val = normalizer.apply(data), normalizer.apply(val)
     batch, spe, epochs = train_spec.budget(train.n)
     ocfg, optimizer = optimizer_of(train_spec, epochs * spe)
@@ -208,7 +237,7 @@ def run_training(
         "data": {"source": "in memory", "n": data.n, "steps": data.steps, "features": data.features,
                  **(data_info or {}), "fingerprint": data_fingerprint(data),
                  "val_fingerprint": None if given_val is None else data_fingerprint(given_val), "n_train": train.n,
-                 "n_val": 0 if val is None else val.n, "n_empty": int(np.sum(data.lengths == 0))},
+                 "n_val": 0 if val is None else val.n, "n_empty": count_empty(data)},
         "runtime": runtime_of(model_spec, mesh),
     }
     workdir = None if workdir is None else Path(workdir)
