@@ -108,6 +108,19 @@ def test_a_long_series_has_one_route(tmp_path, capsys):
                   "--out", str(tmp_path / "c.csv")])
         err = capsys.readouterr().err
         assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    # encode gives the latents of the windows the pipeline trained on and scores, their starts in rows
+    assert cli(["encode", "--run", str(plain), "--data", str(tmp_path / "s.csv"), "--out", str(tmp_path / "z.npz"),
+                "--quiet"]) == 0
+    det = load_detector(plain)
+    windows, starts = det.windows(series)
+    z = np.load(tmp_path / "z.npz")
+    np.testing.assert_array_equal(z["starts"], starts * plan.pool)
+    np.testing.assert_allclose(z["z"], np.asarray(det.model_.encode(det.params_, windows.x, windows.lengths)),
+                               rtol=1e-5, atol=1e-6)
+    capsys.readouterr()
+    rc = cli(["reconstruct", "--run", str(plain), "--out", str(tmp_path / "r.npy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "reconstruct takes runs of sequences" in err and len(err.strip().splitlines()) == 1, err
     # a flag the series pipeline cannot honour is refused in one line that names it, before any training
     rc = cli(["train", "--data", str(tmp_path / "normal.csv"), "--window", "24", "--label-column", "0",
               "--out", str(tmp_path / "bad")])

@@ -46,7 +46,11 @@ def _plan_out(args, others: tuple[str, ...]) -> Path:
     return out
 
 
-def _run_and_data(args):
+def _run_and_data(args, command: str):
+    from jax_lstm_ae.apps.detectors import is_detector_run
+
+    if is_detector_run(args.run):
+        return _series_run_and_data(args, command)
     run = load_run_for_use(args.run)
     spec = data_spec(args, run.config.get("data"))
     if spec.get("source") is None:
@@ -55,6 +59,28 @@ def _run_and_data(args):
     check_fits_model(data, run.model, str(spec["source"]))
     normed = run.normalizer.apply(data) if run.normalizer is not None else data
     return run, data, normed
+
+
+def _series_run_and_data(args, command: str):
+    """A run of the series pipeline: the windows its model was trained on and scores (detrended, pooled, in the
+    run's normalisation), their ``starts`` in rows of the series. Only ``encode`` takes them: a reconstruction
+    of detrended, pooled steps is not one at the input's resolution."""
+    from jax_lstm_ae.apps.detectors import load_detector
+    from jax_lstm_ae.cli.series import series_for_run
+
+    if command != "encode":
+        fail(f"{command} takes runs of sequences; {args.run} is a run of the series pipeline, whose model sees "
+             "detrended, pooled windows: `detect --run RUN --explain FILE.csv` names the rows and features it "
+             "reconstructs worst")
+    if args.mmap:
+        fail("a run of the series pipeline loads its series; drop --mmap")
+    run = load_run_for_use(args.run)
+    det = load_detector(args.run)
+    series, _, _ = series_for_run(det, args)
+    normed, starts = det.windows(series)
+    normed = normed._replace(starts=np.asarray(starts) * det.plan_.pool)
+    print(f"windows of the run's series pipeline: {det.plan_.describe()}")
+    return run, normed, normed
 
 
 def _chunked(fn, data, chunk: int) -> np.ndarray:
@@ -135,7 +161,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     out = _plan_out(args, ())
     setup_common(args)
-    run, data, normed = _run_and_data(args)
+    run, data, normed = _run_and_data(args, "encode")
     if is_lazy(data):
         return _encode_lazy(args, out, run, data, normed)
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
@@ -159,7 +185,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         fail("reconstruct holds every reconstruction (N, T, F) in memory and does not take --mmap; score a file "
              "read on demand with `detect --mmap`, or encode it with `encode --mmap`")
     setup_common(args)
-    run, data, normed = _run_and_data(args)
+    run, data, normed = _run_and_data(args, "reconstruct")
     if is_lazy(data):  # the run was trained with --mmap and no --data was given: its file is read whole
         fail(f"{args.run} was trained on a file read on demand (--mmap); reconstruct loads its data whole: give "
              "--data with a smaller file")

@@ -96,22 +96,29 @@ def _plot_losses(work: Path) -> None:
         plot_losses(history, work / "loss.png")
 
 
+def series_for_run(det, args):
+    """The series a run of the series pipeline works on: --data (default: the run's file) with --columns (default:
+    the run's); --window / --stride (rows) are refused unless they are the run's. Returns (series [N_t, F],
+    columns, the run's recorded data options)."""
+    dcfg = det.config_.get("data", {}) or json.loads((Path(args.run) / "detector.json").read_text()).get("data", {})
+    source = args.data or dcfg.get("source")
+    columns = args.columns if args.columns is not None else dcfg.get("columns")
+    p = det.plan_
+    for flag, rows, steps in (("--window", args.window, p.window), ("--stride", args.stride, p.stride)):
+        if rows is not None and max(1, int(round(rows / p.pool))) != steps:  # what train made of the same rows
+            fail(f"{flag} {rows} differs from this run's, chosen at train time: {p.describe()}; drop {flag}")
+    return _load_series(source, columns), columns, dcfg
+
+
 def detect_series(args, plan: FilesPlan) -> int:
     """`detect` on a run of the series pipeline: its plan, columns and scorer."""
     from jax_lstm_ae.apps.detectors import load_detector
 
     det = load_detector(args.run)
-    dcfg = det.config_.get("data", {}) or json.loads((Path(args.run) / "detector.json").read_text()).get("data", {})
-    source = args.data or dcfg.get("source")
-    columns = args.columns if args.columns is not None else dcfg.get("columns")
     if args.fit_data is not None or args.normal_class is not None:
         fail("a run of the series pipeline scores with its own fitted scorer; drop --fit-data / --normal-class "
              "(give --labels for metrics)")
-    p = det.plan_
-    for flag, rows, steps in (("--window", args.window, p.window), ("--stride", args.stride, p.stride)):
-        if rows is not None and max(1, int(round(rows / p.pool))) != steps:  # what train made of the same rows
-            fail(f"{flag} {rows} differs from this run's, chosen at train time: {p.describe()}; drop {flag}")
-    series = _load_series(source, columns)
+    series, columns, dcfg = series_for_run(det, args)
     n = series.shape[0]
     w, starts, err = det.score_windows(series)
     scores = points_to_rows(w, starts, det.plan_, n)
