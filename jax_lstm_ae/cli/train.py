@@ -106,7 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _is_long_series(args: argparse.Namespace) -> bool:
-    """--data is read as one long series (cut into --window windows) rather than as sequences."""
+    """--data is one long series for the series pipeline: given with --window or --format series. Not with
+    --mmap: a file read on demand (too large to load) trains its windows as sequences, lazily."""
+    if args.mmap:
+        return False
     return args.format == "series" or (args.window is not None and args.format is None
                                        and not str(args.data or "").startswith("synthetic:"))
 
