@@ -645,6 +645,7 @@ def seed_tables(rows) -> str:
     """Series rows of several seeds -> three markdown tables (point ROC AUC, VUS-PR: mean and min-max over the
     seeds; the top row in a labelled stretch: in how many seeds), one line per series, one column per method."""
     by_name: dict[str, list[dict]] = {}
+    skipped = {r["row"][7:]: r["skipped"] for r in rows if r["row"].startswith("series ") and "skipped" in r}
     for r in rows:
         if r["row"].startswith("series ") and "skipped" not in r:
             by_name.setdefault(r["row"][7:], []).append(r)
@@ -674,7 +675,14 @@ def seed_tables(rows) -> str:
         if key == "top_in_stretch":
             lines.append(f"| series with the top row in the stretch in most seeds | | "
                          + " | ".join(f"{totals[m]} of {len(by_name)}" for m in methods) + " |")
+            seeds = sorted({r["seed"] for rs in by_name.values() for r in rs})
+            per_seed = {m: [sum(bool(r[m]["top_in_stretch"]) for rs in by_name.values() for r in rs
+                                if r["seed"] == sd and m in r) for sd in seeds] for m in methods}
+            lines.append(f"| the same, per seed ({', '.join(map(str, seeds))}) | | "
+                         + " | ".join(f"{', '.join(map(str, per_seed[m]))} of {len(by_name)}" for m in methods) + " |")
         out.append("\n".join(lines))
+    if skipped:
+        out.append("not scored: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
     return "\n\n".join(out)
 
 
