@@ -14,6 +14,7 @@ from jax_lstm_ae.cli.args import DATA_KEYS, data_spec, load_data, normal_only
 from jax_lstm_ae.cli.outputs import inputs_of, plan_run_dir
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.cli.specs import apply_flags, check_resume
+from jax_lstm_ae.cli.train_many import is_many_args, many_specs, resume_many_setup
 
 
 PLOT_FILES = ("loss.png", "reconstructions.png")
@@ -65,7 +66,10 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
         normalize_mode(model_spec, train_spec)
     except SpecError:
         fail("--normalize zscore would move binary data out of [0, 1]; use --normalize none with --head sigmoid")
-    return dict(model_spec=model_spec, train_spec=train_spec, data=data, data_info=_data_info(spec, data))
+    setup = dict(model_spec=model_spec, train_spec=train_spec, data=data, data_info=_data_info(spec, data))
+    if is_many_args(args):
+        setup["train_specs"] = many_specs(args, train_spec)
+    return setup
 
 
 def _check_data_flags(args: argparse.Namespace, recorded: dict, out: Path) -> None:
@@ -91,6 +95,8 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     from jax_lstm_ae.train.runner import read_specs
 
     config = read_config(work)
+    if config.get("kind") == "many":
+        return resume_many_setup(args, out, work, config)
     try:
         model_spec, train_spec = read_specs(config)
         recorded = config["data"]
@@ -102,6 +108,9 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
         fail(f"{out} is a run of the series pipeline (train --train-rows); it cannot be resumed: train it again "
              "with --force")
     _check_data_flags(args, recorded, out)
+    if is_many_args(args):
+        fail(f"{out} is a run of one model; --seeds and --lr-grid cannot be added when resuming: drop them, or "
+             "train a new run with another --out")
     changes = check_resume(args, model_spec, train_spec, out)
     extra = load_run(work).extra if (work / CHECKPOINT_FILE).exists() else {}
     done = int(extra.get("epoch", 0))
