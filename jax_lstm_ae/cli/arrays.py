@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae.cli.args import (
-    add_common_args, add_data_args, check_fits_model, data_spec, load_data, load_run_for_use, setup_common,
+    add_common_args, add_data_args, add_model_arg, check_fits_model, data_spec, load_data, load_runs_for_use,
+    setup_common,
 )  # fmt: skip
 from jax_lstm_ae.cli.checks import positive
 from jax_lstm_ae.cli.outputs import FileOut, inputs_of, plan_files, write_bytes
@@ -20,7 +21,7 @@ from jax_lstm_ae.cli.shell import fail
 def register(subparsers) -> None:
     """Add `encode` and `reconstruct` to an argparse subparsers object."""
     for name, func, what, out_help in (
-        ("encode", cmd_encode, "latents z (N, E) of each sequence",
+        ("encode", cmd_encode, "latents z (N, E) of each sequence ((K, N, E) with --model all)",
          "FILE.npy gets z; FILE.npz gets z, lengths, labels, starts"),
         ("reconstruct", cmd_reconstruct, "reconstructions (data units) and per-sequence errors",
          "FILE.npy gets the reconstructions (N, T, F) and FILE.errors.npy the errors (N,); "
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
         p.add_argument("--out", required=True, metavar="FILE", help=out_help)
         p.add_argument("--force", action="store_true", help="replace FILE (and its companion files) if they exist")
         p.add_argument("--batch-size", type=positive, default=256, help="sequences per jitted call")
+        add_model_arg(p, allow_all=True)
         add_common_args(p)
         p.set_defaults(func=func)
 
@@ -46,15 +48,25 @@ def _plan_out(args, others: tuple[str, ...]) -> Path:
     return out
 
 
-def _run_and_data(args):
-    run = load_run_for_use(args.run)
-    spec = data_spec(args, run.config.get("data"))
+def _runs_and_data(args):
+    """The run's models (one, or K with --model all) and the raw data; each model normalises it its own way
+    (``normed(run)``)."""
+    runs = load_runs_for_use(args.run, args.model)
+    spec = data_spec(args, runs[0].config.get("data"))
     if spec.get("source") is None:
         fail(f"no data given and {args.run} does not record its training data; pass --data PATH")
     data = load_data(spec)
-    check_fits_model(data, run.model, str(spec["source"]))
-    normed = run.normalizer.apply(data) if run.normalizer is not None else data
-    return run, data, normed
+    check_fits_model(data, runs[0].model, str(spec["source"]))
+    return runs, data
+
+
+def _normed(run, data):
+    return run.normalizer.apply(data) if run.normalizer is not None else data
+
+
+def _stacked(args, parts: list) -> np.ndarray:
+    """One model's array, or (with --model all) the K models' stacked on a leading axis K."""
+    return np.stack(parts) if args.model == "all" else parts[0]
 
 
 def _chunked(fn, data, chunk: int) -> np.ndarray:
@@ -92,28 +104,30 @@ def _save_arrays(out: Path, arrays: dict[str, np.ndarray], main_key: str) -> lis
     return written
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
-    out = _plan_out(args, ())
-    setup_common(args)
-    run, data, normed = _run_and_data(args)
+def _encode(args, run, normed) -> np.ndarray:
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
         from jax_lstm_ae.train.parallel import encode_dataset
 
-        z = encode_dataset(run.model, run.params, normed.x, normed.lengths, mesh=args.mesh,
-                           batch_size=args.batch_size, global_rows=True)
-    else:
-        z = _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
+        return encode_dataset(run.model, run.params, normed.x, normed.lengths, mesh=args.mesh,
+                              batch_size=args.batch_size, global_rows=True)
+    return _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    out = _plan_out(args, ())
+    setup_common(args)
+    runs, data = _runs_and_data(args)
+    z = _stacked(args, [_encode(args, run, _normed(run, data)) for run in runs])
     extra = {"lengths": data.lengths, "labels": data.labels, "starts": data.starts} if out.suffix.lower() == ".npz" else {}
     written = _save_arrays(out, {"z": z, **extra}, "z")
-    print(f"encoded {data.n} sequences -> latents {z.shape} in {', '.join(map(str, written))}")
+    models = f" with {len(runs)} models (K, N, E)" if args.model == "all" else ""
+    print(f"encoded {data.n} sequences{models} -> latents {z.shape} in {', '.join(map(str, written))}")
     return 0
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    out = _plan_out(args, ("errors",))
-    setup_common(args)
-    run, data, normed = _run_and_data(args)
-    model, params = run.model, run.params
+def _reconstruct(args, run, data) -> tuple[np.ndarray, np.ndarray]:
+    """One model's reconstructions (data units) and per-step errors."""
+    model, params, normed = run.model, run.params, _normed(run, data)
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
         from jax_lstm_ae.train.parallel import reconstruct_dataset, step_errors_dataset
 
@@ -123,17 +137,30 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     else:
         recon = _chunked(lambda x, ln: model.reconstruct(params, x, ln), normed, args.batch_size)
         step_err = _chunked(lambda x, ln: model.step_errors(params, x, ln), normed, args.batch_size)
-    errors = step_err.sum(1) / np.maximum(data.lengths, 1)  # mean over valid steps (0 for an empty sequence)
     if run.normalizer is not None:
         recon = run.normalizer.invert(recon, data.lengths)
+    return recon, step_err
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    out = _plan_out(args, ("errors",))
+    setup_common(args)
+    runs, data = _runs_and_data(args)
+    outs = [_reconstruct(args, run, data) for run in runs]
+    recon, step_err = _stacked(args, [o[0] for o in outs]), _stacked(args, [o[1] for o in outs])
+    errors = step_err.sum(-1) / np.maximum(data.lengths, 1)  # mean over valid steps (0 for an empty sequence)
     arrays = {"reconstruction": recon, "errors": errors.astype(np.float32)}
     if out.suffix.lower() == ".npz":
         arrays.update(step_errors=step_err, lengths=data.lengths, labels=data.labels, starts=data.starts)
     written = _save_arrays(out, arrays, "reconstruction")
-    worst = np.argsort(-errors)[:3]
-    print(
-        f"reconstructed {data.n} sequences {recon.shape}; mean error {errors.mean():.5f}; "
-        f"highest errors at sequences {', '.join(f'{i} ({errors[i]:.4f})' for i in worst)}"
-    )
+    if errors.ndim == 2:  # --model all
+        print(f"reconstructed {data.n} sequences with {len(runs)} models {recon.shape}; mean error per model "
+              + " ".join(f"{e:.5f}" for e in errors.mean(1)))
+    else:
+        worst = np.argsort(-errors)[:3]
+        print(
+            f"reconstructed {data.n} sequences {recon.shape}; mean error {errors.mean():.5f}; "
+            f"highest errors at sequences {', '.join(f'{i} ({errors[i]:.4f})' for i in worst)}"
+        )
     print(f"written: {', '.join(map(str, written))}")
     return 0
