@@ -82,51 +82,6 @@ def describe(specs) -> str:
             f"{','.join(f'{r:g}' for r in rates)}")
 
 
-def resume_many_setup(args: argparse.Namespace, out: Path, work: Path, config: dict) -> dict:
-    """As ``train_setup.resume_setup`` for a run of many models."""
-    from jax_lstm_ae.cli.args import load_data, normal_only
-    from jax_lstm_ae.cli.specs import check_resume
-    from jax_lstm_ae.cli.train_setup import _check_data_flags as check_data_flags, has_plots
-    from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE
-    from jax_lstm_ae.train.many_run import ManyProgress, load_many, specs_of
-
-    model_spec, specs = specs_of(config, work)
-    recorded = config.get("data") or {}
-    if "source" not in recorded:
-        fail(f"{out}: not a resumable training run (its config.json records no data source); train it again")
-    check_data_flags(args, recorded, out)
-    seeds, rates = grid_of(specs)
-    if args.seeds is not None and args.seeds != len(seeds):
-        fail(f"--seeds {args.seeds} cannot change when resuming (the run has {len(seeds)}); drop --seeds")
-    if args.lr_grid is not None and args.lr_grid != rates:
-        fail(f"--lr-grid cannot change when resuming (the run has {','.join(f'{r:g}' for r in rates)}); "
-             "drop --lr-grid")
-    if args.lr is not None and len(rates) > 1:
-        fail("--lr cannot be given when resuming a run with a learning-rate grid; drop --lr")
-    changes = check_resume(args, model_spec, specs[0], out)
-    specs = [s.replace(**changes) for s in specs]
-    extra = {}
-    if (work / CHECKPOINT_FILE).exists():
-        run = load_many(work)
-        extra = run.extra
-        prog = ManyProgress.from_extra(extra, run.params)
-        prog.reactivate(specs)
-    done = int(extra.get("epoch", 0))
-    recorded_epochs = int(config["budget"]["epochs"])
-    epochs = int(changes.get("epochs", recorded_epochs))
-    stopped_early = bool(done) and not any(prog.active)
-    unfinished = work != out or not has_plots(work)
-    finishing = (done >= epochs or stopped_early) and unfinished and epochs <= recorded_epochs
-    if not finishing and stopped_early and done < epochs:
-        fail(f"{out}: every model stopped (early stopping or a non-finite loss) by epoch {done}; pass a larger "
-             "--patience to continue the ones that stopped early")
-    if epochs <= done and not finishing:
-        fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
-    data = normal_only(load_data(recorded), recorded)
-    return dict(model_spec=model_spec, train_spec=specs[0], train_specs=specs, data=data, changes=changes,
-                extra=extra, finishing=finishing, data_info=recorded)
-
-
 def train_many(args: argparse.Namespace, setup: dict, work: Path, fresh: bool, kw: dict):
     """Train (or resume) the K models into ``work``; returns the ``ManyResult``."""
     from jax_lstm_ae.train.many import resume_training_many, run_training_many
