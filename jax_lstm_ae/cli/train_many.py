@@ -86,6 +86,10 @@ def train_many(args: argparse.Namespace, setup: dict, work: Path, fresh: bool, k
     """Train (or resume) the K models into ``work``; returns the ``ManyResult``."""
     from jax_lstm_ae.train.many import resume_training_many, run_training_many
 
+    sk = kw.get("step_kwargs") or {}
+    if sk.get("global_batch") or sk.get("fsdp_min_size"):
+        fail("--seeds and --lr-grid split the K models over one process's devices; drop --fsdp-min-size and the "
+             "multi-process flags")
     callback = kw["callback"]
     common = dict(progress=kw["progress"], mesh=kw["mesh"], callback=lambda prog: callback(None, prog))
     if fresh:
