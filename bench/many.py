@@ -36,6 +36,7 @@ the min-max), models per second, and the ratios of the medians.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -126,17 +127,16 @@ def torch_impl(kind: str, k: int, steps: int):
     return run
 
 
-def flax_impl(kind: str, k: int, steps: int):
+@functools.lru_cache(maxsize=None)
+def _flax_fns():
+    """The jitted init and step, built once: the warm-up compiles what the timed rounds run."""
     import jax
     import jax.numpy as jnp
     import optax
 
     from peers.flax_peer import Autoencoder
 
-    model, opt, spe = Autoencoder((E,), (E,), F, T), optax.adam(1e-3), N // B
-    x = np.random.default_rng(0).standard_normal((N, T, F), dtype=np.float32)
-    orders = [np.random.default_rng(e).permutation(N) for e in range(steps // spe + 1)]
-    xs = [jnp.asarray(x[orders[i // spe][(i % spe) * B:(i % spe + 1) * B]]) for i in range(steps)]
+    model, opt = Autoencoder((E,), (E,), F, T), optax.adam(1e-3)
 
     def one(p, o, xb):
         loss, g = jax.value_and_grad(lambda p: jnp.mean((model.apply(p, xb) - xb) ** 2))(p)
@@ -144,27 +144,36 @@ def flax_impl(kind: str, k: int, steps: int):
         return optax.apply_updates(p, u), o, loss
 
     def init(seed):
-        return model.init(jax.random.PRNGKey(seed), xs[0])
+        p = model.init(jax.random.PRNGKey(seed), jnp.zeros((B, T, F), jnp.float32))
+        return p, opt.init(p)
+
+    return (jax.jit(init), jax.jit(one, donate_argnums=(0, 1)), jax.jit(jax.vmap(init)),
+            jax.jit(jax.vmap(one, in_axes=(0, 0, None)), donate_argnums=(0, 1)))
+
+
+def flax_impl(kind: str, k: int, steps: int):
+    import jax
+    import jax.numpy as jnp
+
+    init, step, inits, steps_k = _flax_fns()
+    spe = N // B
+    x = np.random.default_rng(0).standard_normal((N, T, F), dtype=np.float32)
+    orders = [np.random.default_rng(e).permutation(N) for e in range(steps // spe + 1)]
+    xs = [jnp.asarray(x[orders[i // spe][(i % spe) * B:(i % spe + 1) * B]]) for i in range(steps)]
 
     if kind == "loop":
-        step = jax.jit(one, donate_argnums=(0, 1))
-
         def run():
             for m in range(k):
-                p = init(m)
-                o = opt.init(p)
+                p, o = init(m)
                 for xb in xs:
                     p, o, loss = step(p, o, xb)
                 jax.block_until_ready(loss)
         return run
 
-    step = jax.jit(jax.vmap(one, in_axes=(0, 0, None)), donate_argnums=(0, 1))
-    inits = jax.jit(jax.vmap(lambda s: (lambda p: (p, opt.init(p)))(init(s))))
-
     def run():
         p, o = inits(jnp.arange(k))
         for xb in xs:
-            p, o, loss = step(p, o, xb)
+            p, o, loss = steps_k(p, o, xb)
         jax.block_until_ready(loss)
     return run
 
@@ -184,6 +193,9 @@ def main(argv=None) -> None:
     p.add_argument("--one-device", action="store_true", help="ours on one CPU device (default: one per core)")
     p.add_argument("--torch-vmap-max-k", type=int, default=1,
                    help="run torch:vmap up to this K, one round (it falls back to a loop per model inside: slow)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch.set_num_threads for the torch rows (default: torch's own, one per core); 1 avoids "
+                        "OpenMP's spinning barriers on a machine loaded by other work")
     p.add_argument("--quick", action="store_true", help="K = 1, 4 and 20 steps, one round: a smoke run")
     a = p.parse_args(argv)
     if a.quick:
@@ -197,6 +209,9 @@ def main(argv=None) -> None:
     import torch
 
     import flax
+
+    if a.torch_threads is not None:
+        torch.set_num_threads(a.torch_threads)
 
     from jax_lstm_ae.train.many import resolve_strategy
 
