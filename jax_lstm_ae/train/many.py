@@ -5,6 +5,9 @@
     result = run_training_many(model_spec, specs, data)                    # or data=[K datasets]
     z = encode_many(result.model, result.params, x, lengths)               # z[K, B, E]
     params = result.pick()                                                 # the best model's params
+    run_training_many(model_spec, specs, data, workdir=RUN)                # a run folder, resumable
+    resume_training_many(RUN, data, changes={"epochs": 40})                # continue all K exactly
+    run = load_many(RUN); one = run.pick()                                 # all K; the chosen one as a Run
 
 Model k equals ``run_training(model_spec, specs[k], data[k])`` to float
 tolerance (same split, normaliser, initial parameters, ``(seed, epoch)``
