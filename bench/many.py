@@ -1,7 +1,7 @@
 """Many small models at once: K ECG-sized LSTM autoencoders, 200 steps each.
 
     python bench/many.py                  # K = 1, 8, 32 (about 10 minutes on 2 cores)
-    python bench/many.py --k 1,8,32,128 --reps 2
+    python bench/many.py --k 128 --impl ours:map,ours:one_by_one,torch:loop,flax:loop,flax:vmap
     python bench/many.py --quick          # K = 1, 4; 20 steps; a smoke run
 
 Each model: T 140, F 1, encoder LSTM 1 -> 32 (E 32), repeat decoder LSTM
@@ -19,7 +19,13 @@ every model its own seed). Implementations, all training K models to the end:
   (``peers.torch_peer.Autoencoder``), each its own Adam, the loop a user writes;
 - ``torch:vmap``: the K models stacked with ``torch.func.stack_module_state``
   and trained with ``torch.func.vmap(grad(...))`` and one Adam over the
-  stacked tensors (reported as unavailable where it fails).
+  stacked tensors (reported as unavailable where it fails);
+- ``flax:loop``: a Python loop over K Flax linen autoencoders
+  (``peers.flax_peer.Autoencoder``: ``nn.RNN`` over ``OptimizedLSTMCell``),
+  one jitted Adam step compiled once and called for each model in turn;
+- ``flax:vmap``: the same step under ``jax.vmap`` over K stacked params and
+  Adam states (what ``nn.vmap`` of the module amounts to): one program, on one
+  device.
 
 Protocol: every implementation first trains its K models for one epoch (20
 steps) to warm up: compilation included, those seconds are ``first s``. Then ``--reps`` rounds run them all
@@ -30,6 +36,7 @@ the min-max), models per second, and the ratios of the medians.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -40,7 +47,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 N, T, F, E, B = 640, 140, 1, 32, 32
-IMPLS = ("ours:vmap", "ours:map", "ours:loop", "ours:one_by_one", "torch:loop", "torch:vmap")
+IMPLS = ("ours:vmap", "ours:map", "ours:loop", "ours:one_by_one", "torch:loop", "torch:vmap", "flax:loop",
+         "flax:vmap")
 
 
 def _data():
@@ -119,9 +127,60 @@ def torch_impl(kind: str, k: int, steps: int):
     return run
 
 
+@functools.lru_cache(maxsize=None)
+def _flax_fns():
+    """The jitted init and step, built once: the warm-up compiles what the timed rounds run."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from peers.flax_peer import Autoencoder
+
+    model, opt = Autoencoder((E,), (E,), F, T), optax.adam(1e-3)
+
+    def one(p, o, xb):
+        loss, g = jax.value_and_grad(lambda p: jnp.mean((model.apply(p, xb) - xb) ** 2))(p)
+        u, o = opt.update(g, o, p)
+        return optax.apply_updates(p, u), o, loss
+
+    def init(seed):
+        p = model.init(jax.random.PRNGKey(seed), jnp.zeros((B, T, F), jnp.float32))
+        return p, opt.init(p)
+
+    return (jax.jit(init), jax.jit(one, donate_argnums=(0, 1)), jax.jit(jax.vmap(init)),
+            jax.jit(jax.vmap(one, in_axes=(0, 0, None)), donate_argnums=(0, 1)))
+
+
+def flax_impl(kind: str, k: int, steps: int):
+    import jax
+    import jax.numpy as jnp
+
+    init, step, inits, steps_k = _flax_fns()
+    spe = N // B
+    x = np.random.default_rng(0).standard_normal((N, T, F), dtype=np.float32)
+    orders = [np.random.default_rng(e).permutation(N) for e in range(steps // spe + 1)]
+    xs = [jnp.asarray(x[orders[i // spe][(i % spe) * B:(i % spe + 1) * B]]) for i in range(steps)]
+
+    if kind == "loop":
+        def run():
+            for m in range(k):
+                p, o = init(m)
+                for xb in xs:
+                    p, o, loss = step(p, o, xb)
+                jax.block_until_ready(loss)
+        return run
+
+    def run():
+        p, o = inits(jnp.arange(k))
+        for xb in xs:
+            p, o, loss = steps_k(p, o, xb)
+        jax.block_until_ready(loss)
+    return run
+
+
 def build(impl: str, k: int, steps: int):
     family, kind = impl.split(":")
-    return ours(kind, k, steps) if family == "ours" else torch_impl(kind, k, steps)
+    return {"ours": ours, "torch": torch_impl, "flax": flax_impl}[family](kind, k, steps)
 
 
 def main(argv=None) -> None:
@@ -134,6 +193,9 @@ def main(argv=None) -> None:
     p.add_argument("--one-device", action="store_true", help="ours on one CPU device (default: one per core)")
     p.add_argument("--torch-vmap-max-k", type=int, default=1,
                    help="run torch:vmap up to this K, one round (it falls back to a loop per model inside: slow)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch.set_num_threads for the torch rows (default: torch's own, one per core); 1 avoids "
+                        "OpenMP's spinning barriers on a machine loaded by other work")
     p.add_argument("--quick", action="store_true", help="K = 1, 4 and 20 steps, one round: a smoke run")
     a = p.parse_args(argv)
     if a.quick:
@@ -146,13 +208,18 @@ def main(argv=None) -> None:
     import jax
     import torch
 
+    import flax
+
+    if a.torch_threads is not None:
+        torch.set_num_threads(a.torch_threads)
+
     from jax_lstm_ae.train.many import resolve_strategy
 
     auto = resolve_strategy("auto")
     impls = a.impl.split(",")
     print(f"# many models: T {T}, F {F}, H=E {E}, B {B}, {a.steps} steps each; jax {jax.__version__} on "
           f"{jax.default_backend()} ({len(jax.devices())} devices for ours), torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); "
+          f"({torch.get_num_threads()} threads), flax {flax.__version__}; "
           f"auto -> {auto}\n", flush=True)
     rows = []
     for k in [int(v) for v in a.k.split(",")]:
@@ -179,15 +246,18 @@ def main(argv=None) -> None:
                 print(f"K {k} round {r + 1} {impl}: {times[impl][-1]:.2f} s", flush=True)
         med = {i: statistics.median(t) for i, t in times.items()}
         torch_best = min((med[i] for i in med if i.startswith("torch")), default=None)
+        flax_best = min((med[i] for i in med if i.startswith("flax")), default=None)
         for impl, ts in times.items():
             rows.append((k, impl + (" (auto)" if impl == f"ours:{auto}" else ""), med[impl], min(ts), max(ts),
                          k / med[impl], first[impl], med.get("ours:one_by_one", float("nan")) / med[impl],
-                         torch_best / med[impl] if torch_best else float("nan")))
+                         torch_best / med[impl] if torch_best else float("nan"),
+                         flax_best / med[impl] if flax_best else float("nan")))
     print(f"\n`{' '.join(['python bench/many.py', *(sys.argv[1:] if argv is None else argv)])}`\n")
-    print("| K | implementation | seconds (median) | min-max | models/s | first s | x one-by-one | x best torch |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for k, name, m, lo, hi, mps, f, x1, xt in rows:
-        print(f"| {k} | {name} | {m:.2f} | {lo:.2f}-{hi:.2f} | {mps:.2f} | {f:.1f} | {x1:.2f} | {xt:.2f} |")
+    print("| K | implementation | seconds (median) | min-max | models/s | first s | x one-by-one | x best torch | "
+          "x best flax |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for k, name, m, lo, hi, mps, f, x1, xt, xf in rows:
+        print(f"| {k} | {name} | {m:.2f} | {lo:.2f}-{hi:.2f} | {mps:.2f} | {f:.1f} | {x1:.2f} | {xt:.2f} | {xf:.2f} |")
 
 
 if __name__ == "__main__":

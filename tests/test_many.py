@@ -134,3 +134,47 @@ def test_models_split_over_cpu_devices():
     out = subprocess.run([sys.executable, "-c", _DEVICES], env=env, capture_output=True, text=True, check=True)
     devices, diff = out.stdout.split()
     assert devices == "2" and float(diff) < TOL
+
+
+def test_resume_of_a_many_run_equals_the_uninterrupted_run(tmp_path):
+    """Stopped after epoch 2 (a kill), resumed to 4: the same bits as 4 epochs at once, for each of K models."""
+    from jax_lstm_ae.train.checkpoint import RunError, load_run
+    from jax_lstm_ae.train.many import resume_training_many
+
+    data = _data()
+    specs = [TrainSpec(batch_size=8, epochs=4, seed=s, patience=p,
+                       optimizer=OptimizerSpec(learning_rate=lr, schedule="cosine"))
+             for s, lr, p in [(0, 1e-2, None), (1, 3e-3, 1), (2, 2e-2, None)]]
+    whole = run_training_many(MODEL, specs, data, workdir=tmp_path / "whole")
+
+    class Kill(Exception):
+        pass
+
+    def kill_after_2(prog):
+        if prog.epoch == 2:
+            raise Kill()
+
+    with pytest.raises(Kill):
+        run_training_many(MODEL, specs, data, workdir=tmp_path / "cut", callback=kill_after_2)
+    assert load_many(tmp_path / "cut").extra["epoch"] == 2
+    resumed = resume_training_many(tmp_path / "cut", data)
+    assert _max_diff(resumed.params, whole.params) == 0.0 and _max_diff(resumed.state, whole.state) == 0.0
+    assert resumed.best == whole.best
+    for a, b in zip(resumed.histories, whole.histories):
+        assert [(r["epoch"], r["loss"], r["val_loss"]) for r in a] == [(r["epoch"], r["loss"], r["val_loss"]) for r in b]
+    lines = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["model"], r["epoch"]) for r in lines) == sorted(
+        (k, r["epoch"]) for k, h in enumerate(whole.histories) for r in h)
+    a, b = load_many(tmp_path / "cut"), load_many(tmp_path / "whole")
+    assert a.chosen == b.chosen == whole.best and _max_diff(a.params, b.params) == 0.0
+    one = a.pick()  # the chosen model alone, as a one-model run
+    assert _max_diff(one.params, whole.pick()) == 0.0 and one.normalizer.to_dict() == whole.normalizers[whole.best].to_dict()
+    more = resume_training_many(tmp_path / "cut", data, changes={"epochs": 5})  # extend every model
+    # a model that early stopping ended stays ended (its patience did not grow)
+    assert [h[-1]["epoch"] for h in more.histories] == [5 if h[-1]["epoch"] == 4 else h[-1]["epoch"]
+                                                          for h in whole.histories]
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["resumed"] == [{"at_epoch": 4, "epochs": 5}]
+    with pytest.raises(RunError, match="data differs"):
+        resume_training_many(tmp_path / "cut", _data(seed=9), changes={"epochs": 6})
+    with pytest.raises(RunError, match="load_many"):
+        load_run(tmp_path / "cut")

@@ -223,16 +223,57 @@ def parse_rows(text: str, n: int, what: str = "--train-rows") -> tuple[int, int]
     return a, b
 
 
-def load_run_for_use(run_dir):
-    """The run in ``run_dir``, refused when its saved parameters are not finite."""
+def model_choice(allow_all: bool):
+    """--model's type: chosen, a model index, or (``allow_all``) all."""
+
+    def parse(text: str) -> str:
+        if text == "chosen" or checks.is_ascii_int(text) or (allow_all and text == "all"):
+            return text
+        raise argparse.ArgumentTypeError(f"{text!r}: give chosen{', all' if allow_all else ''} or a model index "
+                                         "0..K-1" + ("" if allow_all else " (this command uses one model)"))
+
+    return parse
+
+
+def add_model_arg(parser: argparse.ArgumentParser, *, allow_all: bool) -> None:
+    """--model: which of a many-models run's K models (train --seeds / --lr-grid) to use."""
+    what = "chosen (default: the lowest validation loss), a model index k" + (
+        ", or all (every model; outputs gain a leading axis K: model k's at [k])" if allow_all else "")
+    parser.add_argument("--model", type=model_choice(allow_all), default=None,
+                        metavar="chosen|all|k" if allow_all else "chosen|k",
+                        help=f"for a run of many models (train --seeds / --lr-grid): {what}")
+
+
+def load_runs_for_use(run_dir, which: str | None = None) -> list:
+    """The run in ``run_dir`` as a list of one-model runs: one, or every one of
+    a many-models run's K models for ``which`` ``all``; refused when the saved
+    parameters are not finite."""
     from jax_lstm_ae.cli.rundir import check_not_training
-    from jax_lstm_ae.train.checkpoint import load_run
+    from jax_lstm_ae.train.checkpoint import load_run, read_config
+    from jax_lstm_ae.train.many_run import is_many, load_many
 
     check_not_training(run_dir)
-    run = load_run(run_dir)
-    if not all_finite(run.params):
-        fail(f"{run_dir}: the saved parameters are not finite; train the run again (e.g. with a lower --lr)")
-    return run
+    if is_many(read_config(run_dir)):
+        many = load_many(run_dir)
+        if which is not None and which not in ("chosen", "all") and not 0 <= int(which) < many.k:
+            fail(f"--model {which}: {run_dir} holds models 0..{many.k - 1}; give one of them, chosen or all")
+        runs = [many.pick(k) for k in range(many.k)] if which == "all" else [
+            many.pick(None if which in (None, "chosen") else int(which))]
+    else:
+        if which not in (None, "chosen"):
+            fail(f"--model {which}: {run_dir} is a run of one model (--model applies to runs of train --seeds or "
+                 "--lr-grid); drop --model")
+        runs = [load_run(run_dir)]
+    for run in runs:
+        if not all_finite(run.params):
+            fail(f"{run_dir}: the saved parameters are not finite; train the run again (e.g. with a lower --lr)")
+    return runs
+
+
+def load_run_for_use(run_dir, which: str | None = None):
+    """The run in ``run_dir`` (one model of a many-models run: ``which``,
+    default the chosen one), refused when its saved parameters are not finite."""
+    return load_runs_for_use(run_dir, which)[0]
 
 
 def data_for_run(run, args, source, what: str):

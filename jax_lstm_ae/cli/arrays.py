@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae.cli.args import (
-    add_common_args, add_data_args, check_fits_model, data_spec, load_data, load_run_for_use, setup_common,
+    add_common_args, add_data_args, add_model_arg, check_fits_model, data_spec, load_data, load_runs_for_use,
+    setup_common,
 )  # fmt: skip
 from jax_lstm_ae.cli.checks import positive
 from jax_lstm_ae.cli.outputs import FileOut, inputs_of, plan_files, write_bytes
@@ -20,7 +21,7 @@ from jax_lstm_ae.cli.shell import fail
 def register(subparsers) -> None:
     """Add `encode` and `reconstruct` to an argparse subparsers object."""
     for name, func, what, out_help in (
-        ("encode", cmd_encode, "latents z (N, E) of each sequence",
+        ("encode", cmd_encode, "latents z (N, E) of each sequence ((K, N, E) with --model all)",
          "FILE.npy gets z; FILE.npz gets z, lengths, labels, starts"),
         ("reconstruct", cmd_reconstruct, "reconstructions (data units) and per-sequence errors",
          "FILE.npy gets the reconstructions (N, T, F) and FILE.errors.npy the errors (N,); "
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
         p.add_argument("--out", required=True, metavar="FILE", help=out_help)
         p.add_argument("--force", action="store_true", help="replace FILE (and its companion files) if they exist")
         p.add_argument("--batch-size", type=positive, default=256, help="sequences per jitted call")
+        add_model_arg(p, allow_all=True)
         add_common_args(p)
         p.set_defaults(func=func)
 
@@ -46,19 +48,25 @@ def _plan_out(args, others: tuple[str, ...]) -> Path:
     return out
 
 
-def _run_and_data(args, command: str):
+def _runs_and_data(args, command: str):
+    """The run's models (one, or K with --model all), the data, and the data as each model reads it (its own
+    normalisation)."""
     from jax_lstm_ae.apps.detectors import is_detector_run
 
     if is_detector_run(args.run):
         return _series_run_and_data(args, command)
-    run = load_run_for_use(args.run)
-    spec = data_spec(args, run.config.get("data"))
+    runs = load_runs_for_use(args.run, args.model)
+    spec = data_spec(args, runs[0].config.get("data"))
     if spec.get("source") is None:
         fail(f"no data given and {args.run} does not record its training data; pass --data PATH")
     data = load_data(spec)
-    check_fits_model(data, run.model, str(spec["source"]))
-    normed = run.normalizer.apply(data) if run.normalizer is not None else data
-    return run, data, normed
+    check_fits_model(data, runs[0].model, str(spec["source"]))
+    return runs, data, [run.normalizer.apply(data) if run.normalizer is not None else data for run in runs]
+
+
+def _stacked(args, parts: list) -> np.ndarray:
+    """One model's array, or (with --model all) the K models' stacked on a leading axis K."""
+    return np.stack(parts) if args.model == "all" else parts[0]
 
 
 def _series_run_and_data(args, command: str):
@@ -74,13 +82,13 @@ def _series_run_and_data(args, command: str):
              "reconstructs worst")
     if args.mmap:
         fail("a run of the series pipeline loads its series; drop --mmap")
-    run = load_run_for_use(args.run)
+    runs = load_runs_for_use(args.run, args.model)
     det = load_detector(args.run)
     series, _, _ = series_for_run(det, args)
     normed, starts = det.windows(series)
     normed = normed._replace(starts=np.asarray(starts) * det.plan_.pool)
     print(f"windows of the run's series pipeline: {det.plan_.describe()}")
-    return run, normed, normed
+    return runs, normed, [normed]
 
 
 def _chunked(fn, data, chunk: int) -> np.ndarray:
@@ -156,39 +164,35 @@ def _encode_lazy(args, out: Path, run, data, normed, chunk: int = 16384) -> int:
     return 0
 
 
+def _encode(args, run, normed) -> np.ndarray:
+    if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
+        from jax_lstm_ae.train.parallel import encode_dataset
+
+        return encode_dataset(run.model, run.params, normed.x, normed.lengths, mesh=args.mesh,
+                              batch_size=args.batch_size, global_rows=True)
+    return _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     from jax_lstm_ae.data import is_lazy
 
     out = _plan_out(args, ())
     setup_common(args)
-    run, data, normed = _run_and_data(args, "encode")
+    runs, data, normeds = _runs_and_data(args, "encode")
     if is_lazy(data):
-        return _encode_lazy(args, out, run, data, normed)
-    if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
-        from jax_lstm_ae.train.parallel import encode_dataset
-
-        z = encode_dataset(run.model, run.params, normed.x, normed.lengths, mesh=args.mesh,
-                           batch_size=args.batch_size, global_rows=True)
-    else:
-        z = _chunked(lambda x, ln: run.model.encode(run.params, x, ln), normed, args.batch_size)
+        if len(runs) > 1:
+            fail("encode --mmap writes one model's latents chunk by chunk; give --model chosen or --model K")
+        return _encode_lazy(args, out, runs[0], data, normeds[0])
+    z = _stacked(args, [_encode(args, run, normed) for run, normed in zip(runs, normeds)])
     extra = {"lengths": data.lengths, "labels": data.labels, "starts": data.starts} if out.suffix.lower() == ".npz" else {}
     written = _save_arrays(out, {"z": z, **extra}, "z")
-    print(f"encoded {data.n} sequences -> latents {z.shape} in {', '.join(map(str, written))}")
+    models = f" with {len(runs)} models (K, N, E)" if args.model == "all" else ""
+    print(f"encoded {data.n} sequences{models} -> latents {z.shape} in {', '.join(map(str, written))}")
     return 0
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from jax_lstm_ae.data import is_lazy
-
-    out = _plan_out(args, ("errors",))
-    if args.mmap:
-        fail("reconstruct holds every reconstruction (N, T, F) in memory and does not take --mmap; score a file "
-             "read on demand with `detect --mmap`, or encode it with `encode --mmap`")
-    setup_common(args)
-    run, data, normed = _run_and_data(args, "reconstruct")
-    if is_lazy(data):  # the run was trained with --mmap and no --data was given: its file is read whole
-        fail(f"{args.run} was trained on a file read on demand (--mmap); reconstruct loads its data whole: give "
-             "--data with a smaller file")
+def _reconstruct(args, run, data, normed) -> tuple[np.ndarray, np.ndarray]:
+    """One model's reconstructions (data units) and per-step errors."""
     model, params = run.model, run.params
     if getattr(args, "mesh", None) is not None:  # --devices / several processes: sharded batches
         from jax_lstm_ae.train.parallel import reconstruct_dataset, step_errors_dataset
@@ -199,17 +203,38 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     else:
         recon = _chunked(lambda x, ln: model.reconstruct(params, x, ln), normed, args.batch_size)
         step_err = _chunked(lambda x, ln: model.step_errors(params, x, ln), normed, args.batch_size)
-    errors = step_err.sum(1) / np.maximum(data.lengths, 1)  # mean over valid steps (0 for an empty sequence)
     if run.normalizer is not None:
         recon = run.normalizer.invert(recon, data.lengths)
+    return recon, step_err
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from jax_lstm_ae.data import is_lazy
+
+    out = _plan_out(args, ("errors",))
+    if args.mmap:
+        fail("reconstruct holds every reconstruction (N, T, F) in memory and does not take --mmap; score a file "
+             "read on demand with `detect --mmap`, or encode it with `encode --mmap`")
+    setup_common(args)
+    runs, data, normeds = _runs_and_data(args, "reconstruct")
+    if is_lazy(data):  # the run was trained with --mmap and no --data was given: its file is read whole
+        fail(f"{args.run} was trained on a file read on demand (--mmap); reconstruct loads its data whole: give "
+             "--data with a smaller file")
+    outs = [_reconstruct(args, run, data, normed) for run, normed in zip(runs, normeds)]
+    recon, step_err = _stacked(args, [o[0] for o in outs]), _stacked(args, [o[1] for o in outs])
+    errors = step_err.sum(-1) / np.maximum(data.lengths, 1)  # mean over valid steps (0 for an empty sequence)
     arrays = {"reconstruction": recon, "errors": errors.astype(np.float32)}
     if out.suffix.lower() == ".npz":
         arrays.update(step_errors=step_err, lengths=data.lengths, labels=data.labels, starts=data.starts)
     written = _save_arrays(out, arrays, "reconstruction")
-    worst = np.argsort(-errors)[:3]
-    print(
-        f"reconstructed {data.n} sequences {recon.shape}; mean error {errors.mean():.5f}; "
-        f"highest errors at sequences {', '.join(f'{i} ({errors[i]:.4f})' for i in worst)}"
-    )
+    if errors.ndim == 2:  # --model all
+        print(f"reconstructed {data.n} sequences with {len(runs)} models {recon.shape}; mean error per model "
+              + " ".join(f"{e:.5f}" for e in errors.mean(1)))
+    else:
+        worst = np.argsort(-errors)[:3]
+        print(
+            f"reconstructed {data.n} sequences {recon.shape}; mean error {errors.mean():.5f}; "
+            f"highest errors at sequences {', '.join(f'{i} ({errors[i]:.4f})' for i in worst)}"
+        )
     print(f"written: {', '.join(map(str, written))}")
     return 0

@@ -19,7 +19,7 @@ from jax_lstm_ae.apps.metrics import detection_report
 from jax_lstm_ae.apps.range_metrics import series_report
 from jax_lstm_ae.apps.series import top_stretches
 from jax_lstm_ae.cli.args import (
-    add_common_args, add_data_args, data_for_run, is_number, load_data, load_run_for_use, normal_only, setup_common,
+    add_common_args, add_data_args, add_model_arg, data_for_run, is_number, load_data, load_run_for_use, normal_only, setup_common,
 )  # fmt: skip
 from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.scoring import (
@@ -70,6 +70,7 @@ def register(sub) -> None:
     p.add_argument("--k", type=number("any"), default=3.0, help="mean + k * std (meanstd)")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
     p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
+    add_model_arg(p, allow_all=False)
     add_common_args(p)
     p.set_defaults(func=run_detect)
 
@@ -85,8 +86,10 @@ def run_detect(args) -> int:
         from jax_lstm_ae.cli.series import detect_series
 
         check_not_training(args.run)
+        if args.model not in (None, "chosen"):
+            fail(f"--model {args.model}: {args.run} is a run of the series pipeline (one model); drop --model")
         return detect_series(args, plan)
-    run = load_run_for_use(args.run)
+    run = load_run_for_use(args.run, args.model)
     data, series = data_for_run(run, args, args.data, "data to score")
     if is_lazy(data):
         return _detect_lazy(args, plan, run, data, mesh)

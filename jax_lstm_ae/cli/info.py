@@ -16,7 +16,28 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="summarise a run", description="Model layers, parameter counts, data shapes.")
     p.add_argument("--run", required=True, metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from jax_lstm_ae.cli.args import model_choice
+
+    p.add_argument("--model", type=model_choice(False), default=None, metavar="chosen|k",
+                   help="for a run of many models (train --seeds / --lr-grid): the model whose layers and training "
+                        "are shown (default: the chosen one); every model's line is printed either way")
     p.set_defaults(func=cmd_info)
+
+
+def _many_summary(run_dir, which) -> tuple:
+    """``(the shown model's Run, the models section)`` of a run of many models."""
+    from jax_lstm_ae.cli.args import load_run_for_use
+    from jax_lstm_ae.train.many_run import load_many
+
+    run = load_run_for_use(run_dir, which)
+    many = load_many(run_dir)
+    extra, watched = many.extra, "validation" if (many.config.get("data") or {}).get("n_val") else "train"
+    models = [{"index": k, "seed": t["seed"], "learning_rate": t["optimizer"]["learning_rate"],
+               "epochs_done": h[-1]["epoch"] if h else 0, f"best_{watched}_loss": b, "error": e}
+              for k, (t, h, b, e) in enumerate(zip(many.config["train"], extra.get("histories", []),
+                                                   extra.get("best_loss", []), extra.get("errors", [])))]
+    return run, {"k": many.k, "chosen": many.chosen, "shown": run.config["model_index"], "watched": watched,
+                 "models": models}
 
 
 def run_summary(run, run_dir=None) -> dict:
@@ -78,9 +99,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     from jax_lstm_ae.cli.rundir import check_not_training
     from jax_lstm_ae.train.checkpoint import load_run
 
+    from jax_lstm_ae.train.checkpoint import read_config
+    from jax_lstm_ae.train.many_run import is_many
+
     check_not_training(args.run)
-    run = load_run(args.run)
-    s = run_summary(run, args.run)
+    many = None
+    if is_many(read_config(args.run)):
+        run, many = _many_summary(args.run, args.model)
+    elif args.model not in (None, "chosen"):
+        from jax_lstm_ae.cli.shell import fail
+
+        fail(f"--model {args.model}: {args.run} is a run of one model; drop --model")
+    else:
+        run = load_run(args.run)
+    s = run_summary(run, None if many else args.run)
+    if many:
+        s["many"] = many
     if args.json:
         print(json.dumps(s, indent=2, default=str))
         return 0
@@ -111,5 +145,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         if t["last"].get("val_loss") is not None:
             line += f", validation {t['last']['val_loss']:.5f}"
     print(line)
+    if many:
+        print(f"models: {many['k']} trained as one program; chosen {many['chosen']} (lowest {many['watched']} "
+              f"loss); above: model {many['shown']}")
+        for r in many["models"]:
+            best = r[f"best_{many['watched']}_loss"]
+            print(f"  {r['index']}{'*' if r['index'] == many['chosen'] else ' '} seed {r['seed']}, lr "
+                  f"{r['learning_rate']:g}: {r['epochs_done']} epochs, best {many['watched']} loss "
+                  + (f"{best:.5f}" if best is not None else "none") + (f" ({r['error']})" if r["error"] else ""))
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 from jax_lstm_ae.cli.args import add_common_args, add_data_args, setup_common
 from jax_lstm_ae.cli.shell import PROG, CliError, Terminated, fail
 from jax_lstm_ae.cli.specs import add_spec_flags
+from jax_lstm_ae.cli.train_many import add_many_flags, is_many_args
 from jax_lstm_ae.cli.train_setup import fresh_setup, resume_setup
 
 # Set by SIGTERM. The handler also raises at once, but Python drops an
@@ -45,7 +46,9 @@ def register(subparsers) -> None:
         "train",
         help="train an autoencoder and save a run directory",
         description="Train an LSTM autoencoder. RUN_DIR gets config.json, checkpoint.msgpack, metrics.jsonl, "
-        "loss.png and reconstructions.png. Without --data it trains on synthetic:sines.",
+        "loss.png and reconstructions.png. Without --data it trains on synthetic:sines. With --seeds K or "
+        "--lr-grid, RUN_DIR holds K models trained as one program (config.json lists them and the chosen one: "
+        "the lowest validation loss; metrics.jsonl has a line per model and epoch).",
     )
     add_data_args(p, default_help=" (default: synthetic:sines)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
@@ -57,6 +60,7 @@ def register(subparsers) -> None:
                    help="with --resume: continue although the data's contents changed since the run started "
                         "(its new fingerprint is recorded)")
     add_spec_flags(p, preset("cli", 1))
+    add_many_flags(p)
     g = p.add_argument_group("anomaly detection (see `detect`)")
     g.add_argument("--normal-class", metavar="C", help="train on the sequences labelled C only (a labelled file)")
     g.add_argument("--train-rows", metavar="A:B", help="one long series: train the anomaly pipeline on its normal "
@@ -94,6 +98,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.train_rows is None and _is_long_series(args):
             args.train_rows = ":"  # one long series has one route: the series pipeline, here on every row
             args.every_row = True  # train_series says so once its checks pass
+        if args.mmap and is_many_args(args):
+            fail("--seeds and --lr-grid train many models on data held in memory; a file read on demand (--mmap) "
+                 "trains one model: drop them or --mmap")
+        if args.train_rows is not None and is_many_args(args):
+            fail("--seeds and --lr-grid train many models on sequences; the series pipeline (--train-rows) trains "
+                 "one: drop them")
         if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/series.py)
             from jax_lstm_ae.cli.series import train_series
 
@@ -167,6 +177,7 @@ def _devices_line(mesh) -> str:
 
 
 def _describe(setup: dict, n_train: int, n_val: int, mesh) -> str:
+    from jax_lstm_ae.cli.train_many import describe
     from jax_lstm_ae.data import count_empty
 
     m, data = setup["model_spec"], setup["data"]
@@ -176,7 +187,8 @@ def _describe(setup: dict, n_train: int, n_val: int, mesh) -> str:
     return (f"data: {setup['data_info']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
             f"({n_train} train, {n_val} validation); model: {m.decoder.kind.value} decoder, E={m.embedding_dim}, "
             f"hidden={hidden}, head={m.head.kind.value} ({m.head.loss.value}), backend={m.backend.value}; "
-            f"{_devices_line(mesh)}")
+            + (f"{describe(setup['train_specs'])}, split over as many of {mesh.devices.size if mesh else 1} "
+               "devices as divide their number" if "train_specs" in setup else _devices_line(mesh)))
 
 
 def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) -> int:
@@ -184,17 +196,17 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     from jax_lstm_ae.nn.spec import HeadKind
     from jax_lstm_ae.train.fit import NonFiniteError
     from jax_lstm_ae.data import split_sizes
+    from jax_lstm_ae.cli.train_many import plot_many, summary, train_many
     from jax_lstm_ae.train.runner import resume_training, run_training
 
     old_run = is_nonempty_dir(out)  # a run in RUN_DIR that must survive a new run that does not finish
     fresh = not args.resume
     work = new_partial(out) if fresh else setup["work"]
-    saved = {"epoch": int((setup.get("extra") or {}).get("epoch", 0)), "best": None}
-    if not fresh:
-        saved["best"] = (setup.get("extra") or {}).get("best_params")
+    saved = {"epoch": int((setup.get("extra") or {}).get("epoch", 0))}
+    many = "train_specs" in setup
 
-    def on_epoch_end(st, prog):  # after the runner saved the epoch
-        saved["epoch"], saved["best"] = prog.epoch, prog.best_params
+    def on_epoch_end(st, prog):  # after the runner saved the epoch (st is None for many models)
+        saved["epoch"] = prog.epoch
         if _SIGTERM_SEEN[0]:  # a SIGTERM whose exception was dropped on the way: stop here, this epoch saved
             raise Terminated()
 
@@ -204,7 +216,9 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     if not args.quiet:
         print(_describe(setup, *split_sizes(data.n, setup["train_spec"].val_fraction), mesh), file=sys.stderr)
     try:
-        if fresh:
+        if many:
+            result = train_many(args, setup, work, fresh, kw)
+        elif fresh:
             result = run_training(model_spec, setup["train_spec"], data, workdir=work, data_info=setup["data_info"],
                                   **kw)
         else:
@@ -219,10 +233,13 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     try:
         # The checkpoint holds the last state (to resume exactly) and the best
         # params (what load_run hands out for use); plots show the latter.
-        shown = result.val if result.val is not None else result.train
-        binary = model_spec.head.kind is HeadKind.SIGMOID
-        plots = _make_plots(work, result.history, result.model, result.params, shown, result.normalizer, binary,
-                            args.quiet)
+        if many:
+            plots = plot_many(work, result, data, args.quiet)
+        else:
+            shown = result.val if result.val is not None else result.train
+            binary = model_spec.head.kind is HeadKind.SIGMOID
+            plots = _make_plots(work, result.history, result.model, result.params, shown, result.normalizer,
+                                binary, args.quiet)
         if work != out:
             commit(work, out)
     except (KeyboardInterrupt, Terminated) as e:  # every epoch is saved: --resume draws the plots and finishes
@@ -233,8 +250,12 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
         if fresh:
             shutil.rmtree(work, ignore_errors=True)
         raise
-    last = _read_metrics(out / "metrics.jsonl")
     files = ["config.json", "checkpoint.msgpack", "metrics.jsonl", *plots]
+    if many:
+        print(summary(result, fresh, int((setup.get("extra") or {}).get("epoch", 0))))
+        print(f"run saved in {out}/: {' '.join(files)}")
+        return 0
+    last = _read_metrics(out / "metrics.jsonl")
     summary = f"trained {int(result.state.step)} steps"
     if not fresh and not result.history:  # stopped after its last epoch: only the plots and the swap were left
         summary += f" (all {saved['epoch']} epochs were done already; the run is finished now)"

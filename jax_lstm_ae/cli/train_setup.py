@@ -14,6 +14,7 @@ from jax_lstm_ae.cli.args import DATA_KEYS, data_spec, load_data, normal_only
 from jax_lstm_ae.cli.outputs import inputs_of, plan_run_dir
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.cli.specs import apply_flags, check_resume
+from jax_lstm_ae.cli.train_many import grid_of, is_many_args, many_specs
 
 
 PLOT_FILES = ("loss.png", "reconstructions.png")
@@ -69,7 +70,10 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
         normalize_mode(model_spec, train_spec)
     except SpecError:
         fail("--normalize zscore would move binary data out of [0, 1]; use --normalize none with --head sigmoid")
-    return dict(model_spec=model_spec, train_spec=train_spec, data=data, data_info=_data_info(spec, data))
+    setup = dict(model_spec=model_spec, train_spec=train_spec, data=data, data_info=_data_info(spec, data))
+    if is_many_args(args):
+        setup["train_specs"] = many_specs(args, train_spec)
+    return setup
 
 
 def _check_data_flags(args: argparse.Namespace, recorded: dict, out: Path) -> None:
@@ -95,6 +99,8 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     from jax_lstm_ae.train.runner import read_specs
 
     config = read_config(work)
+    if config.get("kind") == "many":
+        return _resume_many_setup(args, out, work, config)
     try:
         model_spec, train_spec = read_specs(config)
         recorded = config["data"]
@@ -106,6 +112,9 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
         fail(f"{out} is a run of the series pipeline (train --train-rows); it cannot be resumed: train it again "
              "with --force")
     _check_data_flags(args, recorded, out)
+    if is_many_args(args):
+        fail(f"{out} is a run of one model; --seeds and --lr-grid cannot be added when resuming: drop them, or "
+             "train a new run with another --out")
     changes = check_resume(args, model_spec, train_spec, out)
     extra = load_run(work).extra if (work / CHECKPOINT_FILE).exists() else {}
     done = int(extra.get("epoch", 0))
@@ -126,3 +135,45 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     data = normal_only(load_data(recorded), recorded)
     return dict(model_spec=model_spec, train_spec=train_spec, data=data, changes=changes, extra=extra,
                 finishing=finishing, data_info=recorded)
+
+
+def _resume_many_setup(args: argparse.Namespace, out: Path, work: Path, config: dict) -> dict:
+    """As :func:`resume_setup` for a run of many models (train --seeds / --lr-grid)."""
+    from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE
+    from jax_lstm_ae.train.many_run import ManyProgress, load_many, specs_of
+
+    model_spec, specs = specs_of(config, work)
+    recorded = config.get("data") or {}
+    if "source" not in recorded:
+        fail(f"{out}: not a resumable training run (its config.json records no data source); train it again")
+    _check_data_flags(args, recorded, out)
+    seeds, rates = grid_of(specs)
+    if args.seeds is not None and args.seeds != len(seeds):
+        fail(f"--seeds {args.seeds} cannot change when resuming (the run has {len(seeds)}); drop --seeds")
+    if args.lr_grid is not None and args.lr_grid != rates:
+        fail(f"--lr-grid cannot change when resuming (the run has {','.join(f'{r:g}' for r in rates)}); "
+             "drop --lr-grid")
+    if args.lr is not None and len(rates) > 1:
+        fail("--lr cannot be given when resuming a run with a learning-rate grid; drop --lr")
+    changes = check_resume(args, model_spec, specs[0], out)
+    specs = [s.replace(**changes) for s in specs]
+    extra = {}
+    if (work / CHECKPOINT_FILE).exists():
+        run = load_many(work)
+        extra = run.extra
+        prog = ManyProgress.from_extra(extra, run.params)
+        prog.reactivate(specs)
+    done = int(extra.get("epoch", 0))
+    recorded_epochs = int(config["budget"]["epochs"])
+    epochs = int(changes.get("epochs", recorded_epochs))
+    stopped_early = bool(done) and not any(prog.active)
+    unfinished = work != out or not has_plots(work)
+    finishing = (done >= epochs or stopped_early) and unfinished and epochs <= recorded_epochs
+    if not finishing and stopped_early and done < epochs:
+        fail(f"{out}: every model stopped (early stopping or a non-finite loss) by epoch {done}; pass a larger "
+             "--patience to continue the ones that stopped early")
+    if epochs <= done and not finishing:
+        fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
+    data = normal_only(load_data(recorded), recorded)
+    return dict(model_spec=model_spec, train_spec=specs[0], train_specs=specs, data=data, changes=changes,
+                extra=extra, finishing=finishing, data_info=recorded)

@@ -256,6 +256,9 @@ def load_run(run_dir) -> Run:
     (fit with validation), else the state's; ``Run.state`` is the last state."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    if config.get("kind") == "many":
+        raise RunError(f"{run_dir}: a run of many models; read it with load_many (train.many_run), or one of its "
+                       "models with load_many(...).pick(k)")
     try:
         if not isinstance(config.get("model"), dict) or not isinstance(config.get("optimizer"), dict):
             raise ValueError("no model or optimizer section")

@@ -5,6 +5,9 @@
     result = run_training_many(model_spec, specs, data)                    # or data=[K datasets]
     z = encode_many(result.model, result.params, x, lengths)               # z[K, B, E]
     params = result.pick()                                                 # the best model's params
+    run_training_many(model_spec, specs, data, workdir=RUN)                # a run folder, resumable
+    resume_training_many(RUN, data, changes={"epochs": 40})                # continue all K exactly
+    run = load_many(RUN); one = run.pick()                                 # all K; the chosen one as a Run
 
 Model k equals ``run_training(model_spec, specs[k], data[k])`` to float
 tolerance (same split, normaliser, initial parameters, ``(seed, epoch)``
@@ -25,38 +28,42 @@ and TPU. ``mesh=`` (e.g. ``use_all_cores()``: one CPU device per core) splits
 the K models of ``vmap`` and ``map`` over its devices. Memory: K states and
 the data; ``vmap`` also holds K steps' activations at once.
 
-``workdir``: config.json (the model spec, the K train specs and optimisers,
-normalisers, ``chosen``: the best index) and checkpoint.msgpack (stacked last
-states, stacked best params), written when training ends; :func:`load_many`
-reads it. Such a run is not resumable.
+``workdir``: a run folder (``train.many_run``): config.json (the model spec,
+the K train specs and optimisers, normalisers, ``chosen``: the best index),
+checkpoint.msgpack (stacked last states, stacked best params, the loop's
+progress) and metrics.jsonl (a line per model and epoch), written before the
+first step and after every epoch as ``run_training`` does;
+:func:`resume_training_many` continues it to what the uninterrupted run
+reaches, :func:`load_many` reads it (all K, and the chosen one).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jax_lstm_ae.data import Dataset, Normalizer, batches
 from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.nn.spec import ModelSpec, SpecError, build
-from jax_lstm_ae.train.checkpoint import (CHECKPOINT_FILE, CONFIG_FILE, RunError, atomic_write, load_checkpoint,
-                                          read_config, save_checkpoint)
+from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE, RunError, read_config
 from jax_lstm_ae.train.fit import SYNC_EVERY, NonFiniteError
-from jax_lstm_ae.train.many_steps import (Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees,
-                                          unit_schedule)
+from jax_lstm_ae.train.many_run import (ManyProgress, ManyRun, is_many, load_many, save_epoch, specs_of,
+                                        sync_many_metrics, write_config)
+from jax_lstm_ae.train.many_steps import Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees, unit_schedule
 from jax_lstm_ae.train.memory import check_train_memory
 from jax_lstm_ae.train.runner import (CONFIG_VERSION, data_fingerprint, normalize_mode, optimizer_of, runtime_of,
                                      split_data)
 from jax_lstm_ae.train.spec import TrainSpec
 from jax_lstm_ae.train.step import TrainState, create_train_state
+
+__all__ = ["ManyResult", "ManyRun", "encode_many", "load_many", "resume_training_many", "run_training_many",
+           "step_errors_many"]
 
 STRATEGIES = ("auto", "vmap", "map", "loop")
 # What fixes shapes or the batch schedule: the K train specs must agree on it.
@@ -161,7 +168,7 @@ def _prepare(model_spec: ModelSpec, specs: list[TrainSpec], data, val) -> tuple[
 def run_training_many(
     model_spec: ModelSpec, train_specs: Sequence[TrainSpec], data: Dataset | Sequence[Dataset], *,
     val: Dataset | Sequence[Dataset] | None = None, workdir=None, strategy: str = "auto", progress=False,
-    mesh=None,
+    mesh=None, data_info: dict | None = None, callback: Callable[[ManyProgress], None] | None = None,
 ) -> ManyResult:
     """Train K = ``len(train_specs)`` models of ``model_spec`` in one program.
 
@@ -170,35 +177,125 @@ def run_training_many(
     Each model is split, normalised and trained as :func:`run_training` does
     with its spec. ``strategy``: ``auto``, ``vmap``, ``map`` or ``loop``.
     ``mesh`` (e.g. ``use_all_cores()``): ``vmap`` and ``map`` split the K
-    models over its devices (as many as divide K); ``loop`` ignores it."""
+    models over its devices (as many as divide K); ``loop`` ignores it.
+    ``workdir``: a run folder (``train.many_run``), written before the first
+    step and after every epoch, resumable with :func:`resume_training_many`.
+    ``data_info``: where the data came from (kept in config.json's ``data``).
+    ``callback(progress)``: after each epoch is saved."""
     specs = list(train_specs)
     check_specs(specs)
-    k_models, strategy = len(specs), resolve_strategy(strategy)
+    strategy = resolve_strategy(strategy)
     datas, parts, (batch, spe, epochs) = _prepare(model_spec, specs, data, val)
-    model = build(model_spec)
-    optimizers = [many_optimizer(s, epochs * spe) for s in specs]
-    check_train_memory(model, optimizers[0], batch * (k_models if strategy == "vmap" else 1), parts[0][1].steps,
-                       model_spec.encoder.vocab_size or model_spec.features, remat=model_spec.cell.remat)
+    vals = None if val is None else _as_list(val, len(specs), "val")
+    one = isinstance(data, Dataset)
+    given, given_val = (datas[:1], None if vals is None else vals[:1]) if one else (datas, vals)
     config = {
         "version": CONFIG_VERSION, "kind": "many", "model": model_spec.to_dict(),
         "train": [s.to_dict() for s in specs], "optimizer": [optimizer_of(s, epochs * spe)[0] for s in specs],
-        "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe},
-        "data": [{"fingerprint": data_fingerprint(d), "n_train": p[1].n, "n_val": 0 if p[2] is None else p[2].n}
-                 for d, p in zip(datas[:1] if isinstance(data, Dataset) else datas, parts)],
-        "runtime": dict(runtime_of(model_spec, None), strategy=strategy), "chosen": None,
+        "budget": {"epochs": epochs, "batch_size": batch, "steps_per_epoch": spe, "schedule_steps": epochs * spe},
+        "data": {"source": "in memory", "n": given[0].n, "steps": given[0].steps, "features": given[0].features,
+                 **(data_info or {}), "fingerprint": [data_fingerprint(d) for d in given],
+                 "val_fingerprint": None if given_val is None else [data_fingerprint(v) for v in given_val],
+                 "n_train": parts[0][1].n, "n_val": 0 if parts[0][2] is None else parts[0][2].n},
+        "runtime": dict(runtime_of(model_spec, None), strategy=strategy), "chosen": None, "best_losses": None,
     }
+    if workdir is not None:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_config(workdir, config, [p[0] for p in parts])  # resumable from here on
+    return _train(model_spec, specs, parts, (batch, spe, epochs), config, strategy, mesh, workdir, progress,
+                  callback, None, None)
+
+
+def resume_training_many(
+    workdir, data: Dataset | Sequence[Dataset], *, val: Dataset | Sequence[Dataset] | None = None,
+    changes: dict | None = None, allow_other_data: bool = False, strategy: str | None = None, progress=False,
+    mesh=None, callback: Callable[[ManyProgress], None] | None = None,
+) -> ManyResult:
+    """Continue the K-models run in ``workdir`` on the same ``data`` from its
+    last checkpoint (or its start) to what the uninterrupted run reaches.
+
+    ``changes``: new values of ``TrainSpec.RESUMABLE`` (epochs, min_steps,
+    patience), given to every model and recorded under ``resumed``; a model
+    that early stopping ended trains on only if its patience grows. Data
+    whose fingerprints differ is refused unless ``allow_other_data``.
+    ``strategy``: None runs the K models as the run recorded."""
+    workdir = Path(workdir)
+    config = read_config(workdir)
+    if not is_many(config):
+        raise RunError(f"{workdir}: a run of one model; resume it with resume_training")
+    model_spec, specs = specs_of(config, workdir)
+    k_models = len(specs)
+    recorded = config["data"]
+    if (val is None) != (recorded.get("val_fingerprint") is None):
+        raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
+                       "its own; resume it the same way")
+    other = {}
+    for what, given, key in (("data", data, "fingerprint"), ("validation data", val, "val_fingerprint")):
+        if given is None:
+            continue
+        fps = [data_fingerprint(d) for d in ([given] if isinstance(given, Dataset) else list(given))]
+        if fps != recorded[key]:
+            if not allow_other_data:
+                raise RunError(f"{workdir}: the {what} differs from what the run started on ({len(recorded[key])} "
+                               f"dataset(s), sha256 {recorded[key][0]['sha256'][:12]}...); resume on the same data, "
+                               "or allow other data explicitly (--allow-other-data)")
+            other[key] = recorded[key] = fps
+    bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
+    if bad:
+        raise SpecError(f"train.{bad[0]}: cannot change when resuming; change only "
+                        f"{', '.join(TrainSpec.RESUMABLE)}, or train a new run")
+    real = {k: v for k, v in (changes or {}).items() if getattr(specs[0], k) != v}
+    if real:
+        specs = [s.replace(**real) for s in specs]
+        config["train"] = [s.to_dict() for s in specs]
+    state = prog = None
+    if (workdir / CHECKPOINT_FILE).exists():
+        run = load_many(workdir)
+        state, prog = run.state, ManyProgress.from_extra(run.extra, run.params)
+    if real or other:
+        config.setdefault("resumed", []).append({"at_epoch": 0 if prog is None else prog.epoch, **real, **other})
+    normalizers = [Normalizer.from_dict(n) for n in config["normalizers"]]
+    datas, vals = _as_list(data, k_models, "data"), _as_list(val, k_models, "val")
+    parts = []
+    for spec, norm, d, v in zip(specs, normalizers, datas, vals):
+        parts.append((norm, *split_data(d, spec, model_spec, norm)[1:]) if v is None
+                     else (norm, norm.apply(d), norm.apply(v)))
+    batch, spe, epochs = specs[0].budget(parts[0][1].n)
+    if "epochs" not in real and "min_steps" not in real:
+        epochs = int(config["budget"]["epochs"])  # as it started
+    config["budget"] = dict(config["budget"], epochs=epochs, batch_size=batch, steps_per_epoch=spe)
+    if prog is not None:
+        sync_many_metrics(workdir, prog)
+    strategy = resolve_strategy(strategy or config["runtime"].get("strategy", "auto"))
+    return _train(model_spec, specs, parts, (batch, spe, epochs), config, strategy, mesh, workdir, progress,
+                  callback, state, prog)
+
+
+def _train(model_spec, specs, parts, budget, config, strategy, mesh, workdir, progress, callback, state,
+           prog: ManyProgress | None) -> ManyResult:
+    """The loop over epochs of the K models, from ``prog`` (None: a new run)."""
+    k_models, (batch, spe, epochs) = len(specs), budget
+    total = int(config["budget"]["schedule_steps"])  # the schedule keeps the length it started with
+    model = build(model_spec)
+    optimizers = [many_optimizer(s, total) for s in specs]
+    check_train_memory(model, optimizers[0], batch * (k_models if strategy == "vmap" else 1), parts[0][1].steps,
+                       model_spec.encoder.vocab_size or model_spec.features, remat=model_spec.cell.remat)
     mesh = None if strategy == "loop" else models_mesh(mesh, k_models)
-    config["runtime"]["devices"] = 1 if mesh is None else int(mesh.devices.size)
-    steps = many_steps(model, unit_schedule(specs[0], epochs * spe), noise_of(specs[0])[0], strategy, mesh)
-    models = Models(strategy, steps, [create_train_state(model, o, jax.random.PRNGKey(s.seed))
-                                      for s, o in zip(specs, optimizers)], [noise_of(s)[1] for s in specs], mesh)
+    config["runtime"] = dict(config["runtime"], strategy=strategy, devices=1 if mesh is None else int(mesh.devices.size))
+    steps = many_steps(model, unit_schedule(specs[0], total), noise_of(specs[0])[0], strategy, mesh)
+    if state is None:
+        states = [create_train_state(model, o, jax.random.PRNGKey(s.seed)) for s, o in zip(specs, optimizers)]
+    else:
+        states = [jax.tree.map(lambda a, k=k: a[k], state) for k in range(k_models)]
+    prog = ManyProgress(k_models) if prog is None else prog
+    prog.reactivate(specs)
+    models = Models(strategy, steps, states, [noise_of(s)[1] for s in specs], mesh)
+    models.stop(prog.active)
+    normalizers = [p[0] for p in parts]
     stream = sys.stderr if progress is True else (progress or None)
-    active, errors = [True] * k_models, [None] * k_models
-    histories: list[list[dict]] = [[] for _ in specs]
-    best_loss, best_epoch, bad = [float("inf")] * k_models, [-1] * k_models, [0] * k_models
-    best_params: list = [None] * k_models
-    step, compile_s = 0, None
-    for epoch in range(epochs):
+    active, errors, step = prog.active, prog.errors, prog.step
+    for epoch in range(prog.epoch, epochs):
         if not any(active):
             break
         t0, losses, pending = time.perf_counter(), [[] for _ in specs], []
@@ -222,9 +319,9 @@ def run_training_many(
             ts = time.perf_counter()
             pending.append(models.step(group, live))
             step += 1
-            if compile_s is None:
+            if prog.compile_s is None:
                 jax.block_until_ready(pending[-1])
-                compile_s = time.perf_counter() - ts
+                prog.compile_s = time.perf_counter() - ts
             if len(pending) >= SYNC_EVERY:
                 read(pending)
         read(pending)
@@ -240,35 +337,42 @@ def run_training_many(
                 continue
             train_loss = float(np.mean(losses[k]))
             watched = val_loss if val_loss is not None else train_loss
-            if watched < best_loss[k]:
-                best_loss[k], best_epoch[k], bad[k], best_params[k] = watched, epoch + 1, 0, params_now[k]
+            if watched < prog.best_loss[k]:
+                prog.best_loss[k], prog.best_epoch[k], prog.bad[k] = watched, epoch + 1, 0
+                prog.best_params[k] = params_now[k]
             else:
-                bad[k] += 1
-            histories[k].append({"epoch": epoch + 1, "step": step, "loss": train_loss, "val_loss": val_loss,
-                                 "seq_per_s": batch * spe / max(train_s, 1e-9), "time_s": time.perf_counter() - t0,
-                                 "compile_s": compile_s if epoch == 0 else 0.0})
-            if specs[k].patience is not None and bad[k] >= specs[k].patience:
+                prog.bad[k] += 1
+            prog.histories[k].append({"epoch": epoch + 1, "step": step, "loss": train_loss, "val_loss": val_loss,
+                                      "seq_per_s": batch * spe / max(train_s, 1e-9),
+                                      "time_s": time.perf_counter() - t0,
+                                      "compile_s": prog.compile_s if epoch == 0 else 0.0})
+            if specs[k].patience is not None and prog.bad[k] >= specs[k].patience:
                 active[k] = False
         models.stop(active)
+        prog.epoch, prog.step = epoch + 1, step
+        config.update(chosen=prog.chosen(), best_losses=prog.to_extra()["best_loss"])
+        if workdir is not None:
+            save_epoch(workdir, config, normalizers, models.state(), prog, params_now)
         if stream is not None:
             done = [h[-1]["val_loss"] if h[-1]["val_loss"] is not None else h[-1]["loss"]
-                    for h in histories if h and h[-1]["epoch"] == epoch + 1]
+                    for h in prog.histories if h and h[-1]["epoch"] == epoch + 1]
             stream.write(f"epoch {epoch + 1}/{epochs} step {step} models {len(done)}/{k_models} best "
                          f"{min(done, default=float('nan')):.5f} {time.perf_counter() - t0:.1f}s\n")
             stream.flush()
+        if callback is not None:
+            callback(prog)
     state, last = models.state(), models.params()
-    params = stack_trees([best_params[k] if best_params[k] is not None and parts[k][2] is not None else last[k]
-                     for k in range(k_models)])
-    ok = [k for k in range(k_models) if errors[k] is None and best_epoch[k] > 0]
-    if not ok:
+    params = stack_trees([prog.best_params[k] if prog.best_params[k] is not None and parts[k][2] is not None
+                          else last[k] for k in range(k_models)])
+    best = prog.chosen()
+    if best is None:
         raise NonFiniteError("every model stopped on a non-finite value: " + "; ".join(e for e in errors if e),
                              state, [], step)
-    best = min(ok, key=lambda k: best_loss[k])
-    config.update(chosen=best, best_losses=[float(b) if np.isfinite(b) else None for b in best_loss])
-    normalizers = [p[0] for p in parts]
+    config.update(chosen=best, best_losses=prog.to_extra()["best_loss"])
     if workdir is not None:
-        _save(Path(workdir), config, normalizers, state, params, histories, errors)
-    return ManyResult(model, state, params, normalizers, histories, best_loss, best, errors, strategy, config)
+        write_config(workdir, config, normalizers)
+    return ManyResult(model, state, params, normalizers, prog.histories, prog.best_loss, best, errors, strategy,
+                      config)
 
 
 # ------------------------------------------------------------------ the K models at work
@@ -286,37 +390,3 @@ def encode_many(model: Autoencoder, params, x, lengths=None) -> jax.Array:
 def step_errors_many(model: Autoencoder, params, x, lengths=None) -> jax.Array:
     """Per-step reconstruction errors [K, B, T] (inference mode) of the K stacked models; ``x`` as in encode_many."""
     return _over_models("step_errors", model, params, x, lengths)
-
-
-# ------------------------------------------------------------------ the run folder
-def _save(workdir: Path, config, normalizers, state, params, histories, errors) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(workdir / CHECKPOINT_FILE, state, {"histories": histories, "errors": errors}, best_params=params)
-    cfg = dict(config, normalizers=[n.to_dict() for n in normalizers])
-    atomic_write(workdir / CONFIG_FILE, json.dumps(cfg, indent=2, allow_nan=False) + "\n")
-
-
-class ManyRun(NamedTuple):
-    model: Autoencoder
-    params: Any  # stacked [K, ...], each model's best epoch
-    state: TrainState  # stacked last states
-    normalizers: list[Normalizer]
-    chosen: int
-    config: dict
-    extra: dict  # histories, errors
-
-
-def load_many(workdir) -> ManyRun:
-    """Read a folder :func:`run_training_many` wrote (``ManyRun.params`` stacked; ``chosen`` the best index)."""
-    workdir = Path(workdir)
-    config = read_config(workdir)
-    if config.get("kind") != "many":
-        raise RunError(f"{workdir}: not a run of many models (no \"kind\": \"many\" in {CONFIG_FILE}); read it with "
-                       "load_run")
-    model, b = build(ModelSpec.from_dict(config["model"])), config["budget"]
-    opts = [many_optimizer(TrainSpec.from_dict(t), b["epochs"] * b["steps_per_epoch"]) for t in config["train"]]
-    template = jax.eval_shape(lambda: stack_trees([create_train_state(model, o, jax.random.PRNGKey(0)) for o in opts]))
-    state, extra = load_checkpoint(workdir / CHECKPOINT_FILE, template)
-    params = jax.tree.map(jnp.asarray, extra.pop("best_params", state.params))
-    normalizers = [Normalizer.from_dict(n) for n in config["normalizers"]]
-    return ManyRun(model, params, state, normalizers, int(config["chosen"]), config, extra)

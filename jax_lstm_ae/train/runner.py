@@ -296,6 +296,8 @@ def resume_training(
     ``allow_other_data``."""
     workdir = Path(workdir)
     config = read_config(workdir)
+    if config.get("kind") == "many":
+        raise RunError(f"{workdir}: a run of many models; resume it with resume_training_many (train.many)")
     try:
         model_spec, train_spec = read_specs(config)
     except (KeyError, TypeError, SpecError) as e:

@@ -1,0 +1,158 @@
+"""`jax-lstm-ae train --seeds K` and `--lr-grid`: K models of one shape in one
+run folder, trained as one program (``train.many``).
+
+    jax-lstm-ae train --data D --out RUN --seeds 4                    # seeds S..S+3 (S = --seed)
+    jax-lstm-ae train --data D --out RUN --lr-grid 1e-3,3e-3,1e-2     # one model per learning rate
+    jax-lstm-ae train --data D --out RUN --seeds 2 --lr-grid 1e-3,1e-2   # 4 models: every pair
+
+Model k of a grid of L learning rates and S seeds has the ``k // S``-th rate
+and the ``k % S``-th seed. Each model is split, normalised and trained as a
+one-model run with its seed and rate would be; the run's ``chosen`` model
+(lowest validation loss, the training loss without validation; no labels)
+is what `encode`, `reconstruct`, `detect` and `info` use unless --model
+says otherwise. --resume and --force work on the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jax_lstm_ae.cli.checks import positive
+from jax_lstm_ae.cli.shell import fail
+
+
+def _rates(text: str) -> list[float]:
+    from jax_lstm_ae.cli.checks import number
+
+    parse = number(">0", example="0.001")
+    values = [parse(v.strip()) for v in text.split(",") if v.strip()]
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct learning rates > 0, comma-separated, e.g. "
+                                         "1e-3,3e-3,1e-2")
+    return values
+
+
+def add_many_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group(
+        "many models (one program, one run folder; encode/reconstruct/detect/info use the one with the lowest "
+        "validation loss unless told --model)")
+    g.add_argument("--seeds", type=positive, default=None, metavar="K",
+                   help="train K models with seeds S, S+1, ..., S+K-1 (S = --seed)")
+    g.add_argument("--lr-grid", type=_rates, default=None, metavar="LR[,LR...]",
+                   help="train one model per learning rate (with --seeds: every rate with every seed; model k has "
+                        "rate k // K and seed k %% K); replaces --lr")
+
+
+def is_many_args(args: argparse.Namespace) -> bool:
+    return (args.seeds or 1) > 1 or args.lr_grid is not None
+
+
+def many_specs(args: argparse.Namespace, train_spec) -> list:
+    """The K train specs of --seeds and --lr-grid, from the one the other flags built."""
+    if args.lr_grid is not None and args.lr is not None:
+        fail("--lr-grid gives the learning rates; drop --lr")
+    if getattr(args, "train_rows", None) is not None:
+        fail("--seeds and --lr-grid train many models on sequences; the series pipeline (--train-rows) trains one: "
+             "drop them")
+    rates = args.lr_grid or [train_spec.optimizer.learning_rate]
+    seeds = [train_spec.seed + i for i in range(args.seeds or 1)]
+    from jax_lstm_ae.cli.checks import SEED_MAX
+
+    if seeds[-1] > SEED_MAX:
+        fail(f"--seeds {args.seeds} with --seed {train_spec.seed} goes past the largest seed {SEED_MAX}; give a "
+             "smaller --seed")
+    return [train_spec.replace(seed=s, optimizer=train_spec.optimizer.replace(learning_rate=lr))
+            for lr in rates for s in seeds]
+
+
+def grid_of(specs) -> tuple[list[int], list[float]]:
+    """The seeds and learning rates of the K specs, in the order model k takes them."""
+    seeds = list(dict.fromkeys(s.seed for s in specs))
+    rates = list(dict.fromkeys(s.optimizer.learning_rate for s in specs))
+    return seeds, rates
+
+
+def describe(specs) -> str:
+    seeds, rates = grid_of(specs)
+    return (f"{len(specs)} models in one program: seeds {','.join(map(str, seeds))}; learning rates "
+            f"{','.join(f'{r:g}' for r in rates)}")
+
+
+def train_many(args: argparse.Namespace, setup: dict, work: Path, fresh: bool, kw: dict):
+    """Train (or resume) the K models into ``work``; returns the ``ManyResult``."""
+    from jax_lstm_ae.train.many import resume_training_many, run_training_many
+
+    sk = kw.get("step_kwargs") or {}
+    if sk.get("global_batch") or sk.get("fsdp_min_size"):
+        fail("--seeds and --lr-grid split the K models over one process's devices; drop --fsdp-min-size and the "
+             "multi-process flags")
+    callback = kw["callback"]
+    common = dict(progress=kw["progress"], mesh=kw["mesh"], callback=lambda prog: callback(None, prog))
+    if fresh:
+        return run_training_many(setup["model_spec"], setup["train_specs"], setup["data"], workdir=work,
+                                 data_info=setup["data_info"], **common)
+    return resume_training_many(work, setup["data"], changes=setup["changes"],
+                                allow_other_data=args.allow_other_data, **common)
+
+
+def plot_many(run_dir: Path, result, data, quiet: bool) -> list[str]:
+    """loss.png: every model's validation (or training) loss per epoch, the chosen one marked;
+    reconstructions.png: the chosen model's."""
+    from jax_lstm_ae.cli.plots import _pyplot, _save, have_matplotlib, plot_reconstructions
+    from jax_lstm_ae.nn.spec import HeadKind
+    from jax_lstm_ae.train.runner import split_data
+    from jax_lstm_ae.train.spec import TrainSpec
+
+    if not have_matplotlib():
+        if not quiet:
+            print("plots skipped: matplotlib is not installed (pip install 'jax_lstm_ae[cli]')", file=sys.stderr)
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    watched = "validation" if result.config["data"]["n_val"] else "train"
+    for k, hist in enumerate(result.histories):
+        ys = [h["val_loss"] if h["val_loss"] is not None else h["loss"] for h in hist]
+        chosen = k == result.best
+        ax.plot([h["epoch"] for h in hist], ys, "o-" if chosen else "-", lw=2.0 if chosen else 0.8,
+                alpha=1.0 if chosen else 0.5, label=f"model {k} (chosen)" if chosen else None)
+    vals = [v for hist in result.histories for h in hist for v in (h["val_loss"], h["loss"]) if v is not None]
+    if vals and min(vals) > 0 and max(vals) / min(vals) > 10:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{watched} loss (mean per-step error)")
+    ax.set_title(f"{result.k} models")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, run_dir / "loss.png")
+    k = result.best
+    specs = result.config["train"]
+    # the chosen model's own validation split (its training part without one), as a one-model run draws
+    norm = result.normalizers[k]
+    _, train, val = split_data(data, TrainSpec.from_dict(specs[k]), result.model.spec, norm)
+    shown = val if val is not None else train
+    sub = shown.take(np.flatnonzero(shown.lengths > 0)[:4])
+    recon = norm.invert(np.asarray(result.model.reconstruct(result.pick(k), sub.x, sub.lengths)), sub.lengths)
+    sub = norm.invert(sub)
+    plot_reconstructions(sub.x, recon, sub.lengths, run_dir / "reconstructions.png",
+                         binary=result.model.spec.head.kind is HeadKind.SIGMOID)
+    return ["loss.png", "reconstructions.png"]
+
+
+def summary(result, fresh: bool, done_before: int) -> str:
+    """The lines `train` prints when the K models are done."""
+    seeds_lrs = [(t["seed"], t["optimizer"]["learning_rate"]) for t in result.config["train"]]
+    k = result.best
+    steps = max(h[-1]["step"] for h in result.histories if h) if any(result.histories) else 0
+    watched = "validation" if result.config["data"]["n_val"] else "train"
+    line = f"trained {result.k} models, {steps} steps each"
+    if not fresh and done_before and all(h and h[-1]["epoch"] <= done_before for h in result.histories):
+        line += f" (all {done_before} epochs were done already; the run is finished now)"
+    losses = " ".join(f"{b:.5f}" if np.isfinite(b) else "failed" for b in result.best_losses)
+    return (f"{line}; best {watched} loss per model: {losses}\n"
+            f"chosen: model {k} (seed {seeds_lrs[k][0]}, lr {seeds_lrs[k][1]:g}), best {watched} loss "
+            f"{result.best_losses[k]:.5f}")
