@@ -101,8 +101,14 @@ class TrainSpec(Spec):
         batch = min(self.batch_size, max(n_train, 1))
         spe = max(n_train // batch, 1)
         epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
-        min_steps = self.min_steps if self.min_steps is not None else (DEFAULT_MIN_STEPS if self.epochs is None else 0)
-        return batch, spe, max(epochs, -(-min_steps // spe))
+        return batch, spe, max(epochs, -(-self.floor_steps // spe))
+
+    @property
+    def floor_steps(self) -> int:
+        """The steps always trained: ``min_steps``, or ``DEFAULT_MIN_STEPS``
+        when neither it nor ``epochs`` is given. Early stopping (``patience``)
+        counts epochs without a better validation loss only from here on."""
+        return self.min_steps if self.min_steps is not None else (DEFAULT_MIN_STEPS if self.epochs is None else 0)
 
 
 # ----------------------------------------------------------------- presets
