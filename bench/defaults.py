@@ -155,22 +155,25 @@ def render(rows: list[dict]) -> str:
                 v = [s["points"][key]["svm_cv"] for s in r["results"].get(c, []) if key in s["points"]]
                 cells.append(f"{np.mean(v):.3f}" if v else "-")
             out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
-    out.append("\nSpearman correlation across candidates x snapshots of each label-free criterion with the SVM CV "
-               "accuracy (per set and seed, then the mean; validation loss negated, so + means it tracks):\n")
     crit = ("val_loss", "eff_rank", "silhouette")
-    out.append("| set | " + " | ".join(crit) + " |")
-    out.append("| --- " * (len(crit) + 1) + "|")
-    for r in rows:
-        seeds = sorted({s["seed"] for c in r["results"].values() for s in c})
-        cells = []
-        for k in crit:
-            rs = []
-            for seed in seeds:
-                pts = [p for c in r["results"].values() for s in c if s["seed"] == seed for p in s["points"].values()]
-                sign = -1 if k == "val_loss" else 1
-                rs.append(spearman([sign * p[k] for p in pts], [p["svm_cv"] for p in pts]))
-            cells.append(f"{np.nanmean(rs):+.2f} ({', '.join(f'{x:+.2f}' for x in rs)})")
-        out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
+    for title, only in (("candidates x snapshots", None), ("candidates at their best validation epoch (what a "
+                                                             "selection inside `train` compares)", "best_val")):
+        out.append(f"\nSpearman correlation across {title} of each label-free criterion with the SVM CV accuracy "
+                   "(per set and seed, then the mean; validation loss negated, so + means it tracks):\n")
+        out.append("| set | " + " | ".join(crit) + " |")
+        out.append("| --- " * (len(crit) + 1) + "|")
+        for r in rows:
+            seeds = sorted({s["seed"] for c in r["results"].values() for s in c})
+            cells = []
+            for k in crit:
+                rs = []
+                for seed in seeds:
+                    pts = [p for c in r["results"].values() for s in c if s["seed"] == seed
+                           for key, p in s["points"].items() if only is None or key == only]
+                    sign = -1 if k == "val_loss" else 1
+                    rs.append(spearman([sign * p[k] for p in pts], [p["svm_cv"] for p in pts]))
+                cells.append(f"{np.nanmean(rs):+.2f} ({', '.join(f'{x:+.2f}' for x in rs)})")
+            out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

@@ -114,8 +114,16 @@ class TrainSpec(Spec):
 # ----------------------------------------------------------------- presets
 # name -> (model fields, train fields). "cli" is what `jax-lstm-ae train` gives;
 # the others are the estimators' (apps.detectors) and the series pipeline's.
+# "cli"'s fields were chosen by bench/defaults.py (TRAIN data only): the mean readout
+# (latents that separate classes; the last state was near chance on long series), and a
+# budget of at least CLI_MIN_STEPS steps, up to CLI_EPOCHS epochs, ended by early stopping
+# on the validation loss (CLI_PATIENCE epochs, counted from the minimum on).
+CLI_MIN_STEPS = 2000
+CLI_EPOCHS = 100
+CLI_PATIENCE = 10
 _PRESETS: dict[str, tuple[dict, dict]] = {
-    "cli": ({}, {}),
+    "cli": ({"encoder": EncoderSpec(pooling="mean")},
+            {"epochs": CLI_EPOCHS, "min_steps": CLI_MIN_STEPS, "patience": CLI_PATIENCE}),
     "series": ({"embedding_dim": 16, "encoder": EncoderSpec(hidden=(32,)), "cell": CellSpec(init="uniform")},
                {"epochs": 1, "min_steps": 1500, "normalize": "zscore",
                 "optimizer": OptimizerSpec(learning_rate=1e-2, schedule="cosine")}),
