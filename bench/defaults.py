@@ -174,6 +174,24 @@ def render(rows: list[dict]) -> str:
                     rs.append(spearman([sign * p[k] for p in pts], [p["svm_cv"] for p in pts]))
                 cells.append(f"{np.nanmean(rs):+.2f} ({', '.join(f'{x:+.2f}' for x in rs)})")
             out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
+    out.append("\nSelecting per seed among the candidates by a label-free criterion at the best validation epoch "
+               "(lowest validation loss, highest effective rank, highest silhouette): the SVM CV accuracy of what "
+               "it keeps, mean over seeds, beside the best and the worst fixed candidate:\n")
+    out.append("| set | by val_loss | by eff_rank | by silhouette | best fixed | worst fixed |")
+    out.append("| --- " * 6 + "|")
+    for r in rows:
+        seeds = sorted({s["seed"] for c in r["results"].values() for s in c})
+        cells = []
+        for k, sign in (("val_loss", -1), ("eff_rank", 1), ("silhouette", 1)):
+            kept = []
+            for seed in seeds:
+                pts = [s["points"]["best_val"] for c in r["results"].values() for s in c if s["seed"] == seed]
+                kept.append(max(pts, key=lambda p: sign * p[k])["svm_cv"])
+            cells.append(f"{np.mean(kept):.3f}")
+        fixed = {c: np.mean([s["points"]["best_val"]["svm_cv"] for s in v]) for c, v in r["results"].items()}
+        hi, lo = max(fixed, key=fixed.get), min(fixed, key=fixed.get)
+        cells += [f"{fixed[hi]:.3f} ({hi})", f"{fixed[lo]:.3f} ({lo})"]
+        out.append(f"| {r['set']} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
