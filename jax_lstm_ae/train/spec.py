@@ -114,15 +114,15 @@ class TrainSpec(Spec):
 # ----------------------------------------------------------------- presets
 # name -> (model fields, train fields). "cli" is what `jax-lstm-ae train` gives;
 # the others are the estimators' (apps.detectors) and the series pipeline's.
-# "cli"'s fields were chosen by bench/defaults.py (TRAIN data only): the mean readout
-# (latents that separate classes; the last state was near chance on long series), and a
+# "cli"'s fields were chosen by bench/defaults.py (TRAIN data only): the mean readout and
+# E = 64 (latents that separate classes; the last state was near chance on long series), and a
 # budget of at least CLI_MIN_STEPS steps, up to CLI_EPOCHS epochs, ended by early stopping
 # on the validation loss (CLI_PATIENCE epochs, counted from the minimum on).
 CLI_MIN_STEPS = 2000
 CLI_EPOCHS = 100
 CLI_PATIENCE = 10
 _PRESETS: dict[str, tuple[dict, dict]] = {
-    "cli": ({"encoder": EncoderSpec(pooling="mean")},
+    "cli": ({"embedding_dim": 64, "encoder": EncoderSpec(pooling="mean")},
             {"epochs": CLI_EPOCHS, "min_steps": CLI_MIN_STEPS, "patience": CLI_PATIENCE}),
     "series": ({"embedding_dim": 16, "encoder": EncoderSpec(hidden=(32,)), "cell": CellSpec(init="uniform")},
                {"epochs": 1, "min_steps": 1500, "normalize": "zscore",
