@@ -20,7 +20,13 @@ epoch. Each snapshot's latents of all TRAIN cases are scored by:
 
 No TEST file is read. Choose on GunPoint, BasicMotions and ECG5000 (its
 TRAIN file's 60 % part, ``bench/representation.py``'s split); confirm on
-ArrowHead, ItalyPowerDemand and JapaneseVowels. ``--render`` prints, per set,
+ArrowHead, ItalyPowerDemand and JapaneseVowels. The rule: the candidate
+with the highest CV accuracy at the best validation epoch (what `train`
+keeps), averaged over the three choose sets, becomes the default if it
+beats the old one (``last``) there; a confirm set where it does not is
+reported, not re-chosen. The budget is read off the snapshots (does 2,000
+steps beat 1,000?). A label-free selection inside `train` is worth adding
+only where its keeper beats the chosen default (the last table). ``--render`` prints, per set,
 each candidate's mean CV accuracy over seeds (the choice) and, per set and
 seed, the Spearman correlation across candidates between each label-free
 criterion and the CV accuracy (does the criterion track it?).
