@@ -236,7 +236,9 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
                 f"{info['final_loss']:.3f} ({info['train_s']:.0f} s); SVM CV {v['svm_cv']:.3f} test {v['svm_test']:.3f}; "
                 f"linear CV {v['linear_cv']:.3f} test {v['linear_test']:.3f}")
         # PCA of the raw series to the latent's size E (the first variant's)
-        pca = fit_pca(raw_tr, min(rec["variants"][args.configs[0]]["E"], *raw_tr.shape))
+        # (at most N - 1 components: the centred TRAIN rows span no more, and the classifiers would standardise
+        # a null component into unit-variance noise)
+        pca = fit_pca(raw_tr, min(rec["variants"][args.configs[0]]["E"], raw_tr.shape[0] - 1, raw_tr.shape[1]))
         pca_tr, pca_te = pca_transform(pca, raw_tr), pca_transform(pca, raw_te)
         for clf in ("svm", "linear"):
             for rep, (tr, te) in (("raw", (raw_tr, raw_te)), ("pca", (pca_tr, pca_te))):
