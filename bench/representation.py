@@ -1,23 +1,25 @@
-"""Latents as features for classifiers: the UCR/UEA protocol on any .ts TRAIN/TEST pair.
+"""Latents as features for classifiers: the UCR/UEA protocol on any .ts TRAIN/TEST pair, through the CLI.
 
-    python bench/representation.py --train A_TRAIN.ts --test A_TEST.ts        # one pair
-    python bench/representation.py --set GunPoint --seeds 0 1 2               # a set in ../shared/data/ucr_uea
-    python bench/representation.py --set ECG5000                              # ECG5000_TRAIN.txt, split as below
-    python bench/representation.py --all --json rep.jsonl --markdown rep.md   # the six sets of bench/RESULTS.md
+    python bench/representation.py --set GunPoint --json rep.jsonl            # a set in ../shared/data/ucr_uea
+    python bench/representation.py --set ECG5000 --json rep.jsonl             # ECG5000_TRAIN.txt, split as below
+    python bench/representation.py --train A_TRAIN.ts --test A_TEST.ts        # any pair
+    python bench/representation.py --render rep.jsonl                         # the tables of earlier runs
+    python bench/representation.py --set ArrowHead --configs defaults last mean bi_mean   # research: variants
 
-Protocol (the one T-Loss and TS2Vec report): per seed, an LSTM autoencoder is
-trained on the TRAIN cases without their labels (library API: a ModelSpec and
-a TrainSpec through run_training, all TRAIN cases trained on, nothing held
-out; budget: 10 epochs but at least --min-steps, default 1,000, steps),
-every TRAIN and TEST case is encoded, and a classifier fitted on the TRAIN
-latents is scored on TEST: an RBF SVM with C from {1e-4 .. 1e4} by 5-fold
-stratified CV on TRAIN (apps.probe.fit_svm, scikit-learn) and the library's
-linear probe (apps.probe.fit_probe, l2 by 5-fold CV on TRAIN).
+Protocol (the one T-Loss and TS2Vec report), run as a user without labels
+meets it: per seed, `jax-lstm-ae train --data NAME_TRAIN.ts --seed S` with
+the CLI's defaults and no other flag (the labels in the file are not read by
+`train`), then `jax-lstm-ae encode` on the TRAIN and the TEST file; each is
+its own process, so the numbers are the CLI's, devices and all. A classifier
+fitted on the TRAIN latents is scored on TEST: an RBF SVM with C from
+{1e-4 .. 1e4} by 5-fold stratified CV on TRAIN (apps.probe.fit_svm,
+scikit-learn) and the library's linear probe (apps.probe.fit_probe, l2 by
+5-fold CV on TRAIN). The headline row is "defaults": nothing but --seed.
 
-The autoencoder's variant (readout, bidirectional, denoising: --configs) is
-chosen per seed by the SVM's CV accuracy on the TRAIN latents; the TEST
-labels never choose anything. The TEST accuracy of every variant is printed
-too (marked "not used to choose") to say which helped where.
+Research option: ``--configs`` names variants (CONFIGS: extra `train` flags);
+with more than one, each seed keeps the variant with the best SVM CV accuracy
+on TRAIN (the TEST labels never choose anything) and the TEST accuracy of
+every variant is printed too (marked "not used to choose").
 
 Baselines with the same classifiers: the raw series (flattened, after the
 TRAIN-fitted per-feature z-score; unequal-length sets are resampled to the
@@ -28,14 +30,18 @@ report it (for F > 1 also after the per-feature z-score). Published anchors
 (PUBLISHED below, each with its source) are printed beside each row.
 
 ECG5000: only the archive's 500-beat TRAIN file is here; it is split 60 / 40
-per class exactly as bench/quality.py's probe row (seed 0: 299 / 201).
+per class exactly as bench/quality.py's probe row (seed 0: 299 / 201), and
+the two parts are written to .npz files for the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,25 +51,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict  # noqa: E402
-from jax_lstm_ae.apps.probe import classify, encode_all, fit_pca, pca_transform, resample  # noqa: E402
+from jax_lstm_ae.apps.probe import classify, fit_pca, pca_transform, resample  # noqa: E402
 from jax_lstm_ae.data import Dataset, Normalizer, load_sequences  # noqa: E402
-from jax_lstm_ae.nn.spec import CellSpec, DecoderSpec, EncoderSpec, ModelSpec  # noqa: E402
-from jax_lstm_ae.train.runner import run_training  # noqa: E402
-from jax_lstm_ae.train.spec import OptimizerSpec, TrainSpec  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ARCHIVE = DATA / "ucr_uea"
 ECG = DATA / "ecg5000" / "ECG5000_TRAIN.txt"
 SETS = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "ECG5000")
 
-# Autoencoder variants: name -> (EncoderSpec fields, input-noise std for denoising). A readout wider than E
-# (last_mean, bidirectional) is projected to E.
+# Autoencoder variants: name -> the `train` flags added to the defaults. "defaults" is the headline row; the others
+# are research options (a readout wider than E, last_mean or bidirectional, is projected to E).
 CONFIGS = {
-    "last": ({"pooling": "last"}, 0.0),
-    "mean": ({"pooling": "mean"}, 0.0),
-    "last_mean": ({"pooling": "last_mean"}, 0.0),
-    "bi_mean": ({"pooling": "mean", "bidirectional": True}, 0.0),
-    "mean_noise": ({"pooling": "mean"}, 0.3),
+    "defaults": [],
+    "last": ["--pooling", "last"],
+    "mean": ["--pooling", "mean"],
+    "last_mean": ["--pooling", "last_mean"],
+    "bi_mean": ["--pooling", "mean", "--bidirectional"],
+    "mean_noise": ["--pooling", "mean", "--input-noise", "0.3"],
+    "mean_clean": ["--pooling", "mean", "--input-noise", "0"],
+    "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
 }
 
 # Published TEST accuracies on the same TRAIN/TEST splits (ECG5000: the archive's 500/4500 split, not the
@@ -97,6 +103,21 @@ def load_pair(args) -> tuple[str, Dataset, Dataset]:
     if args.train:
         return Path(args.train).stem.removesuffix("_TRAIN"), load_sequences(args.train), load_sequences(args.test)
     return load_named(args.set)
+
+
+def files_of(name: str, train: Dataset, test: Dataset, args, tmp: Path) -> tuple[str, str]:
+    """The TRAIN and TEST files the CLI reads: the archive's own, or the in-memory split as .npz."""
+    if args.train:
+        return args.train, args.test
+    folder = ARCHIVE / name
+    if name != "ECG5000":
+        return str(folder / f"{name}_TRAIN.ts"), str(folder / f"{name}_TEST.ts")
+    out = []
+    for part, d in (("TRAIN", train), ("TEST", test)):
+        path = tmp / f"{name}_{part}.npz"
+        np.savez(path, x=d.x, lengths=d.lengths, labels=d.labels)
+        out.append(str(path))
+    return out[0], out[1]
 
 
 def load_named(name: str) -> tuple[str, Dataset, Dataset]:
@@ -135,23 +156,32 @@ def raw_features(train: Dataset, test: Dataset) -> tuple[np.ndarray, np.ndarray,
 
 
 # ----------------------------------------------------------------- autoencoder
-def train_autoencoder(train: Dataset, config: str, seed: int, args):
-    """Train through the library's runner on all of ``train`` (normalised
-    already; nothing held out): 10 epochs but at least ``--min-steps`` steps,
-    constant learning rate. The last parameters come back."""
-    kw, noise = CONFIGS[config]
-    model_spec = ModelSpec(features=train.features, embedding_dim=args.embedding,
-                           encoder=EncoderSpec(hidden=tuple(args.hidden), **kw),
-                           decoder=DecoderSpec(kind=args.decoder), cell=CellSpec(init="orthogonal"))
-    train_spec = TrainSpec(batch_size=args.batch, epochs=10, min_steps=args.min_steps, val_fraction=0.0,
-                           normalize="none", seed=seed, input_noise=noise,
-                           optimizer=OptimizerSpec(learning_rate=args.lr))
+def cli(*argv: str) -> None:
+    """One `jax-lstm-ae` command in its own process, as a user runs it (this checkout's package)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    r = subprocess.run([sys.executable, "-m", "jax_lstm_ae", *argv, "--quiet"], env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"jax-lstm-ae {' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+
+
+def train_autoencoder(train_file: str, test_file: str, config: str, seed: int, tmp: Path):
+    """`train` on the TRAIN file (the defaults plus CONFIGS[config] and --seed), `encode` both files.
+    Returns (z_train [N, E], z_test [M, E], info)."""
+    run = tmp / f"run_{config}_{seed}"
     t0 = time.perf_counter()
-    res = run_training(model_spec, train_spec, train)
-    hist = res.history
-    # res.state.params: the last epoch's (res.params would be the epoch of the lowest training loss)
-    return res.model, res.state.params, {"steps": int(res.state.step), "first_loss": hist[0]["loss"],
-                                         "final_loss": hist[-1]["loss"], "train_s": time.perf_counter() - t0}
+    cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed), *CONFIGS[config])
+    train_s = time.perf_counter() - t0
+    zs = []
+    for part, f in (("train", train_file), ("test", test_file)):
+        cli("encode", "--run", str(run), "--data", f, "--out", str(tmp / f"z_{part}.npz"), "--force")
+        zs.append(np.load(tmp / f"z_{part}.npz")["z"])
+    cfg = json.loads((run / "config.json").read_text())
+    hist = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    val = [h["val_loss"] for h in hist if h.get("val_loss") is not None]
+    info = {"steps": int(hist[-1]["step"]), "epochs": len(hist), "first_loss": hist[0]["loss"],
+            "final_loss": hist[-1]["loss"], "best_val_loss": min(val) if val else None, "train_s": train_s,
+            "pooling": cfg["model"]["encoder"]["pooling"], "E": cfg["model"]["embedding_dim"]}
+    return zs[0], zs[1], info
 
 
 def dtw_row(train: Dataset, test: Dataset) -> dict:
@@ -176,6 +206,9 @@ def accuracy(pred, y) -> float:
 
 def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
     t_set = time.perf_counter()
+    tmp_dir = tempfile.TemporaryDirectory(prefix="representation_")
+    tmp = Path(tmp_dir.name)
+    train_file, test_file = files_of(name, train, test, args, tmp)
     train, test = common_steps(train, test)
     dtw = dtw_row(train, test) if not args.no_dtw else {}
     if args.dtw_only:
@@ -186,24 +219,15 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
     row = {"set": name, "n_train": train.n, "n_test": test.n, "T": f"{int(train.lengths.min())}-{int(train.lengths.max())}"
            if train.lengths.min() != train.lengths.max() else int(train.lengths[0]), "F": train.features,
            "classes": int(len(np.unique(y_tr))), "seeds": list(args.seeds), "configs": list(args.configs),
-           "embedding": args.embedding, "hidden": list(args.hidden), "decoder": args.decoder, "lr": args.lr,
-           "min_steps": args.min_steps, "batch": args.batch}
+           "train_flags": {c: CONFIGS[c] for c in args.configs}}
     raw_tr, raw_te, how = raw_features(train, test)
     row["raw"] = how
-    pca = fit_pca(raw_tr, min(args.embedding, *raw_tr.shape))
-    pca_tr, pca_te = pca_transform(pca, raw_tr), pca_transform(pca, raw_te)
     row.update(dtw)
     per_seed = []
     for seed in args.seeds:
         rec = {"seed": seed, "variants": {}}
-        for clf in ("svm", "linear"):
-            for rep, (tr, te) in (("raw", (raw_tr, raw_te)), ("pca", (pca_tr, pca_te))):
-                r = classify(clf, tr, y_tr, te, seed=seed)
-                rec[f"{rep}_{clf}"] = accuracy(r["predictions"], y_te)
         for config in args.configs:
-            model, params, info = train_autoencoder(train, config, seed, args)
-            z_tr = encode_all(model, params, train.x, train.lengths)
-            z_te = encode_all(model, params, test.x, test.lengths)
+            z_tr, z_te, info = train_autoencoder(train_file, test_file, config, seed, tmp)
             v = dict(info)
             for clf in ("svm", "linear"):
                 r = classify(clf, z_tr, y_tr, z_te, seed=seed)
@@ -212,6 +236,15 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
             log(f"{name} seed {seed} {config}: {info['steps']} steps, loss {info['first_loss']:.3f} -> "
                 f"{info['final_loss']:.3f} ({info['train_s']:.0f} s); SVM CV {v['svm_cv']:.3f} test {v['svm_test']:.3f}; "
                 f"linear CV {v['linear_cv']:.3f} test {v['linear_test']:.3f}")
+        # PCA of the raw series to the latent's size E (the first variant's)
+        # (at most N - 1 components: the centred TRAIN rows span no more, and the classifiers would standardise
+        # a null component into unit-variance noise)
+        pca = fit_pca(raw_tr, min(rec["variants"][args.configs[0]]["E"], raw_tr.shape[0] - 1, raw_tr.shape[1]))
+        pca_tr, pca_te = pca_transform(pca, raw_tr), pca_transform(pca, raw_te)
+        for clf in ("svm", "linear"):
+            for rep, (tr, te) in (("raw", (raw_tr, raw_te)), ("pca", (pca_tr, pca_te))):
+                r = classify(clf, tr, y_tr, te, seed=seed)
+                rec[f"{rep}_{clf}"] = accuracy(r["predictions"], y_te)
         # The variant with the best SVM CV accuracy on TRAIN (ties: the earlier, simpler one in --configs).
         chosen = max(args.configs, key=lambda c: (rec["variants"][c]["svm_cv"], -args.configs.index(c)))
         rec["chosen"] = chosen
@@ -234,6 +267,7 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
                 "cv_mean": float(cvs.mean())}
     row["published"] = PUBLISHED.get(name, {})
     row["wall_s"] = time.perf_counter() - t_set
+    tmp_dir.cleanup()
     return row
 
 
@@ -283,14 +317,9 @@ def main(argv=None) -> int:
     g.add_argument("--render", nargs="+", metavar="JSONL", help="print the tables of earlier --json files (SETS order)")
     p.add_argument("--test", help="the TEST file that goes with --train")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS),
-                   help="autoencoder variants; each seed keeps the one with the best SVM CV accuracy on TRAIN")
-    p.add_argument("--embedding", type=int, default=32, help="latent size E (and the PCA baseline's size)")
-    p.add_argument("--hidden", type=int, nargs="*", default=[], help="encoder LSTM sizes before E (default none)")
-    p.add_argument("--decoder", default="repeat")
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--min-steps", type=int, default=1000, help="the budget: 10 epochs but at least this many steps")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["defaults"],
+                   help="research: autoencoder variants (extra `train` flags); with several, each seed keeps the one "
+                        "with the best SVM CV accuracy on TRAIN. Default: the CLI's defaults only")
     p.add_argument("--no-dtw", action="store_true", help="skip 1-NN DTW")
     p.add_argument("--dtw-only", action="store_true", help="only 1-NN DTW (printed as one JSON line per set)")
     p.add_argument("--json", help="append one JSON object per set here")

@@ -1,5 +1,6 @@
-"""The default training budget: 10 epochs (CLI: 20) but at least 1,000 steps,
-so a small set trains long enough to learn; an explicit --epochs is exact."""
+"""The default training budget: 20 epochs but at least 1,000 steps (the CLI's
+preset: up to 100 epochs, at least 2,000 steps, then early stopping), so a
+small set trains long enough to learn; an explicit --epochs is exact."""
 
 import json
 
@@ -44,11 +45,15 @@ def test_cli_min_steps_and_default(tmp_path, capsys):
     np.save(tmp_path / "x.npy", rng.normal(size=(40, 6, 1)).astype(np.float32))
     tiny = ["--data", str(tmp_path / "x.npy"), "--embedding-dim", "3", "--batch-size", "40", "--quiet",
             "--val-fraction", "0"]
-    assert main(["train", *tiny, "--out", str(tmp_path / "a"), "--min-steps", "45"]) == 0
-    assert "trained 45 steps" in capsys.readouterr().out  # max(20 epochs, 45 steps) at one step an epoch
+    assert main(["train", *tiny, "--out", str(tmp_path / "a"), "--min-steps", "150"]) == 0
+    # max(100 epochs, 150 steps) at one step an epoch; early stopping waits for the 150, so it cannot cut them
+    assert "trained 150 steps" in capsys.readouterr().out
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert cfg["budget"]["epochs"] == 45 and cfg["train"]["min_steps"] == 45 and cfg["train"]["epochs"] is None
+    assert cfg["budget"]["epochs"] == 150 and cfg["train"]["min_steps"] == 150 and cfg["train"]["epochs"] == 100
+    assert cfg["train"]["patience"] == 10
     assert main(["train", *tiny, "--out", str(tmp_path / "b"), "--epochs", "3"]) == 0
     assert "trained 3 steps" in capsys.readouterr().out  # --epochs alone: exact, no minimum
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfg["train"]["min_steps"] is None and cfg["train"]["patience"] is None  # nor the preset's patience
     args = build_parser().parse_args(["train", "--out", "r"])
-    assert args.epochs is None and args.min_steps is None  # resolved to 20 epochs, >= 1000 steps in cmd_train
+    assert args.epochs is None and args.min_steps is None  # resolved to the "cli" preset's budget in cmd_train

@@ -88,6 +88,14 @@ def test_early_stopping_returns_the_best_params(tiny):
     assert not np.array_equal(jax.tree.leaves(seen[0])[0], jax.tree.leaves(seen[2])[0])
 
 
+def test_early_stopping_counts_only_epochs_from_patience_after(tiny):
+    train, val, model, opt = tiny  # 48 sequences, batch 16: 3 steps an epoch
+    # no epoch after the first is better; epochs ending before step 12 (epochs 2-3) are not counted
+    _, hist = fit(model, opt, train, val, epochs=10, batch_size=16, patience=2, min_delta=1e9, progress=False,
+                  patience_after=12)
+    assert [h["step"] for h in hist] == [3, 6, 9, 12, 15]  # epochs 4 and 5 are the two bad ones: stop
+
+
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_state(tiny):
     train, _, model, opt = tiny
     bad = train._replace(x=np.where(np.arange(48)[:, None, None] == 13, np.nan, train.x).astype(np.float32))

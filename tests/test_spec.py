@@ -107,7 +107,11 @@ def test_train_spec_checks_and_budget():
             TrainSpec.from_dict(bad)
     m, tr = preset("series", 2)
     assert m.embedding_dim == 16 and m.encoder.hidden == (32,) and tr.optimizer.schedule == "cosine"
-    assert preset("cli", 2) == (ModelSpec(features=2), TrainSpec())
+    # the CLI's: the mean readout, E = 64; at least 2,000 steps, up to 100 epochs, early stopping after 10 bad epochs
+    assert preset("cli", 2) == (ModelSpec(features=2, embedding_dim=64, encoder=EncoderSpec(pooling="mean")),
+                                TrainSpec(epochs=100, min_steps=2000, patience=10))
+    assert preset("cli", 2)[1].budget(400) == (32, 12, 167)  # 500 x T at val_fraction 0.2: 2,000 steps
+    assert preset("cli", 2)[1].budget(4000) == (32, 125, 100) and preset("cli", 2)[1].floor_steps == 2000
     with pytest.raises(SpecError, match="unknown preset"):
         preset("fast", 2)
 

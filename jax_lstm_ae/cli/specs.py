@@ -20,7 +20,7 @@ from jax_lstm_ae.cli.args import int_list
 from jax_lstm_ae.cli.checks import integer, number, positive
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.nn.spec import Activation, Backend, DecoderKind, Init, ModelSpec, Pooling, SpecError, plain
-from jax_lstm_ae.train.spec import Normalize, Schedule, TrainSpec
+from jax_lstm_ae.train.spec import CLI_EPOCHS, CLI_MIN_STEPS, Normalize, Schedule, TrainSpec
 
 
 def _values(e: type[enum.Enum], *skip) -> tuple[str, ...]:
@@ -62,9 +62,10 @@ MODEL_FLAGS = (
 )
 TRAIN_FLAGS = (
     Flag("epochs", "train", "epochs", {"type": positive},
-         "epochs, raised to reach --min-steps (default 20; with --resume: the run's)"),
+         f"at most this many epochs, raised to reach --min-steps (default {CLI_EPOCHS}; with --resume: the run's)"),
     Flag("min_steps", "train", "min_steps", {"type": integer(">=0"), "metavar": "N"},
-         "train at least N steps, adding epochs (default 1000 without --epochs, 0 with it)"),
+         f"train at least N steps, adding epochs; early stopping waits for them (default {CLI_MIN_STEPS} without "
+         "--epochs, 0 with it)"),
     Flag("batch_size", "train", "batch_size", {"type": positive}, "sequences per training step"),
     Flag("lr", "train", "optimizer.learning_rate", {"type": number(">0", example="0.001")},
          "peak learning rate (Adam)"),
@@ -79,7 +80,8 @@ TRAIN_FLAGS = (
          "denoising: the encoder reads the data with each step zeroed at this rate while training"),
     Flag("val_fraction", "train", "val_fraction", {"type": number("[0,1)")},
          "share of the sequences held out for the best epoch, in [0, 1)"),
-    Flag("patience", "train", "patience", {"type": positive}, "early stopping: epochs without validation improvement"),
+    Flag("patience", "train", "patience", {"type": positive},
+         "early stopping: epochs without a better validation loss, counted once --min-steps are done"),
     Flag("normalize", "train", "normalize", {"choices": _values(Normalize)},
          "per-feature normalisation fitted on the training split (auto: zscore, none for the sigmoid head)"),
     Flag("seed", "train", "seed", {"type": checks.seed}, f"random seed in [0, {checks.SEED_MAX}]"),
@@ -151,8 +153,11 @@ def apply_flags(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tra
         _set(dicts["model"], path, plain(value))
     if getattr(args, "loss", None) is None:
         dicts["model"]["head"]["loss"] = None  # the head's own loss
-    if getattr(args, "epochs", None) is not None and getattr(args, "min_steps", None) is None:
-        dicts["train"]["min_steps"] = None  # --epochs alone is exact, whatever minimum the preset has
+    if getattr(args, "epochs", None) is not None:  # --epochs alone is exact, whatever minimum and patience the preset has
+        if getattr(args, "min_steps", None) is None:
+            dicts["train"]["min_steps"] = None
+        if getattr(args, "patience", None) is None:
+            dicts["train"]["patience"] = None
     try:
         return ModelSpec.from_dict(dicts["model"]), TrainSpec.from_dict(dicts["train"])
     except SpecError as e:

@@ -181,6 +181,7 @@ def fit(
     mesh=None,
     step_kwargs: dict | None = None,
     min_steps: int | None = None,
+    patience_after: int = 0,
 ) -> tuple[TrainState, list[dict]]:
     """Train ``model`` on ``train`` (normalised already) for ``epochs`` epochs.
 
@@ -192,7 +193,9 @@ def fit(
         one from ``seed`` otherwise. ``resume``: the :class:`FitProgress` saved
         with it (``run.extra``), so early stopping and epoch count continue.
       patience: stop after this many epochs without a validation (or, without
-        ``val``, training) loss better than the best by ``min_delta``.
+        ``val``, training) loss better than the best by ``min_delta``; only
+        epochs ending at step ``patience_after`` or later count, so a small set
+        (one step an epoch, a noisy validation loss) still trains that long.
       log_path: append one JSON object per epoch (epoch, step, loss, val_loss,
         seq_per_s, time_s, lr-free metrics) to this file, after ``on_epoch_end``.
       progress: True writes a progress line to stderr; a stream writes there.
@@ -319,7 +322,7 @@ def fit(
                 epoch + 1,
                 watched if better else prog.best_loss,
                 epoch + 1 if better else prog.best_epoch,
-                0 if better else prog.bad_epochs + 1,
+                0 if better or step < patience_after else prog.bad_epochs + 1,
                 jax.tree.map(lambda a: np.array(a, copy=True), state.params) if better else prog.best_params,
                 rec,
             )

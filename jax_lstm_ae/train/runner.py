@@ -177,7 +177,7 @@ def _fit(model, optimizer, train, val, config, normalizer, *, batch, epochs, tra
     return fit(model, optimizer, train, val, epochs=epochs, batch_size=batch, seed=train_spec.seed,
                patience=train_spec.patience, progress=progress, state=state, resume=resume,
                on_epoch_end=_epoch_saver(workdir, config, normalizer, callback), restore_best=False,
-               max_steps=max_steps, mesh=mesh, step_kwargs=kw)
+               max_steps=max_steps, mesh=mesh, step_kwargs=kw, patience_after=train_spec.floor_steps)
 
 
 def _check_memory(model, optimizer, model_spec: ModelSpec, batch: int, train: Dataset, mesh) -> None:
