@@ -54,6 +54,9 @@ def plot_losses(history: Sequence[dict], path) -> Path:
     if vals and min(vals) > 0 and max(vals) / min(vals) > 10:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("loss (mean per-step error)")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -123,6 +123,9 @@ def plot_many(run_dir: Path, result, data, quiet: bool) -> list[str]:
     if vals and min(vals) > 0 and max(vals) / min(vals) > 10:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel(f"{watched} loss (mean per-step error)")
     ax.set_title(f"{result.k} models")
     ax.grid(alpha=0.3)
