@@ -19,6 +19,10 @@ def _load(name):
 results, record = _load("results"), _load("record")
 
 
+def test_results_page_is_regenerated():
+    assert (ROOT / "bench" / "RESULTS.md").read_text() == results.render(), "run python bench/results.py"
+
+
 def test_record_finds_tables_in_order():
     text = "# head\n| a | b |\n| --- | --- |\n| 1 | 2 |\nprose\n  | c |\n| --- |\n"
     assert record.tables(text) == ["| a | b |\n| --- | --- |\n| 1 | 2 |", "| c |\n| --- |"]
