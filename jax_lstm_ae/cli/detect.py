@@ -23,7 +23,7 @@ from jax_lstm_ae.cli.args import (
 )  # fmt: skip
 from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.scoring import (
-    check_threshold_args, plan_outputs, plot, plot_path, print_stretches, read_labels, threshold, write_table,
+    check_threshold_args, plan_outputs, print_stretches, read_labels, threshold, write_outputs,
 )  # fmt: skip
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.data import is_lazy
@@ -138,14 +138,7 @@ def run_detect(args) -> int:
     thr, how = threshold(args, labels, scores, fit_scores, args.fit_data is not None)
     flags = scores > thr
 
-    out, png = args.out, plot_path(args)
-    plan.make_parents()
-    try:
-        write_table(out, scores, flags, labels)
-        plot(png, scores, thr, flags, labels, series)
-    except BaseException:
-        plan.discard()
-        raise
+    written = write_outputs(args, plan, scores, thr, flags, labels, series)
 
     unit = "points" if series is not None else "sequences"
     print(f"scored {n_items} {unit} with {args.method}/{level}; threshold {thr:.6g} ({how}); "
@@ -158,7 +151,7 @@ def run_detect(args) -> int:
     if labels is not None and labels.any() and not labels.all():
         rep = series_report(labels, scores, thr) if series is not None else detection_report(labels, scores, thr)
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
-    print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
+    print(written)
     return 0
 
 
@@ -221,14 +214,7 @@ def _detect_lazy(args, plan, run, data, mesh) -> int:
         fail("--fit-data with --mmap must be read with --mmap too (a .npy file); give a .npy file")
     thr, how = threshold(args, labels, scores, fit_scores[np.isfinite(fit_scores)], args.fit_data is not None)
     flags = scores > thr
-    out, png = args.out, plot_path(args)
-    plan.make_parents()
-    try:
-        write_table(out, scores, flags, labels)
-        plot(png, scores, thr, flags, labels, None)
-    except BaseException:
-        plan.discard()
-        raise
+    written = write_outputs(args, plan, scores, thr, flags, labels, None)
     unit = "points" if series else "windows"
     print(f"scored {n_items} {unit} with {args.method}/{level}; threshold {thr:.6g} ({how}); "
           f"flagged {int(flags.sum())}")
@@ -237,5 +223,5 @@ def _detect_lazy(args, plan, run, data, mesh) -> int:
     if labels is not None and labels.any() and not labels.all():
         rep = series_report(labels, scores, thr) if series else detection_report(labels, scores, thr)
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
-    print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
+    print(written)
     return 0

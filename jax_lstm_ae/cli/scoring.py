@@ -110,6 +110,20 @@ def write_table(out: Path, scores, flags, labels) -> None:
                    delimiter=",", header=header, comments="")
 
 
+def write_outputs(args, plan, scores, thr, flags, labels, series) -> str:
+    """The scores table (``--out``) and its plot (``--plot``), or neither: a failure discards what ``plan`` made.
+    Returns the line that says what was written."""
+    out, png = Path(args.out), plot_path(args)
+    plan.make_parents()
+    try:
+        write_table(out, scores, flags, labels)
+        plot(png, scores, thr, flags, labels, series)
+    except BaseException:
+        plan.discard()
+        raise
+    return f"wrote {out}" + (f" and {png}" if png.exists() else "")
+
+
 def print_stretches(spans) -> None:
     print("top anomalous stretches (start end score, rows end-exclusive):")
     for a, b, v in spans:

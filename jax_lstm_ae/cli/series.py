@@ -22,7 +22,7 @@ from jax_lstm_ae.apps.range_metrics import series_report
 from jax_lstm_ae.apps.series import plan_series, points_to_rows, top_stretches
 from jax_lstm_ae.cli.args import parse_rows, setup_common
 from jax_lstm_ae.cli.outputs import FilesPlan, inputs_of, plan_run_dir, write_bytes
-from jax_lstm_ae.cli.scoring import plot, plot_path, print_stretches, read_labels, threshold, write_table
+from jax_lstm_ae.cli.scoring import print_stretches, read_labels, threshold, write_outputs
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.cli.specs import apply_flags
 
@@ -129,14 +129,7 @@ def detect_series(args, plan: FilesPlan) -> int:
     kind = "contamination" if args.threshold == "auto" and labels is None else args.threshold
     thr, how = threshold(argparse.Namespace(**{**vars(args), "threshold": kind}), labels, scores, scores, True)
     flags = scores > thr
-    out, png = args.out, plot_path(args)
-    plan.make_parents()
-    try:
-        write_table(out, scores, flags, labels)
-        plot(png, scores, thr, flags, labels, det.normalizer_.apply(series))
-    except BaseException:
-        plan.discard()
-        raise
+    written = write_outputs(args, plan, scores, thr, flags, labels, det.normalizer_.apply(series))
     print(f"scored {n} points; threshold {thr:.6g} ({how}); flagged {int(flags.sum())} ({flags.mean():.2%})")
     spans = top_stretches(scores, thr, args.top)
     print_stretches(spans)
@@ -148,7 +141,7 @@ def detect_series(args, plan: FilesPlan) -> int:
         write_bytes(Path(args.explain), "start,end,score,window_start,window_end,peak_row_start,peak_row_end,"
                                       "feature,step_share,feature_share\n" + "".join(rows))
         print(f"wrote {args.explain}")
-    print(f"wrote {out}" + (f" and {png}" if png.exists() else ""))
+    print(written)
     return 0
 
 
