@@ -57,8 +57,8 @@ from jax_lstm_ae.train.many_run import (ManyProgress, ManyRun, is_many, load_man
                                         sync_many_metrics, write_config)
 from jax_lstm_ae.train.many_steps import Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees, unit_schedule
 from jax_lstm_ae.train.memory import check_train_memory
-from jax_lstm_ae.train.runner import (CONFIG_VERSION, data_fingerprint, normalize_mode, optimizer_of, runtime_of,
-                                     split_data)
+from jax_lstm_ae.train.runner import (CONFIG_VERSION, check_resume, data_fingerprint, normalize_mode, optimizer_of,
+                                     runtime_of, split_data)
 from jax_lstm_ae.train.spec import TrainSpec
 from jax_lstm_ae.train.step import TrainState, create_train_state
 
@@ -227,24 +227,10 @@ def resume_training_many(
     model_spec, specs = specs_of(config, workdir)
     k_models = len(specs)
     recorded = config["data"]
-    if (val is None) != (recorded.get("val_fingerprint") is None):
-        raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
-                       "its own; resume it the same way")
-    other = {}
-    for what, given, key in (("data", data, "fingerprint"), ("validation data", val, "val_fingerprint")):
-        if given is None:
-            continue
-        fps = [data_fingerprint(d) for d in ([given] if isinstance(given, Dataset) else list(given))]
-        if fps != recorded[key]:
-            if not allow_other_data:
-                raise RunError(f"{workdir}: the {what} differs from what the run started on ({len(recorded[key])} "
-                               f"dataset(s), sha256 {recorded[key][0]['sha256'][:12]}...); resume on the same data, "
-                               "or allow other data explicitly (--allow-other-data)")
-            other[key] = recorded[key] = fps
-    bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
-    if bad:
-        raise SpecError(f"train.{bad[0]}: cannot change when resuming; change only "
-                        f"{', '.join(TrainSpec.RESUMABLE)}, or train a new run")
+    other = check_resume(
+        workdir, recorded, data, val, changes, allow_other_data,
+        lambda given: [data_fingerprint(d) for d in ([given] if isinstance(given, Dataset) else list(given))],
+        lambda want, fp: f"{len(want)} dataset(s), sha256 {want[0]['sha256'][:12]}...")
     real = {k: v for k, v in (changes or {}).items() if getattr(specs[0], k) != v}
     if real:
         specs = [s.replace(**real) for s in specs]

@@ -281,6 +281,32 @@ def _train_spec_v1(config: dict) -> TrainSpec:
                                 clip_norm=o.get("clip_norm") or 0.0, weight_decay=o.get("weight_decay", 0.0)))
 
 
+def check_resume(workdir: Path, recorded: dict, data, val, changes: dict | None, allow_other_data: bool,
+                 fingerprint: Callable, describe: Callable[[Any, Any], str]) -> dict:
+    """The checks every resume makes before it trains: a validation set given as the run started, data whose
+    ``fingerprint(data)`` equals the ``recorded`` one (else refused unless ``allow_other_data``; then the new one
+    is recorded), and ``changes`` only to ``TrainSpec.RESUMABLE``. ``describe(recorded, now)`` names the two
+    fingerprints in the refusal. Returns ``{key: new fingerprint}`` of the data allowed to differ."""
+    if (val is None) != (recorded.get("val_fingerprint") is None):
+        raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
+                       "its own; resume it the same way")
+    other = {}
+    for what, given, key in (("data", data, "fingerprint"), ("validation data", val, "val_fingerprint")):
+        if given is None:
+            continue
+        fp, want = fingerprint(given), recorded.get(key)
+        if want is not None and fp != want:
+            if not allow_other_data:
+                raise RunError(f"{workdir}: the {what} differs from what the run started on ({describe(want, fp)}); "
+                               "resume on the same data, or allow other data explicitly (--allow-other-data)")
+            other[key] = recorded[key] = fp
+    bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
+    if bad:
+        raise SpecError(f"train.{bad[0]}: cannot change when resuming; change only "
+                        f"{', '.join(TrainSpec.RESUMABLE)}, or train a new run")
+    return other
+
+
 def resume_training(
     workdir, data: Dataset, *, val: Dataset | None = None, changes: dict | None = None,
     allow_other_data: bool = False, progress=False,
@@ -303,22 +329,9 @@ def resume_training(
     except (KeyError, TypeError, SpecError) as e:
         raise RunError(f"{workdir / CONFIG_FILE}: {e}; restore the file or train the run again") from None
     recorded = config.get("data") or {}
-    if (val is None) != (recorded.get("val_fingerprint") is None):
-        raise RunError(f"{workdir}: the run was started {'with' if val is None else 'without'} a validation set of "
-                       "its own; resume it the same way")
-    other = {}
-    for what, given, key in (("data", data, "fingerprint"), ("validation data", val, "val_fingerprint")):
-        fp, want = None if given is None else data_fingerprint(given), recorded.get(key)
-        if want is not None and fp != want:
-            if not allow_other_data:
-                raise RunError(f"{workdir}: the {what} differs from what the run started on ({want['n']} sequences, "
-                               f"sha256 {want['sha256'][:12]}...; now {fp['n']}, {fp['sha256'][:12]}...); resume on "
-                               "the same data, or allow other data explicitly (--allow-other-data)")
-            other[key] = recorded[key] = fp
-    bad = sorted(set(changes or {}) - set(TrainSpec.RESUMABLE))
-    if bad:
-        raise SpecError(f"train.{bad[0]}: cannot change when resuming; change only "
-                        f"{', '.join(TrainSpec.RESUMABLE)}, or train a new run")
+    other = check_resume(workdir, recorded, data, val, changes, allow_other_data, data_fingerprint,
+                         lambda want, fp: f"{want['n']} sequences, sha256 {want['sha256'][:12]}...; now {fp['n']}, "
+                                          f"{fp['sha256'][:12]}...")
     state = prog = None
     extra: dict = {}
     if (workdir / CHECKPOINT_FILE).exists():
