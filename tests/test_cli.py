@@ -11,6 +11,7 @@ import pytest
 from jax_lstm_ae.train.checkpoint import load_run
 from jax_lstm_ae.cli.arrays import _save_arrays
 from jax_lstm_ae.cli.main import main
+from tiny_data import write_sines_npz
 
 # one LSTM layer each way; the last-state readout, which learns in the few steps these plumbing tests train
 # (after 8 steps the default mean readout does not yet reconstruct better than zeros)
@@ -34,10 +35,7 @@ def _one_error_line(err: str) -> str:
 def trained(tmp_path_factory):
     """One small run shared by the tests that read it."""
     d = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    t = np.arange(12)
-    x = np.sin(0.5 * t[None, :, None] + rng.uniform(0, 6, (40, 1, 2))).astype(np.float32)
-    np.savez(d / "train.npz", x=x, lengths=rng.integers(6, 13, 40), labels=np.arange(40) % 2)
+    write_sines_npz(d / "train.npz")
     code = main(["train", "--data", str(d / "train.npz"), "--out", str(d / "run"), "--epochs", "2", *TINY])
     assert code == 0
     return d

@@ -12,6 +12,7 @@ import pytest
 from jax_lstm_ae.cli.main import main
 from jax_lstm_ae.train.checkpoint import load_run
 from jax_lstm_ae.train.many_run import load_many
+from tiny_data import write_sines_npz
 
 TINY = ["--embedding-dim", "4", "--batch-size", "8", "--epochs", "2", "--quiet"]
 TOL = 1e-5
@@ -32,10 +33,7 @@ def _max_diff(a, b):
 def runs(tmp_path_factory):
     """Three seeds as one run, and the same three as one-model runs (--seed 5, 6, 7)."""
     d = tmp_path_factory.mktemp("many_cli")
-    rng = np.random.default_rng(0)
-    t = np.arange(12)
-    x = np.sin(0.5 * t[None, :, None] + rng.uniform(0, 6, (40, 1, 2))).astype(np.float32)
-    np.savez(d / "train.npz", x=x, lengths=rng.integers(6, 13, 40), labels=np.arange(40) % 2)
+    write_sines_npz(d / "train.npz")
     assert main(["train", "--data", str(d / "train.npz"), "--out", str(d / "many"), "--seed", "5", "--seeds", "3",
                  *TINY]) == 0
     for s in (5, 6, 7):
