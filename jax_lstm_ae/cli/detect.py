@@ -203,15 +203,14 @@ def _detect_lazy(args, plan, run, data, mesh) -> int:
     level = args.level or "window"
     check_scorer_size(data.steps, run.model.output_dim, method=args.method, level=level)
     fit_x = x if args.fit_data is None else data_for_run(run, args, args.fit_data, "--fit-data")[0].x
+    if not is_lazy(fit_x):  # before any scoring: its thresholds come from its scores, read in chunks too
+        fail("--fit-data with --mmap must be read with --mmap too (a .npy file); give a .npy file")
     scorer = fit_scorer_sampled(run.model, run.params, fit_x, method=args.method, level=level,
                                 batch_size=args.batch_size, mesh=mesh)
     print(f"windows of {data.steps} rows" + (f", stride {x.stride}" if series else "") +
           f"; scorer fitted on {min(len(fit_x), FIT_WINDOWS)} windows")
     scores = _lazy_scores(args, run, x, scorer, mesh)
-    fit_scores = scores if args.fit_data is None else (
-        _lazy_scores(args, run, fit_x, scorer, mesh) if is_lazy(fit_x) else None)
-    if fit_scores is None:
-        fail("--fit-data with --mmap must be read with --mmap too (a .npy file); give a .npy file")
+    fit_scores = scores if args.fit_data is None else _lazy_scores(args, run, fit_x, scorer, mesh)
     thr, how = threshold(args, labels, scores, fit_scores[np.isfinite(fit_scores)], args.fit_data is not None)
     flags = scores > thr
     written = write_outputs(args, plan, scores, thr, flags, labels, None)
