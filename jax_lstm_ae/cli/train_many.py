@@ -55,9 +55,6 @@ def many_specs(args: argparse.Namespace, train_spec) -> list:
     """The K train specs of --seeds and --lr-grid, from the one the other flags built."""
     if args.lr_grid is not None and args.lr is not None:
         fail("--lr-grid gives the learning rates; drop --lr")
-    if getattr(args, "train_rows", None) is not None:
-        fail("--seeds and --lr-grid train many models on sequences; the series pipeline (--train-rows) trains one: "
-             "drop them")
     rates = args.lr_grid or [train_spec.optimizer.learning_rate]
     seeds = [train_spec.seed + i for i in range(args.seeds or 1)]
     from jax_lstm_ae.cli.checks import SEED_MAX
