@@ -146,3 +146,19 @@ def test_nn1_predict_and_errors():
         D.dtw_distances(np.zeros((2, 3, 2)), [3, 3], np.zeros((2, 3, 1)), [3, 3])
     with pytest.raises(ValueError, match=r"every length must lie in \[1, T\]"):
         D.dtw_distances(np.zeros((2, 3)), [0, 3], np.zeros((2, 3)), [3, 3])
+
+
+def test_choose_by_cv_picks_the_separable_representation_and_breaks_ties_by_order():
+    from jax_lstm_ae.apps.probe import choose_by_cv
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    noise = rng.normal(size=(60, 4))
+    separable = noise + 5.0 * np.eye(3, 4)[y]  # class means far apart
+    k, acc = choose_by_cv([noise, separable, noise], y, classifier="linear")
+    assert k == 1 and acc[1] == 1.0 and acc[0] < 0.7 and acc[0] == acc[2]
+    assert choose_by_cv([noise, noise], y, classifier="linear", order=[1, 0])[0] == 1  # a tie: first in order
+    with pytest.raises(ValueError, match="order must list each"):
+        choose_by_cv([noise, noise], y, classifier="linear", order=[0, 0])
+    with pytest.raises(ValueError, match="no representations"):
+        choose_by_cv([], y)

@@ -131,3 +131,41 @@ def test_force_replaces_only_run_folders(runs, tmp_path, capsys):
     code, _, err = _run(capsys, "train", "--data", runs / "train.npz", "--out", tmp_path / "x", "--lr-grid",
                         "1e-3,1e-2", "--lr", "1e-3", *TINY)
     assert code == 2 and "--lr-grid gives the learning rates; drop --lr" in err
+
+
+def test_probe_choose_records_the_model_with_the_best_cv_accuracy(runs, tmp_path, capsys):
+    from jax_lstm_ae.apps.probe import _split_stratified, fit_probe
+
+    run, data = tmp_path / "many", runs / "train.npz"
+    shutil.copytree(runs / "many", run)
+    by_val = load_many(run).chosen
+    code, out, _ = _run(capsys, "probe", "--run", run, "--data", data, "--choose", "--out", tmp_path / "p.json")
+    assert code == 0 and "is now the chosen model" in out
+    choice = json.loads((tmp_path / "p.json").read_text())["choice"]
+    y = np.load(data)["labels"]
+    tr, _ = _split_stratified(y, 0.4, 0)  # probe's own split of --data: only its training rows are read
+    for k in range(3):  # each model's CV accuracy, from its own latents (own normaliser) of those rows
+        assert _run(capsys, "encode", "--run", run, "--data", data, "--model", k, "--out", tmp_path / f"z{k}.npy")[0] == 0
+        cv = fit_probe(np.load(tmp_path / f"z{k}.npy")[tr], y[tr], seed=0).cv_accuracy
+        assert abs(cv - choice["cv_accuracy"][k]) < 1e-9, k
+    k = choice["model"]
+    assert choice["cv_accuracy"][k] == max(choice["cv_accuracy"]) and choice["validation_choice"] == by_val
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["chosen"] == k == load_many(run).chosen and cfg["chosen_by"]["by"] == "probe --choose"
+    assert _run(capsys, "encode", "--run", run, "--data", data, "--out", tmp_path / "c.npy")[0] == 0
+    assert np.array_equal(np.load(tmp_path / "c.npy"), np.load(tmp_path / f"z{k}.npy"))  # encode uses the choice
+    code, out, _ = _run(capsys, "info", "--run", run)
+    assert code == 0 and f"chosen {k} (probe --choose: best linear CV accuracy" in out
+    code, _, err = _run(capsys, "train", "--out", run, "--resume", "--epochs", "3", "--quiet")  # training on: by
+    cfg = json.loads((run / "config.json").read_text())                                      # validation again
+    assert code == 0 and "chosen_by" not in cfg and cfg["chosen"] == load_many(run).chosen == int(
+        np.nanargmin([np.inf if b is None else b for b in cfg["best_losses"]]))
+
+
+def test_probe_choose_refusals(runs, capsys):
+    data = runs / "train.npz"
+    code, _, err = _run(capsys, "probe", "--run", runs / "one5", "--data", data, "--choose")
+    assert code == 2 and "a run of one model, nothing to choose from" in err
+    code, _, err = _run(capsys, "probe", "--run", runs / "many", "--data", data, "--choose", "--model", "1")
+    assert code == 2 and "drop --model" in err
+    assert "chosen_by" not in json.loads((runs / "many" / "config.json").read_text())

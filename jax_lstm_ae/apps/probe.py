@@ -294,6 +294,28 @@ def classify(classifier: str, train, y_train, test, *, seed: int = 0) -> dict:
     raise ValueError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
 
 
+def choose_by_cv(latents: Sequence, labels, *, classifier: str = "svm", seed: int = 0,
+                 order: Sequence[int] | None = None) -> tuple[int, list[float]]:
+    """Which of K representations of the same training rows (latents[k] [N, E_k],
+    e.g. K models' latents) ``classifier`` ("linear" or "svm") separates best:
+    the index with the highest cross-validated accuracy on these rows (5
+    stratified folds, the classifier's own grid chosen inside each), and the K
+    accuracies. Only training labels are read, so the choice may guide what is
+    then measured on test rows. Ties go to the index that comes first in
+    ``order`` (e.g. the models by validation loss; default 0..K-1)."""
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+    if not len(latents):
+        raise ValueError("no representations to choose from; give at least one latents array")
+    fit = fit_probe if classifier == "linear" else fit_svm
+    acc = [float(fit(z, labels, seed=seed).cv_accuracy) for z in latents]
+    order = list(range(len(latents))) if order is None else [int(k) for k in order]
+    if sorted(order) != list(range(len(latents))):
+        raise ValueError(f"order must list each of the {len(latents)} indices once, got {order}")
+    best = max(order, key=lambda k: (np.nan_to_num(acc[k], nan=-1.0), -order.index(k)))
+    return best, acc
+
+
 # ----------------------------------------------------------------- baselines
 class PCA(NamedTuple):
     mean: np.ndarray  # [D]

@@ -36,8 +36,8 @@ def _many_summary(run_dir, which) -> tuple:
                "epochs_done": h[-1]["epoch"] if h else 0, f"best_{watched}_loss": b, "error": e}
               for k, (t, h, b, e) in enumerate(zip(many.config["train"], extra.get("histories", []),
                                                    extra.get("best_loss", []), extra.get("errors", [])))]
-    return run, {"k": many.k, "chosen": many.chosen, "shown": run.config["model_index"], "watched": watched,
-                 "models": models}
+    return run, {"k": many.k, "chosen": many.chosen, "chosen_by": many.config.get("chosen_by"),
+                 "shown": run.config["model_index"], "watched": watched, "models": models}
 
 
 def run_summary(run, run_dir=None) -> dict:
@@ -146,8 +146,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             line += f", validation {t['last']['val_loss']:.5f}"
     print(line)
     if many:
-        print(f"models: {many['k']} trained as one program; chosen {many['chosen']} (lowest {many['watched']} "
-              f"loss); above: model {many['shown']}")
+        by = many["chosen_by"]
+        why = (f"lowest {many['watched']} loss" if by is None else
+               f"{by['by']}: best {by['classifier']} CV accuracy on {by['rows']} labelled rows of {by['data']}")
+        print(f"models: {many['k']} trained as one program; chosen {many['chosen']} ({why}); above: model "
+              f"{many['shown']}")
         for r in many["models"]:
             best = r[f"best_{many['watched']}_loss"]
             print(f"  {r['index']}{'*' if r['index'] == many['chosen'] else ' '} seed {r['seed']}, lr "

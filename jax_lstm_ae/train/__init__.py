@@ -6,8 +6,8 @@ from jax_lstm_ae.train.fit import FitProgress, NonFiniteError, budget_epochs, fi
 from jax_lstm_ae.train.checkpoint import Run, RunError, build_model, build_optimizer, load_run, model_config, model_spec, optimizer_config, save_run
 from jax_lstm_ae.train.spec import Normalize, OptimizerSpec, PRESETS, Schedule, TrainSpec, preset
 from jax_lstm_ae.train.runner import TrainResult, data_fingerprint, read_specs, resume_training, run_training, split_data
-from jax_lstm_ae.train.many import (ManyResult, ManyRun, encode_many, load_many, resume_training_many,
-                                   run_training_many, step_errors_many)
+from jax_lstm_ae.train.many import (ManyResult, ManyRun, encode_many, load_many, record_choice,
+                                   resume_training_many, run_training_many, step_errors_many)
 from jax_lstm_ae.train.parallel import ShardedStep, data_parallel, encode_dataset, make_data_mesh, map_dataset, pad_batch, reconstruct_dataset, shard_batch, shard_state, state_shardings, step_errors_dataset, to_host
 from jax_lstm_ae.train.cores import all_cores_mesh, ask_for_cpu_devices, cpu_cores, use_all_cores
 from jax_lstm_ae.train.distributed import distributed_config, initialize_distributed, process_rows
@@ -50,6 +50,7 @@ __all__ = [
     "gaussian_noise",
     "initialize_distributed",
     "load_many",
+    "record_choice",
     "load_run",
     "make_data_mesh",
     "make_eval_step",

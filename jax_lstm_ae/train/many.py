@@ -53,7 +53,7 @@ from jax_lstm_ae.nn.model import Autoencoder
 from jax_lstm_ae.nn.spec import ModelSpec, SpecError, build
 from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE, RunError, read_config
 from jax_lstm_ae.train.fit import SYNC_EVERY, NonFiniteError
-from jax_lstm_ae.train.many_run import (ManyProgress, ManyRun, is_many, load_many, save_epoch, specs_of,
+from jax_lstm_ae.train.many_run import (ManyProgress, ManyRun, is_many, load_many, record_choice, save_epoch, specs_of,
                                         sync_many_metrics, write_config)
 from jax_lstm_ae.train.many_steps import Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees, unit_schedule
 from jax_lstm_ae.train.memory import check_train_memory
@@ -62,8 +62,8 @@ from jax_lstm_ae.train.runner import (CONFIG_VERSION, check_resume, data_fingerp
 from jax_lstm_ae.train.spec import TrainSpec
 from jax_lstm_ae.train.step import TrainState, create_train_state
 
-__all__ = ["ManyResult", "ManyRun", "encode_many", "load_many", "resume_training_many", "run_training_many",
-           "step_errors_many"]
+__all__ = ["ManyResult", "ManyRun", "encode_many", "load_many", "record_choice", "resume_training_many",
+           "run_training_many", "step_errors_many"]
 
 STRATEGIES = ("auto", "vmap", "map", "loop")
 # What fixes shapes or the batch schedule: the K train specs must agree on it.
@@ -225,6 +225,7 @@ def resume_training_many(
     if not is_many(config):
         raise RunError(f"{workdir}: a run of one model; resume it with resume_training")
     model_spec, specs = specs_of(config, workdir)
+    config.pop("chosen_by", None)  # training on: the choice goes back to the validation loss
     k_models = len(specs)
     recorded = config["data"]
     other = check_resume(

@@ -3,7 +3,9 @@ saved after every epoch, and how it is read back.
 
     RUN/config.json          "kind": "many"; the model spec, the K train specs and
                              optimisers, the K normalisers, the data's fingerprints,
-                             ``chosen`` (the index of the best validation loss so far)
+                             ``chosen`` (the index of the best validation loss so far,
+                             or of the choice :func:`record_choice` recorded, with
+                             ``chosen_by`` saying how it was made)
     RUN/checkpoint.msgpack   the K last states stacked [K, ...], the K best params
                              stacked, and the loop's progress (epoch, step, per model:
                              best loss and epoch, epochs without improvement, whether
@@ -112,6 +114,24 @@ def save_epoch(workdir: Path, config: dict, normalizers, state: TrainState, prog
         fh.write(_metrics_lines(prog.histories, {prog.epoch}))
 
 
+def record_choice(workdir, k: int, chosen_by: dict) -> None:
+    """Make model ``k`` the chosen one of the K-models run in ``workdir`` (what
+    :func:`load_many` and ``ManyRun.pick()`` give from then on), keeping
+    ``chosen_by`` (how it was chosen, JSON) beside it in config.json, which is
+    replaced whole. Training the run further (a resume) chooses by validation
+    loss again."""
+    workdir = Path(workdir)
+    config = read_config(workdir)
+    if not is_many(config):
+        raise RunError(f"{workdir}: a run of one model, nothing to choose from; train several with --seeds or "
+                       "--lr-grid")
+    n = len(config["normalizers"])
+    if not 0 <= int(k) < n:
+        raise RunError(f"model {k}: {workdir} holds models 0..{n - 1}; give one of them")
+    config = dict(config, chosen=int(k), chosen_by=chosen_by)
+    atomic_write(workdir / CONFIG_FILE, json.dumps(config, indent=2, allow_nan=False) + "\n")
+
+
 def sync_many_metrics(workdir: Path, prog: ManyProgress) -> None:
     """metrics.jsonl holds exactly the checkpoint's epochs (a kill may have left more or fewer lines)."""
     atomic_write(workdir / METRICS_FILE, _metrics_lines(prog.histories))
@@ -185,5 +205,7 @@ def load_many(workdir) -> ManyRun:
         if not n_val:
             params = jax.tree.map(jnp.asarray, state.params)
     else:
+        chosen = int(config["chosen"])
+    if config.get("chosen_by") is not None:  # a choice made after training (record_choice) stands
         chosen = int(config["chosen"])
     return ManyRun(model, params, state, normalizers, chosen, config, extra)
