@@ -53,7 +53,7 @@ from jax_lstm_ae.apps.probe import encode_all, fit_svm  # noqa: E402
 from jax_lstm_ae.train.fit import evaluate  # noqa: E402
 from jax_lstm_ae.train.step import make_eval_step  # noqa: E402
 from jax_lstm_ae.train.runner import run_training, split_data  # noqa: E402
-from jax_lstm_ae.train.spec import preset  # noqa: E402
+from jax_lstm_ae.train.spec import OptimizerSpec, preset  # noqa: E402
 
 CHOOSE = ("GunPoint", "BasicMotions", "ECG5000")
 CONFIRM = ("ArrowHead", "ItalyPowerDemand", "JapaneseVowels")
@@ -66,6 +66,8 @@ CANDIDATES = {
     "bi_mean": ({"pooling": "mean", "bidirectional": True}, {}, {}),
     "mean_noise": ({"pooling": "mean"}, {"input_noise": 0.3}, {}),
     "mean_e64": ({"pooling": "mean"}, {}, {"embedding_dim": 64}),
+    "mean_cosine": ({"pooling": "mean"}, {"optimizer": OptimizerSpec(learning_rate=1e-2, schedule="cosine")}, {}),
+    "mean_lr3e-3": ({"pooling": "mean"}, {"optimizer": OptimizerSpec(learning_rate=3e-3)}, {}),
 }
 SNAPSHOTS = (500, 1000, 2000, 4000)
 

@@ -19,7 +19,11 @@ scikit-learn) and the library's linear probe (apps.probe.fit_probe, l2 by
 Research option: ``--configs`` names variants (CONFIGS: extra `train` flags);
 with more than one, each seed keeps the variant with the best SVM CV accuracy
 on TRAIN (the TEST labels never choose anything) and the TEST accuracy of
-every variant is printed too (marked "not used to choose").
+every variant is printed too (marked "not used to choose"). ``choose4`` is
+the product's own selection with labels: `train --seeds 4` (seeds 4S..4S+3),
+then `jax-lstm-ae probe --choose --classifier svm` on the TRAIN file (its
+labels only) makes the model with the best SVM CV accuracy the run's chosen
+one, which `encode` then uses.
 
 Baselines with the same classifiers: the raw series (flattened, after the
 TRAIN-fitted per-feature z-score; unequal-length sets are resampled to the
@@ -70,7 +74,11 @@ CONFIGS = {
     "mean_noise": ["--pooling", "mean", "--input-noise", "0.3"],
     "mean_clean": ["--pooling", "mean", "--input-noise", "0"],
     "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
+    "choose4": ["--seeds", "4"],  # four models (seeds 4S..4S+3), then `probe --choose` on TRAIN picks one for encode
 }
+# Variants trained as several models whose one `encode` uses is picked by `probe --choose --classifier svm` on the
+# TRAIN file (its labels only): name -> models per protocol seed S, with seeds K*S .. K*S+K-1 (disjoint across S).
+SELECT = {"choose4": 4}
 
 # Published TEST accuracies on the same TRAIN/TEST splits (ECG5000: the archive's 500/4500 split, not the
 # 299/201 split of its TRAIN file used here). None: no figure found; left empty rather than guessed.
@@ -169,7 +177,10 @@ def train_autoencoder(train_file: str, test_file: str, config: str, seed: int, t
     Returns (z_train [N, E], z_test [M, E], info)."""
     run = tmp / f"run_{config}_{seed}"
     t0 = time.perf_counter()
-    cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed), *CONFIGS[config])
+    k = SELECT.get(config)
+    cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed * (k or 1)), *CONFIGS[config])
+    if k:
+        cli("probe", "--run", str(run), "--data", train_file, "--classifier", "svm", "--choose")
     train_s = time.perf_counter() - t0
     zs = []
     for part, f in (("train", train_file), ("test", test_file)):
@@ -177,6 +188,7 @@ def train_autoencoder(train_file: str, test_file: str, config: str, seed: int, t
         zs.append(np.load(tmp / f"z_{part}.npz")["z"])
     cfg = json.loads((run / "config.json").read_text())
     hist = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    hist = [h for h in hist if h.get("model", cfg.get("chosen")) == cfg.get("chosen")]  # a many-models run: the chosen
     val = [h["val_loss"] for h in hist if h.get("val_loss") is not None]
     info = {"steps": int(hist[-1]["step"]), "epochs": len(hist), "first_loss": hist[0]["loss"],
             "final_loss": hist[-1]["loss"], "best_val_loss": min(val) if val else None, "train_s": train_s,
