@@ -65,6 +65,19 @@ def test_one_model_per_series_with_noise_schedule_and_early_stopping():
     _assert_each_equals_one_by_one(result, specs, datas)
 
 
+def test_early_stopping_counts_only_after_the_floor_of_steps_as_one_run_does():
+    data = _data(6)
+    specs = [TrainSpec(batch_size=8, epochs=8, min_steps=24, patience=1, seed=s,
+                       optimizer=OptimizerSpec(learning_rate=lr)) for s, lr in [(0, 2e-1), (1, 1e-1)]]
+    result = run_training_many(MODEL, specs, data)
+    _assert_each_equals_one_by_one(result, specs, [data] * 2)
+    # the check has teeth: some model had an epoch without improvement inside the floor and trained past it
+    floor_epochs = 24 // 4  # 32 training rows, batch 8
+    early = [h for h in result.histories if any(
+        r["val_loss"] >= min(q["val_loss"] for q in h[:i]) for i, r in enumerate(h[:floor_epochs]) if i)]
+    assert early and all(len(h) > floor_epochs - 1 for h in early)
+
+
 def test_refuses_specs_that_do_not_share_the_schedule():
     with pytest.raises(SpecError, match=r"train_specs\[1\]\.batch_size: 16 differs"):
         run_training_many(MODEL, [TrainSpec(batch_size=8), TrainSpec(batch_size=16)], _data())

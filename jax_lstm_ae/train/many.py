@@ -327,8 +327,8 @@ def _train(model_spec, specs, parts, budget, config, strategy, mesh, workdir, pr
             if watched < prog.best_loss[k]:
                 prog.best_loss[k], prog.best_epoch[k], prog.bad[k] = watched, epoch + 1, 0
                 prog.best_params[k] = params_now[k]
-            else:
-                prog.bad[k] += 1
+            else:  # as fit: epochs without improvement count only after the floor of steps (TrainSpec.floor_steps)
+                prog.bad[k] = 0 if step < specs[k].floor_steps else prog.bad[k] + 1
             prog.histories[k].append({"epoch": epoch + 1, "step": step, "loss": train_loss, "val_loss": val_loss,
                                       "seq_per_s": batch * spe / max(train_s, 1e-9),
                                       "time_s": time.perf_counter() - t0,
