@@ -5,6 +5,7 @@
     python bench/representation.py --train A_TRAIN.ts --test A_TEST.ts        # any pair
     python bench/representation.py --render rep.jsonl                         # the tables of earlier runs
     python bench/representation.py --set ArrowHead --configs defaults last mean bi_mean   # research: variants
+    python bench/representation.py --sets ArrowHead GunPoint --configs seeds4 choose4     # four models, two choices
 
 Protocol (the one T-Loss and TS2Vec report), run as a user without labels
 meets it: per seed, `jax-lstm-ae train --data NAME_TRAIN.ts --seed S` with
@@ -19,11 +20,13 @@ scikit-learn) and the library's linear probe (apps.probe.fit_probe, l2 by
 Research option: ``--configs`` names variants (CONFIGS: extra `train` flags);
 with more than one, each seed keeps the variant with the best SVM CV accuracy
 on TRAIN (the TEST labels never choose anything) and the TEST accuracy of
-every variant is printed too (marked "not used to choose"). ``choose4`` is
-the product's own selection with labels: `train --seeds 4` (seeds 4S..4S+3),
-then `jax-lstm-ae probe --choose --classifier svm` on the TRAIN file (its
-labels only) makes the model with the best SVM CV accuracy the run's chosen
-one, which `encode` then uses.
+every variant is printed too (marked "not used to choose"). ``seeds4`` and
+``choose4`` are the product's own selections: `train --seeds 4` (seeds
+4S..4S+3 in one run); ``seeds4`` encodes with the run's chosen model, the
+lowest validation loss (no labels); ``choose4`` first runs `jax-lstm-ae probe
+--choose --classifier svm` on the TRAIN file (its labels only), which makes
+the model with the best SVM CV accuracy the chosen one, then encodes.
+Given together, the four models are trained once.
 
 Baselines with the same classifiers: the raw series (flattened, after the
 TRAIN-fitted per-feature z-score; unequal-length sets are resampled to the
@@ -74,11 +77,12 @@ CONFIGS = {
     "mean_noise": ["--pooling", "mean", "--input-noise", "0.3"],
     "mean_clean": ["--pooling", "mean", "--input-noise", "0"],
     "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
-    "choose4": ["--seeds", "4"],  # four models (seeds 4S..4S+3), then `probe --choose` on TRAIN picks one for encode
+    "seeds4": ["--seeds", "4"],  # four models (seeds 4S..4S+3); encode uses the lowest validation loss (no labels)
+    "choose4": ["--seeds", "4"],  # the same four, then `probe --choose` on TRAIN picks the one encode uses
 }
-# Variants trained as several models whose one `encode` uses is picked by `probe --choose --classifier svm` on the
-# TRAIN file (its labels only): name -> models per protocol seed S, with seeds K*S .. K*S+K-1 (disjoint across S).
-SELECT = {"choose4": 4}
+# Variants trained as K models in one run (seeds K*S .. K*S+K-1 for protocol seed S, disjoint across S): name -> K.
+SELECT = {"seeds4": 4, "choose4": 4}
+PROBE_CHOOSES = ("choose4",)  # `probe --choose --classifier svm` on the TRAIN file (its labels only) picks the model
 
 # Published TEST accuracies on the same TRAIN/TEST splits (ECG5000: the archive's 500/4500 split, not the
 # 299/201 split of its TRAIN file used here). None: no figure found; left empty rather than guessed.
@@ -175,11 +179,13 @@ def cli(*argv: str) -> None:
 def train_autoencoder(train_file: str, test_file: str, config: str, seed: int, tmp: Path):
     """`train` on the TRAIN file (the defaults plus CONFIGS[config] and --seed), `encode` both files.
     Returns (z_train [N, E], z_test [M, E], info)."""
-    run = tmp / f"run_{config}_{seed}"
-    t0 = time.perf_counter()
     k = SELECT.get(config)
-    cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed * (k or 1)), *CONFIGS[config])
-    if k:
+    run = tmp / (f"run_{k}models_{seed}" if k else f"run_{config}_{seed}")  # seeds4 and choose4 share one training
+    t0 = time.perf_counter()
+    if not (k and (run / "config.json").exists()):
+        cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed * (k or 1)),
+            *CONFIGS[config])
+    if config in PROBE_CHOOSES:
         cli("probe", "--run", str(run), "--data", train_file, "--classifier", "svm", "--choose")
     train_s = time.perf_counter() - t0
     zs = []
@@ -326,6 +332,7 @@ def main(argv=None) -> int:
     g.add_argument("--set", choices=SETS, help="a set in ../shared/data (ECG5000: its TRAIN file, split 60/40)")
     g.add_argument("--train", help="a TRAIN file (.ts or any format load_sequences reads); needs --test")
     g.add_argument("--all", action="store_true", help="every set in SETS")
+    g.add_argument("--sets", nargs="+", choices=SETS, help="these sets of SETS, in SETS order")
     g.add_argument("--render", nargs="+", metavar="JSONL", help="print the tables of earlier --json files (SETS order)")
     p.add_argument("--test", help="the TEST file that goes with --train")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -345,7 +352,8 @@ def main(argv=None) -> int:
         rows.sort(key=lambda r: SETS.index(r["set"]) if r["set"] in SETS else len(SETS))
         for r in rows:
             r["published"] = PUBLISHED.get(r["set"], {})
-    pairs = [] if args.render else [load_named(n) for n in SETS] if args.all else [load_pair(args)]
+    names = SETS if args.all else [n for n in SETS if n in args.sets] if args.sets else None
+    pairs = [] if args.render else [load_named(n) for n in names] if names else [load_pair(args)]
     for name, train, test in pairs:
         if train.labels is None or test.labels is None:
             raise SystemExit(f"{name}: the protocol needs class labels in both files")
