@@ -18,7 +18,11 @@ for this library XLA's own buffer account of the compiled step is added.
 ``--impl jax_lstm_ae@reference`` (any backend name after ``@``) adds this
 library on another layer backend, to compare backends in one run;
 ``torch@1`` runs PyTorch with one intra-op thread (its OpenMP threads suffer
-most when other processes share the cores).
+most when other processes share the cores). ``jax_lstm_ae@fast_bf16`` (this
+library with bfloat16 matmul operands) has its PyTorch counterpart in
+``torch_bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)`` around the
+forward pass and loss, under which oneDNN's fused LSTM runs in bfloat16
+(``peers/torch_peer.py``).
 ``jax_lstm_ae`` runs as the library's defaults do on this machine: the
 batch split over one CPU device per core (``la.use_all_cores()``, what the
 ``jax-lstm-ae`` command does); ``jax_lstm_ae:1`` is one device (what code

@@ -70,7 +70,7 @@ def test_layer_follows_keras_semantics_on_every_backend(act, rec):
         hs, _ = la.nn.lstm_layer(params, jnp.asarray(xs[b]), lengths[b], **kw)
         np.testing.assert_allclose(hs, want, rtol=1e-5, atol=1e-5)
     ref = la.nn.lstm_stack_batched([params], jnp.asarray(xs), lengths, backend="reference", **kw)
-    for backend in ("fast", "pallas", "auto"):  # fused backends fall back to the plain scans
+    for backend in ("fast", "fast_bf16", "pallas", "auto"):  # fused backends fall back to the plain scans
         got = la.nn.lstm_stack_batched([params], jnp.asarray(xs), lengths, backend=backend, **kw)
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-6)
 

@@ -87,6 +87,7 @@ IMPLS = {
     "baseline": ("peers.baseline_peer", "build"),  # this library from another checkout (--baseline PATH)
     "torch": ("peers.torch_peer", "build"),
     "torch_compile": ("peers.torch_peer", "build_compiled"),
+    "torch_bf16": ("peers.torch_peer", "build_bf16"),  # bfloat16 autocast around forward + loss
     "flax": ("peers.flax_peer", "build"),
     "keras": ("peers.keras_peer", "build"),
 }

@@ -1,7 +1,7 @@
 """The middle floor: which backend runs an LSTM stack, and the batched stack on it.
 
 A closed set of backends (:class:`Backend`: "auto", "reference", "fast",
-"pallas", "pallas_bf16", "cudnn"), checked when a model is built and resolved
+"fast_bf16", "pallas", "pallas_bf16", "cudnn"), checked when a model is built and resolved
 in one place (:func:`resolve_backend`) when it is traced. The kernels live one
 floor down, in ``jax_lstm_ae.kernels``; this floor imports only them, and the
 Pallas and cuDNN kernel modules only when their backend is first traced.

@@ -18,6 +18,8 @@ model never starts a JAX runtime):
 | "reference"   | ``jax.vmap`` of the per-example scan (``kernels.reference``) |
 | "fast"        | ``kernels.fast``: batched, time-major stacks with a custom   |
 |               | VJP (weight gradients as one GEMM after the backward scan)   |
+| "fast_bf16"   | the same with bf16 operands and float32 sums in every matmul |
+|               | (forward and backward), float32 parameters, state and gates  |
 | "pallas"      | ``kernels.pallas``: a fused Triton kernel per layer (GPU;    |
 |               | Pallas interpret mode elsewhere)                              |
 | "pallas_bf16" | the same with bf16 recurrent matmuls, float32 state          |
@@ -25,8 +27,9 @@ model never starts a JAX runtime):
 | "auto"        | "fast" on CPU, "cudnn" on GPU, "fast" elsewhere              |
 
 Options per backend: ``unroll`` (the ``lax.scan`` unroll factor) is used by
-"reference" and "fast"; the fused kernels ignore it. A kernel module loads
-only when its backend is first traced (inside :func:`stack_function`).
+"reference", "fast" and "fast_bf16"; the fused kernels ignore it. A kernel
+module loads only when its backend is first traced (inside
+:func:`stack_function`).
 
 The batched stack contract (:class:`StackFn`), met by every backend:
 
@@ -87,6 +90,7 @@ class Backend(str, enum.Enum):
     AUTO = "auto"
     REFERENCE = "reference"
     FAST = "fast"
+    FAST_BF16 = "fast_bf16"
     PALLAS = "pallas"
     PALLAS_BF16 = "pallas_bf16"
     CUDNN = "cudnn"
@@ -139,10 +143,11 @@ def stack_function(backend: str | Backend, *, unroll: int = 1) -> StackFn:
     match Backend(resolve_backend(backend)):
         case Backend.REFERENCE:
             return partial(reference.stack_reference_batched, unroll=int(unroll))
-        case Backend.FAST:
+        case Backend.FAST | Backend.FAST_BF16 as name:
             from jax_lstm_ae.kernels import fast  # loaded when first chosen
 
-            return partial(fast.stack_fast, unroll=int(unroll))
+            mm = jnp.bfloat16 if name == Backend.FAST_BF16 else jnp.float32
+            return partial(fast.stack_fast, unroll=int(unroll), matmul_dtype=mm)
         case Backend.PALLAS | Backend.PALLAS_BF16 as name:
             from jax_lstm_ae.kernels import pallas  # Triton lowering: loaded only when chosen
 

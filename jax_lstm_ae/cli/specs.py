@@ -58,7 +58,8 @@ MODEL_FLAGS = (
     Flag("recurrent_activation", "model", "cell.recurrent_activation", {"choices": _values(Activation)},
          "every LSTM cell's gate activation (Keras's names; hard_sigmoid: relu6(x + 3) / 6)"),
     Flag("backend", "model", "backend", {"choices": _values(Backend)},
-         "how the LSTM stacks run: auto picks the fastest for the platform when the run starts (recorded)"),
+         "how the LSTM stacks run: auto picks the fastest for the platform when the run starts (recorded); "
+         "fast_bf16: the CPU's fast backend with bfloat16 matmul operands (float32 sums and state)"),
 )
 TRAIN_FLAGS = (
     Flag("epochs", "train", "epochs", {"type": positive},

@@ -3,7 +3,7 @@
 - ``cell``: parameters, initialisers, activations and one pure step on one example;
 - ``reference``: layers and stacks over time on one example (the specification);
 - ``fast``, ``pallas``, ``cudnn`` (and ``common``): the batched kernels behind
-  the "fast", "pallas" / "pallas_bf16" and "cudnn" backends. They are not
+  the "fast" / "fast_bf16", "pallas" / "pallas_bf16" and "cudnn" backends. They are not
   imported here: ``jax_lstm_ae.backends`` loads each when its backend is first
   traced.
 

@@ -92,8 +92,8 @@ class FirstOutput(str, enum.Enum):
 
 
 class DType(str, enum.Enum):
-    """Parameters' and state's dtype. bfloat16 recurrent matmuls are a
-    backend (``pallas_bf16``), not a dtype."""
+    """Parameters' and state's dtype. bfloat16 matmul operands are a
+    backend (``fast_bf16`` on CPU, ``pallas_bf16``), not a dtype."""
 
     FLOAT32 = "float32"
 
