@@ -169,3 +169,21 @@ def test_probe_choose_refusals(runs, capsys):
     code, _, err = _run(capsys, "probe", "--run", runs / "many", "--data", data, "--choose", "--model", "1")
     assert code == 2 and "drop --model" in err
     assert "chosen_by" not in json.loads((runs / "many" / "config.json").read_text())
+
+
+def test_detect_model_all_is_the_mean_of_each_models_standardised_scores(runs, tmp_path, capsys):
+    data = runs / "train.npz"
+    per = []
+    for k in range(3):
+        assert _run(capsys, "detect", "--run", runs / "many", "--data", data, "--fit-data", data, "--model", k,
+                    "--out", tmp_path / f"{k}.csv")[0] == 0
+        per.append(np.loadtxt(tmp_path / f"{k}.csv", delimiter=",", skiprows=1)[:, 1])
+    code, out, _ = _run(capsys, "detect", "--run", runs / "many", "--data", data, "--fit-data", data, "--model", "all",
+                        "--out", tmp_path / "all.csv")
+    assert code == 0 and "ensemble of 3 models" in out
+    got = np.loadtxt(tmp_path / "all.csv", delimiter=",", skiprows=1)[:, 1]
+    want = np.mean([(s - s.mean()) / s.std() for s in per], axis=0)  # the normal data is the scored data here
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    code, _, err = _run(capsys, "detect", "--run", runs / "one5", "--data", data, "--model", "all",
+                        "--out", tmp_path / "x.csv")
+    assert code == 2 and "drop --model" in err

@@ -235,10 +235,11 @@ def model_choice(allow_all: bool):
     return parse
 
 
-def add_model_arg(parser: argparse.ArgumentParser, *, allow_all: bool) -> None:
+def add_model_arg(parser: argparse.ArgumentParser, *, allow_all: bool,
+                  all_means: str = "every model; outputs gain a leading axis K: model k's at [k]") -> None:
     """--model: which of a many-models run's K models (train --seeds / --lr-grid) to use."""
-    what = "chosen (default: the lowest validation loss), a model index k" + (
-        ", or all (every model; outputs gain a leading axis K: model k's at [k])" if allow_all else "")
+    what = "chosen (default: the lowest validation loss, or probe --choose's), a model index k" + (
+        f", or all ({all_means})" if allow_all else "")
     parser.add_argument("--model", type=model_choice(allow_all), default=None,
                         metavar="chosen|all|k" if allow_all else "chosen|k",
                         help=f"for a run of many models (train --seeds / --lr-grid): {what}")

@@ -19,7 +19,8 @@ from jax_lstm_ae.apps.metrics import detection_report
 from jax_lstm_ae.apps.range_metrics import series_report
 from jax_lstm_ae.apps.series import top_stretches
 from jax_lstm_ae.cli.args import (
-    add_common_args, add_data_args, add_model_arg, data_for_run, is_number, load_data, load_run_for_use, normal_only, setup_common,
+    add_common_args, add_data_args, add_model_arg, data_for_run, is_number, load_data, load_runs_for_use, normal_only,
+    setup_common,
 )  # fmt: skip
 from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.scoring import (
@@ -70,7 +71,8 @@ def register(sub) -> None:
     p.add_argument("--k", type=number("any"), default=3.0, help="mean + k * std (meanstd)")
     p.add_argument("--plot", default=None, help="PNG to write (default: --out with .png)")
     p.add_argument("--batch-size", type=positive, default=512, help="sequences per jitted call (split over --devices)")
-    add_model_arg(p, allow_all=False)
+    add_model_arg(p, allow_all=True, all_means="an ensemble: every model scores the data, each model's scores are "
+                                              "standardised by its scores of the normal data, and averaged")
     add_common_args(p)
     p.set_defaults(func=run_detect)
 
@@ -89,9 +91,12 @@ def run_detect(args) -> int:
         if args.model not in (None, "chosen"):
             fail(f"--model {args.model}: {args.run} is a run of the series pipeline (one model); drop --model")
         return detect_series(args, plan)
-    run = load_run_for_use(args.run, args.model)
+    runs = load_runs_for_use(args.run, args.model)  # one model, or each of a many-models run's for --model all
+    run = runs[0]
     data, series = data_for_run(run, args, args.data, "data to score")
     if is_lazy(data):
+        if len(runs) > 1:
+            fail("--model all scores with every model, which --mmap does not do; give --model chosen or --model k")
         return _detect_lazy(args, plan, run, data, mesh)
     x, lengths, file_labels = data.x, data.lengths, data.labels
     if series is not None:
@@ -117,24 +122,13 @@ def run_detect(args) -> int:
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
     check_scorer_size(x.shape[1], run.model.output_dim, method=args.method, level=level)  # before any work
 
-    err = error_vectors(run.model, run.params, x, lengths, batch_size=args.batch_size, mesh=mesh)
-    if args.fit_data is not None:
-        fit_data, _ = data_for_run(run, args, args.fit_data, "--fit-data")
-        fl = fit_data.lengths
-        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
-    elif run.config.get("data", {}).get("normal_class") is not None:
-        # trained with --normal-class: fit the scorer on the run's own held-out normal sequences
-        fit_data = _run_validation(run)
-        fl = fit_data.lengths
-        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
-        print(f"scorer fitted on the run's {fit_data.n} held-out sequences of class {run.config['data']['normal_class']}")
+    per_model = [_model_scores(args, r, level, mesh, data if k == 0 else None) for k, r in enumerate(runs)]
+    if len(runs) == 1:
+        scores, fit_scores = per_model[0]
     else:
-        fit_err, fl = err, lengths
-    scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
-    scores = _item_scores(scorer, err, data)
-    # Unlabelled thresholds come from the normal data's scores, on the same
-    # scale as the scores they cut (points for a series, sequences otherwise).
-    fit_scores = _item_scores(scorer, fit_err, fit_data) if args.fit_data is not None else scores
+        scores, fit_scores = ensemble_scores(per_model)
+        print(f"ensemble of {len(runs)} models: each model's scores standardised by the mean and sd of its scores "
+              "of the normal data, then averaged")
     thr, how = threshold(args, labels, scores, fit_scores, args.fit_data is not None)
     flags = scores > thr
 
@@ -153,6 +147,44 @@ def run_detect(args) -> int:
         print("  ".join(f"{k} {v:.4f}" for k, v in rep.items()))
     print(written)
     return 0
+
+
+def _model_scores(args, run, level, mesh, data=None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores of --data, scores of the normal data the scorer and the unlabelled threshold come from) for one
+    model; ``data``: --data as this model's normaliser gives it (read again when None)."""
+    if data is None:
+        data, _ = data_for_run(run, args, args.data, "data to score")
+    err = error_vectors(run.model, run.params, data.x, data.lengths, batch_size=args.batch_size, mesh=mesh)
+    fit_data = None
+    if args.fit_data is not None:
+        fit_data, _ = data_for_run(run, args, args.fit_data, "--fit-data")
+    elif run.config.get("data", {}).get("normal_class") is not None:
+        # trained with --normal-class: fit the scorer on the run's own held-out normal sequences
+        fit_data = _run_validation(run)
+        print(f"scorer fitted on the run's {fit_data.n} held-out sequences of class {run.config['data']['normal_class']}")
+    if fit_data is None:
+        fit_err, fl = err, data.lengths
+    else:
+        fl = fit_data.lengths
+        fit_err = error_vectors(run.model, run.params, fit_data.x, fl, batch_size=args.batch_size, mesh=mesh)
+    scorer = fit_scorer(fit_err, fl, method=args.method, level=level)
+    scores = _item_scores(scorer, err, data)
+    # Unlabelled thresholds come from the normal data's scores, on the same
+    # scale as the scores they cut (points for a series, sequences otherwise).
+    fit_scores = _item_scores(scorer, fit_err, fit_data) if args.fit_data is not None else scores
+    return scores, fit_scores
+
+
+def ensemble_scores(per_model) -> tuple[np.ndarray, np.ndarray]:
+    """K models' (scores, normal scores) -> one pair: each model's scores put on
+    one scale, (s - mean) / sd of its normal scores, then the mean over the K."""
+    def scale(s, f):
+        f = f[np.isfinite(f)]
+        sd = float(np.std(f)) if f.size else 0.0
+        return (s - (float(np.mean(f)) if f.size else 0.0)) / (sd if sd > 0 else 1.0)
+
+    z = [(scale(s, f), scale(f, f)) for s, f in per_model]
+    return np.mean([a for a, _ in z], axis=0), np.mean([b for _, b in z], axis=0)
 
 
 def _run_validation(run):
