@@ -296,8 +296,9 @@ def classify(classifier: str, train, y_train, test, *, seed: int = 0) -> dict:
 
 def choose_by_cv(latents: Sequence, labels, *, classifier: str = "svm", seed: int = 0,
                  order: Sequence[int] | None = None) -> tuple[int, list[float]]:
-    """Which of K representations of the same training rows (latents[k] [N, E_k],
-    e.g. K models' latents) ``classifier`` ("linear" or "svm") separates best:
+    """Which of K representations of the same training rows (``latents``: K
+    arrays, each [N, E_k], e.g. K models' latents) ``classifier`` ("linear" or
+    "svm") separates best:
     the index with the highest cross-validated accuracy on these rows (5
     stratified folds, the classifier's own grid chosen inside each), and the K
     accuracies. Only training labels are read, so the choice may guide what is
