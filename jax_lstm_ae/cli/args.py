@@ -282,6 +282,12 @@ def data_for_run(run, args, source, what: str):
     stride and columns by default), check it fits the model, normalise it as
     in training. Returns (normalised Dataset, normalised series [N_t, F] or
     None). A windowed series comes back as its windows plus ``starts``."""
+    return normalise_for_run(run, load_for_run(run, args, source, what))
+
+
+def load_for_run(run, args, source, what: str):
+    """:func:`data_for_run`'s file read, checked to fit the model, in raw
+    units: the K models of one run read it once (each normalises it)."""
     spec = data_spec(args, run.config.get("data"))
     if source is not None:
         spec["source"] = source
@@ -289,6 +295,11 @@ def data_for_run(run, args, source, what: str):
         fail(f"no {what} given and {args.run} does not record its training data; pass --data PATH")
     data = load_data(spec)
     check_fits_model(data, run.model, str(source))
+    return data
+
+
+def normalise_for_run(run, data):
+    """:func:`data_for_run`'s second half: ``data`` (raw units) normalised as ``run`` was trained."""
     if run.normalizer is not None:
         data = run.normalizer.apply(data)
     series = None

@@ -19,8 +19,8 @@ from jax_lstm_ae.apps.metrics import detection_report
 from jax_lstm_ae.apps.range_metrics import series_report
 from jax_lstm_ae.apps.series import top_stretches
 from jax_lstm_ae.cli.args import (
-    add_common_args, add_data_args, add_model_arg, data_for_run, is_number, load_data, load_runs_for_use, normal_only,
-    setup_common,
+    add_common_args, add_data_args, add_model_arg, data_for_run, is_number, load_data, load_for_run, load_runs_for_use,
+    normal_only, normalise_for_run, setup_common,
 )  # fmt: skip
 from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.scoring import (
@@ -93,7 +93,8 @@ def run_detect(args) -> int:
         return detect_series(args, plan)
     runs = load_runs_for_use(args.run, args.model)  # one model, or each of a many-models run's for --model all
     run = runs[0]
-    data, series = data_for_run(run, args, args.data, "data to score")
+    raw = load_for_run(run, args, args.data, "data to score")  # read once; each model normalises it
+    data, series = normalise_for_run(run, raw)
     if is_lazy(data):
         if len(runs) > 1:
             fail("--model all scores with every model, which --mmap does not do; give --model chosen or --model k")
@@ -122,7 +123,9 @@ def run_detect(args) -> int:
     level = args.level or ("window" if np.all(lengths == x.shape[1]) else "step")
     check_scorer_size(x.shape[1], run.model.output_dim, method=args.method, level=level)  # before any work
 
-    per_model = [_model_scores(args, r, level, mesh, data if k == 0 else None) for k, r in enumerate(runs)]
+    fit_raw = None if args.fit_data is None else load_for_run(run, args, args.fit_data, "--fit-data")
+    per_model = [_model_scores(args, r, data if k == 0 else normalise_for_run(r, raw)[0], fit_raw, level, mesh)
+                 for k, r in enumerate(runs)]
     if len(runs) == 1:
         scores, fit_scores = per_model[0]
     else:
@@ -149,15 +152,13 @@ def run_detect(args) -> int:
     return 0
 
 
-def _model_scores(args, run, level, mesh, data=None) -> tuple[np.ndarray, np.ndarray]:
+def _model_scores(args, run, data, fit_raw, level, mesh) -> tuple[np.ndarray, np.ndarray]:
     """(scores of --data, scores of the normal data the scorer and the unlabelled threshold come from) for one
-    model; ``data``: --data as this model's normaliser gives it (read again when None)."""
-    if data is None:
-        data, _ = data_for_run(run, args, args.data, "data to score")
+    model; ``data``: --data as this model's normaliser gives it, ``fit_raw``: --fit-data in raw units or None."""
     err = error_vectors(run.model, run.params, data.x, data.lengths, batch_size=args.batch_size, mesh=mesh)
     fit_data = None
-    if args.fit_data is not None:
-        fit_data, _ = data_for_run(run, args, args.fit_data, "--fit-data")
+    if fit_raw is not None:
+        fit_data, _ = normalise_for_run(run, fit_raw)
     elif run.config.get("data", {}).get("normal_class") is not None:
         # trained with --normal-class: fit the scorer on the run's own held-out normal sequences
         fit_data = _run_validation(run)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from jax_lstm_ae.cli import checks
-from jax_lstm_ae.cli.args import (add_common_args, add_data_args, add_model_arg, data_for_run, load_run_for_use,
-                                  load_runs_for_use, setup_common)
+from jax_lstm_ae.cli.args import (add_common_args, add_data_args, add_model_arg, load_for_run, load_run_for_use,
+                                  load_runs_for_use, normalise_for_run, setup_common)
 from jax_lstm_ae.cli.checks import number, positive
 from jax_lstm_ae.cli.outputs import FileOut, inputs_of, plan_files, write_bytes
 from jax_lstm_ae.cli.shell import fail
@@ -73,7 +73,8 @@ def run_probe(args) -> int:
     setup_common(args)
     mesh = getattr(args, "mesh", None)
     runs = _runs_to_choose_from(args) if args.choose else [load_run_for_use(args.run, args.model)]
-    parts = [_labelled(run, args) for run in runs]  # each model reads the data through its own normaliser
+    raw = _labelled(runs[0], args)  # read once; each model normalises it
+    parts = [_split(run, args, *raw) for run in runs]
     encode = lambda run, x, lengths: encode_all(run.model, run.params, x, lengths, batch_size=args.batch_size,  # noqa: E731
                                                  mesh=mesh)
     z_trs = [encode(run, p["x_tr"], p["l_tr"]) for run, p in zip(runs, parts)]
@@ -115,29 +116,38 @@ def _runs_to_choose_from(args) -> list:
     return load_runs_for_use(args.run, "all")
 
 
-def _labelled(run, args) -> dict:
-    """The training and test rows (normalised for ``run``) with their labels, and where they came from."""
-    from jax_lstm_ae.apps.probe import _split_stratified
-
-    data, _ = data_for_run(run, args, args.data, "labelled data")
-    x, lengths, y = data.x, data.lengths, data.labels
-    if y is None:
+def _labelled(run, args) -> tuple:
+    """--data and --test-data (or None) in raw units, with their labels checked."""
+    data = load_for_run(run, args, args.data, "labelled data")
+    if data.labels is None:
         fail(f"{args.data} has no labels; give labelled sequences to probe with (a UCR file, or --label-column)")
     if args.test_data is None:
-        tr, te = _split_stratified(y, args.test_fraction, args.seed)
-        where = f"{args.data}, stratified split {1 - args.test_fraction:.0%} / {args.test_fraction:.0%} (seed {args.seed})"
-        return {"x_tr": x[tr], "l_tr": lengths[tr], "y_tr": y[tr], "x_te": x[te], "l_te": lengths[te],
-                "y_te": y[te], "where": where}
-    test, _ = data_for_run(run, args, args.test_data, "--test-data")
+        return data, None
+    test = load_for_run(run, args, args.test_data, "--test-data")
     if test.labels is None:
         fail(f"{args.test_data} has no labels; give labelled --test-data (a UCR file, or --label-column)")
     if test.features != data.features:
         fail(f"--test-data sequences have F={test.features} features but --data sequences have F={data.features}; "
              "give test data with the same features as --data")
-    unseen = sorted(set(np.asarray(test.labels).tolist()) - set(np.asarray(y).tolist()), key=str)
+    unseen = sorted(set(np.asarray(test.labels).tolist()) - set(np.asarray(data.labels).tolist()), key=str)
     if unseen:
         fail(f"--test-data holds classes {unseen} that --data does not, so a classifier cannot "
              "predict them; give --data with every class, or drop those sequences from --test-data")
+    return data, test
+
+
+def _split(run, args, raw, raw_test) -> dict:
+    """The training and test rows, normalised for ``run``, with their labels, and where they came from."""
+    from jax_lstm_ae.apps.probe import _split_stratified
+
+    data, _ = normalise_for_run(run, raw)
+    x, lengths, y = data.x, data.lengths, data.labels
+    if raw_test is None:
+        tr, te = _split_stratified(y, args.test_fraction, args.seed)
+        where = f"{args.data}, stratified split {1 - args.test_fraction:.0%} / {args.test_fraction:.0%} (seed {args.seed})"
+        return {"x_tr": x[tr], "l_tr": lengths[tr], "y_tr": y[tr], "x_te": x[te], "l_te": lengths[te],
+                "y_te": y[te], "where": where}
+    test, _ = normalise_for_run(run, raw_test)
     return {"x_tr": x, "l_tr": lengths, "y_tr": y, "x_te": test.x, "l_te": test.lengths, "y_te": test.labels,
             "where": f"train {args.data} / test {args.test_data}"}
 
