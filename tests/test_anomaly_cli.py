@@ -209,8 +209,9 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
                     "--window", "48", "--epochs", "2", "--out", str(tmp_path / "run"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0 and "series pipeline on rows 0:1800" in out and "period 50 rows" in out
-    # a run like any other: its epochs in metrics.jsonl and their plot
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    # a run like any other: each of its 5 models' epochs in metrics.jsonl, and their plot
+    assert "trained 5 models (seeds 0..4)" in out
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2 * 5
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
     rc = full_main(["detect", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "p.csv"),
                     "--contamination", "0.02", "--top", "3", "--explain", str(tmp_path / "why.csv")])

@@ -1,5 +1,6 @@
 """The label-free series pipeline, the detectors, the baselines and the range metrics, against references."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -178,7 +179,7 @@ def test_series_detector_lstm_saves_and_loads_as_a_run(tmp_path):
     from jax_lstm_ae.train.checkpoint import load_run
 
     x = periodic_series(n=1500)
-    det = SeriesAnomalyDetector(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64).fit(x[:1200])
+    det = SeriesAnomalyDetector(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64, models=1).fit(x[:1200])
     s = det.decision_function(x)
     assert np.all(np.isfinite(s)) and det.config_["result"]["epochs_run"] == 2
     det.save(tmp_path / "run")
@@ -194,6 +195,39 @@ def test_series_detector_lstm_saves_and_loads_as_a_run(tmp_path):
                                (((err.reshape(len(err), -1) - g.mean) ** 2) / var).sum(1), rtol=1e-4)
     with pytest.raises(ValueError, match="features"):
         det.decision_function(x[:, :1])
+
+
+def test_series_ensemble_is_the_mean_of_its_members_standardised_scores(tmp_path):
+    """models=K: member k is the one-model detector of seed + k (same split, normaliser and params up to float
+    noise); a window's score is the mean over k of (s_k - mean_k) / sd_k, mean_k and sd_k over the training
+    stretch's windows; save / load keeps every member; the contributions are the members' over their sd."""
+    from jax_lstm_ae.apps.anomaly import score_errors
+    from jax_lstm_ae.train.many_run import load_many
+
+    x = periodic_series(n=1500)
+    kw = dict(window=16, embedding_dim=4, hidden=(), epochs=2, batch_size=64, seed=3)
+    det = SeriesAnomalyDetector(models=3, **kw).fit(x[:1200])
+    assert len(det.members_) == 3
+    w, starts, err = det.score_windows(x)
+    assert err.shape[0] == 3 and w.shape == starts.shape
+    ref = []
+    for k in range(3):
+        one = SeriesAnomalyDetector(models=1, **{**kw, "seed": 3 + k}).fit(x[:1200])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), one.params_,
+                     det.member_params(k))
+        train_w = score_errors(one.scorer_, one._errors(one.windows(x[:1200])[0]))[0]
+        ref.append((one.score_windows(x)[0] - train_w.mean()) / train_w.std())
+    np.testing.assert_allclose(w, np.mean(ref, axis=0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(det.decision_scores_, det.decision_function(x[:1200]))
+    c = det.contributions(err)
+    assert c.shape == err.shape[1:] and np.all(c >= 0)
+    det.save(tmp_path / "ens")
+    back = load_detector(tmp_path / "ens")
+    np.testing.assert_array_equal(back.decision_function(x), det.decision_function(x))
+    assert back.threshold_ == det.threshold_ and [m.sd for m in back.members_] == [m.sd for m in det.members_]
+    assert load_many(tmp_path / "ens").k == 3  # a run folder of many models, as `train --seeds 3` writes
+    with pytest.raises(ValueError, match="models must be >= 1"):
+        SeriesAnomalyDetector(models=0, **kw).fit(x[:1200])
 
 
 def test_sequence_detector_ranks_injected_anomalies():

@@ -17,6 +17,7 @@ from jax_lstm_ae.apps.detectors import SequenceAnomalyDetector, SeriesAnomalyDet
 from jax_lstm_ae.apps.series import plan_series
 from jax_lstm_ae.cli.main import main as cli
 from jax_lstm_ae.train.checkpoint import load_run
+from jax_lstm_ae.train.many_run import load_many
 from jax_lstm_ae.train.runner import read_specs
 from test_anomaly_series import periodic_series
 
@@ -56,7 +57,7 @@ def test_one_long_series_api_cli_bench(tmp_path, monkeypatch):
                 "--embedding-dim", "4", "--hidden", "none", "--epochs", "2", "--min-steps", "0",
                 "--batch-size", "64", "--seed", "0", "--devices", "1", "--out", str(run), "--quiet"]) == 0
     assert cli(["detect", "--run", str(run), "--out", str(tmp_path / "p.csv"), "--devices", "1", "--quiet"]) == 0
-    _same(api.params_, load_run(run).params)
+    _same(api.params_, load_many(run).params)  # the ensemble's K models, stacked
     assert np.array_equal(_scores(tmp_path / "p.csv"), api_scores.astype(np.float64))
 
     quality = _quality()  # the benchmark's series row (the CLI route), its matrix-profile column left out
@@ -111,11 +112,14 @@ def test_a_long_series_has_one_route(tmp_path, capsys):
     # encode gives the latents of the windows the pipeline trained on and scores, their starts in rows
     assert cli(["encode", "--run", str(plain), "--data", str(tmp_path / "s.csv"), "--out", str(tmp_path / "z.npz"),
                 "--quiet"]) == 0
-    det = load_detector(plain)
-    windows, starts = det.windows(series)
+    det = load_detector(plain)  # an ensemble: encode uses its chosen model (the lowest validation loss)
+    chosen = load_many(plain).chosen
+    member = det.members_[chosen]
+    windows, starts = det.prepared_windows(series)
+    windows = member.normalizer.apply(windows)
     z = np.load(tmp_path / "z.npz")
     np.testing.assert_array_equal(z["starts"], starts * plan.pool)
-    np.testing.assert_allclose(z["z"], np.asarray(det.model_.encode(det.params_, windows.x, windows.lengths)),
+    np.testing.assert_allclose(z["z"], np.asarray(det.model_.encode(det.member_params(chosen), windows.x, windows.lengths)),
                                rtol=1e-5, atol=1e-6)
     capsys.readouterr()
     rc = cli(["reconstruct", "--run", str(plain), "--out", str(tmp_path / "r.npy")])

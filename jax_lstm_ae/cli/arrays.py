@@ -85,10 +85,10 @@ def _series_run_and_data(args, command: str):
     runs = load_runs_for_use(args.run, args.model)
     det = load_detector(args.run)
     series, _, _ = series_for_run(det, args)
-    normed, starts = det.windows(series)
-    normed = normed._replace(starts=np.asarray(starts) * det.plan_.pool)
+    windows, starts = det.prepared_windows(series)
+    windows = windows._replace(starts=np.asarray(starts) * det.plan_.pool)
     print(f"windows of the run's series pipeline: {det.plan_.describe()}")
-    return runs, normed, [normed]
+    return runs, windows, [run.normalizer.apply(windows) for run in runs]
 
 
 def _chunked(fn, data, chunk: int) -> np.ndarray:

@@ -26,6 +26,7 @@ def register(subparsers) -> None:
 
 def _many_summary(run_dir, which) -> tuple:
     """``(the shown model's Run, the models section)`` of a run of many models."""
+    from jax_lstm_ae.apps.detectors import is_detector_run
     from jax_lstm_ae.cli.args import load_run_for_use
     from jax_lstm_ae.train.many_run import load_many
 
@@ -37,6 +38,7 @@ def _many_summary(run_dir, which) -> tuple:
               for k, (t, h, b, e) in enumerate(zip(many.config["train"], extra.get("histories", []),
                                                    extra.get("best_loss", []), extra.get("errors", [])))]
     return run, {"k": many.k, "chosen": many.chosen, "chosen_by": many.config.get("chosen_by"),
+                 "ensemble": is_detector_run(run_dir),
                  "shown": run.config["model_index"], "watched": watched, "models": models}
 
 
@@ -149,8 +151,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         by = many["chosen_by"]
         why = (f"lowest {many['watched']} loss" if by is None else
                f"{by['by']}: best {by['classifier']} CV accuracy on {by['rows']} labelled rows of {by['data']}")
-        print(f"models: {many['k']} trained as one program; chosen {many['chosen']} ({why}); above: model "
-              f"{many['shown']}")
+        if many["ensemble"]:
+            print(f"models: {many['k']} trained as one program; the series pipeline scores with all {many['k']} (the "
+                  f"mean of their standardised scores); above: model {many['shown']}")
+        else:
+            print(f"models: {many['k']} trained as one program; chosen {many['chosen']} ({why}); above: model "
+                  f"{many['shown']}")
         for r in many["models"]:
             best = r[f"best_{many['watched']}_loss"]
             print(f"  {r['index']}{'*' if r['index'] == many['chosen'] else ' '} seed {r['seed']}, lr "

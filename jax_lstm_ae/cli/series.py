@@ -37,7 +37,7 @@ def _load_series(path, columns):
 
 def train_series(args) -> int:
     """`train --train-rows A:B`: fit the series pipeline on rows A..B-1 and save it as a run directory."""
-    from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector
+    from jax_lstm_ae.apps.detectors import SERIES_MODELS, SeriesAnomalyDetector
     from jax_lstm_ae.cli.rundir import commit, make_parents, new_partial, run_lock
     from jax_lstm_ae.train.spec import preset
 
@@ -66,7 +66,8 @@ def train_series(args) -> int:
     specs = apply_flags(args, *preset("series", series.shape[1]), fields={"head.kind": "linear"})
     # --window / --stride count input rows, as everywhere on the command line; the plan turns them into steps
     plan = plan_series(series[a:b], window_rows=args.window, stride_rows=args.stride)
-    det = SeriesAnomalyDetector(window=plan.window, stride=plan.stride, progress=not args.quiet, specs=specs)
+    det = SeriesAnomalyDetector(window=plan.window, stride=plan.stride, progress=not args.quiet, specs=specs,
+                                models=args.seeds or SERIES_MODELS)
     with run_lock(out, make_parents(out.parent)):
         work = new_partial(out)
         try:
@@ -80,7 +81,8 @@ def train_series(args) -> int:
         commit(work, out)
     info = det.config_.get("result", {})
     print(f"series pipeline on rows {a}:{b} of {args.data}: {det.plan_.describe()}")
-    print(f"trained {info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
+    models = f"{det.models} models (seeds {specs[1].seed}..{specs[1].seed + det.models - 1}), " if det.models > 1 else ""
+    print(f"trained {models}{info.get('steps', 0)} steps; threshold {det.threshold_:.6g} (contamination "
           f"{det.contamination:g} of the training rows)")
     made = " ".join(f for f in ("metrics.jsonl", "loss.png") if (out / f).exists())
     print(f"run saved in {out}/: config.json checkpoint.msgpack detector.json detector.npz {made}".rstrip())

@@ -101,9 +101,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.mmap and is_many_args(args):
             fail("--seeds and --lr-grid train many models on data held in memory; a file read on demand (--mmap) "
                  "trains one model: drop them or --mmap")
-        if args.train_rows is not None and is_many_args(args):
-            fail("--seeds and --lr-grid train many models on sequences; the series pipeline (--train-rows) trains "
-                 "one: drop them")
+        if args.train_rows is not None and args.lr_grid is not None:
+            fail("--lr-grid trains models to choose among; the series pipeline (--train-rows) scores with an ensemble "
+                 "of --seeds K models of one learning rate: drop --lr-grid, give --lr")
         if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/series.py)
             from jax_lstm_ae.cli.series import train_series
 

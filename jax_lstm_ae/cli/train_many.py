@@ -41,7 +41,8 @@ def add_many_flags(parser: argparse.ArgumentParser) -> None:
         "many models (one program, one run folder; encode/reconstruct/detect/info use the one with the lowest "
         "validation loss unless told --model)")
     g.add_argument("--seeds", type=positive, default=None, metavar="K",
-                   help="train K models with seeds S, S+1, ..., S+K-1 (S = --seed)")
+                   help="train K models with seeds S, S+1, ..., S+K-1 (S = --seed); the series pipeline "
+                        "(--train-rows) scores with all K as one ensemble (default 5)")
     g.add_argument("--lr-grid", type=_rates, default=None, metavar="LR[,LR...]",
                    help="train one model per learning rate (with --seeds: every rate with every seed; model k has "
                         "rate k // K and seed k %% K); replaces --lr")

@@ -99,6 +99,9 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     from jax_lstm_ae.train.runner import read_specs
 
     config = read_config(work)
+    if "train_rows" in (config.get("data") or {}) or (work / "detector.json").exists():
+        fail(f"{out} is a run of the series pipeline (train --train-rows); it cannot be resumed: train it again "
+             "with --force")
     if config.get("kind") == "many":
         return _resume_many_setup(args, out, work, config)
     try:
@@ -108,9 +111,6 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
             raise KeyError("data")
     except (KeyError, TypeError, SpecError) as e:
         raise RunError(f"{work / 'config.json'}: not a resumable training run ({e}); train the run again") from None
-    if "train_rows" in recorded or (work / "detector.json").exists():
-        fail(f"{out} is a run of the series pipeline (train --train-rows); it cannot be resumed: train it again "
-             "with --force")
     _check_data_flags(args, recorded, out)
     if is_many_args(args):
         fail(f"{out} is a run of one model; --seeds and --lr-grid cannot be added when resuming: drop them, or "
