@@ -236,9 +236,33 @@ def test_train_rows_pipeline_through_the_cli_matches_the_detector_api(tmp_path, 
         rc = full_main(["train", "--data", str(tmp_path / "s.csv"), "--columns", "a,b", "--train-rows", bad,
                         "--out", str(tmp_path / "bad"), "--quiet"])
         assert rc == 2 and msg in capsys.readouterr().err
+    for flags, msg in ((["--model", "0"], "scores with all its models as one ensemble; drop --model"),):
+        rc = full_main(["detect", "--run", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "q.csv")])
+        assert rc == 2 and msg in capsys.readouterr().err
     rc = full_main(["detect", "--run", str(tmp_path / "run"), "--window", "32", "--out", str(tmp_path / "q.csv")])
     assert rc == 2 and "--window 32 differs from this run's, chosen at train time: window 48 steps" in \
         capsys.readouterr().err
     rc = full_main(["detect", "--run", str(tmp_path / "run"), "--fit-data", str(tmp_path / "s.csv"),
                     "--out", str(tmp_path / "q.csv")])
     assert rc == 2 and "drop --fit-data" in capsys.readouterr().err
+
+
+def test_train_rows_seeds_sets_the_ensemble_and_lr_grid_is_refused(tmp_path, capsys):
+    """--seeds K with --train-rows: K models (seeds S..S+K-1) scored as one ensemble; --seeds 1 is one model;
+    --lr-grid, which trains models to choose among, is refused in one line."""
+    from jax_lstm_ae.apps.detectors import load_detector
+    from jax_lstm_ae.cli.main import main as full_main
+
+    _periodic_csv(tmp_path / "s.csv")
+    base = ["train", "--data", str(tmp_path / "s.csv"), "--columns", "a,b", "--train-rows", "0:1800", "--window", "48",
+            "--epochs", "1", "--min-steps", "0", "--embedding-dim", "4", "--hidden", "none", "--quiet"]
+    assert full_main([*base, "--seeds", "2", "--seed", "7", "--out", str(tmp_path / "two")]) == 0
+    assert "trained 2 models (seeds 7..8)" in capsys.readouterr().out
+    det = load_detector(tmp_path / "two")
+    assert len(det.members_) == 2 and det.models == 2
+    assert full_main([*base, "--seeds", "1", "--out", str(tmp_path / "one")]) == 0
+    assert load_detector(tmp_path / "one").members_ is None
+    capsys.readouterr()
+    rc = full_main([*base, "--lr-grid", "1e-3,1e-2", "--out", str(tmp_path / "grid")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "drop --lr-grid" in err and len(err.strip().splitlines()) == 1

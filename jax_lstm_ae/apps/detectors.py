@@ -17,8 +17,9 @@ the autoencoder: the same pipeline scores the normalised windows themselves
 :class:`SeriesAnomalyDetector` runs the label-free pipeline of
 :mod:`jax_lstm_ae.apps.series` (period, pooling, detrending from the
 training stretch), trains an autoencoder on 80 % of the stretch's windows,
-and fits the window-level Mahalanobis scorer on the other 20 %.
-:class:`SequenceAnomalyDetector` does the same for a set of sequences
+and fits the window-level Mahalanobis scorer on the other 20 %; by default
+five such models (``models``) score as one ensemble.
+:class:`SequenceAnomalyDetector` does the same (one model) for a set of sequences
 (validation split ``val_fraction``; window-level scorer for equal lengths,
 step-level otherwise).
 
@@ -246,6 +247,8 @@ def load_detector(run_dir):
         raise RunError(f"{path}: unknown detector kind {meta.get('kind')!r}; "
                        "restore the file, or fit and save the detector again")
     params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["params"].items()}
+    if cls is SeriesAnomalyDetector:
+        params.setdefault("models", 1)  # saved before the ensemble: one model
     if params.get("specs") is not None:
         params["specs"] = (ModelSpec.from_dict(params["specs"]["model"]), TrainSpec.from_dict(params["specs"]["train"]))
     det = cls(**params)

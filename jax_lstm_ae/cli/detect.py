@@ -89,7 +89,8 @@ def run_detect(args) -> int:
 
         check_not_training(args.run)
         if args.model not in (None, "chosen"):
-            fail(f"--model {args.model}: {args.run} is a run of the series pipeline (one model); drop --model")
+            fail(f"--model {args.model}: {args.run} is a run of the series pipeline, which scores with all its models "
+                 "as one ensemble; drop --model")
         return detect_series(args, plan)
     runs = load_runs_for_use(args.run, args.model)  # one model, or each of a many-models run's for --model all
     run = runs[0]

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
         description="Train an LSTM autoencoder. RUN_DIR gets config.json, checkpoint.msgpack, metrics.jsonl, "
         "loss.png and reconstructions.png. Without --data it trains on synthetic:sines. With --seeds K or "
         "--lr-grid, RUN_DIR holds K models trained as one program (config.json lists them and the chosen one: "
-        "the lowest validation loss; metrics.jsonl has a line per model and epoch).",
+        "the lowest validation loss; metrics.jsonl has a line per model and epoch); with --train-rows, the series "
+        "pipeline scores with all K as one ensemble (default K 5).",
     )
     add_data_args(p, default_help=" (default: synthetic:sines)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
