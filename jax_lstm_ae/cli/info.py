@@ -69,6 +69,7 @@ def run_summary(run, run_dir=None) -> dict:
             "embedding_dim": m.latent_dim,
             "bidirectional": spec.encoder.bidirectional,
             "pooling": spec.encoder.pooling.value,
+            "pool": spec.pool,
             "backend": spec.backend.value,
             "backend_used": (cfg.get("runtime") or {}).get("backend"),
             "layers": layers,
@@ -125,6 +126,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"model: LSTM autoencoder, {m['decoder']} decoder, head {m['head']}, F={m['features']}, E={m['embedding_dim']}"
           + (" (bidirectional encoder)" if m["bidirectional"] else "")
           + (f", readout {m['pooling']}" if m["pooling"] != "last" else "")
+          + (f", time pooling {m['pool']} (the encoder reads means of {m['pool']} steps)" if m["pool"] > 1 else "")
           + f"; backend {m['backend']}" + (f" (ran {m['backend_used']})" if m["backend_used"] else ""))
     for part in ("encoder", "decoder"):
         chain = " -> ".join(f"LSTM({l['in']}->{l['hidden']})" for l in m["layers"][part])

@@ -23,6 +23,11 @@ from jax_lstm_ae.nn.spec import Activation, Backend, DecoderKind, Init, ModelSpe
 from jax_lstm_ae.train.spec import CLI_EPOCHS, CLI_MIN_STEPS, Normalize, Schedule, TrainSpec
 
 
+def pool_arg(text: str) -> str | int:
+    """--pool: ``auto`` or an integer >= 1."""
+    return "auto" if text == "auto" else positive(text)
+
+
 def _values(e: type[enum.Enum], *skip) -> tuple[str, ...]:
     return tuple(m.value for m in e if m.value not in skip)
 
@@ -46,6 +51,10 @@ MODEL_FLAGS = (
          "bidirectional encoder"),
     Flag("pooling", "model", "encoder.pooling", {"choices": _values(Pooling)},
          "encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both"),
+    Flag("pool", "model", "pool", {"type": pool_arg, "metavar": "D|auto"},
+         "time pooling: the encoder reads the means of D consecutive steps and each decoded step stands for D "
+         "input steps (reconstructions and errors stay at the input's resolution); auto: round(T / 64), at least "
+         "1, from the training data's T (default auto)"),
     Flag("teacher_prob", "model", "decoder.teacher_prob", {"type": number("[0,1]"), "metavar": "P"},
          "conditional decoder: scheduled-sampling probability in [0, 1]"),
     Flag("head", "model", "head.kind", {"choices": ("auto", "linear", "sigmoid")},
@@ -147,7 +156,7 @@ def apply_flags(args: argparse.Namespace, model_spec: ModelSpec, train_spec: Tra
     for ``--head auto`` or ``decoder.steps`` from the data); checked once, at
     the end, and a bad value is reported under its flag's name."""
     dicts = {"model": model_spec.to_dict(), "train": train_spec.to_dict()}
-    flags = [f for f in given(args) if not (f.dest == "head" and args.head == "auto")]
+    flags = [f for f in given(args) if not (f.dest in ("head", "pool") and getattr(args, f.dest) == "auto")]
     for f in flags:
         _set(dicts[f.spec], f.path, plain(getattr(args, f.dest)))
     for path, value in (fields or {}).items():

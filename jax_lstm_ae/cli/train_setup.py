@@ -49,7 +49,7 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
     """The specs and data of a new run, every check done before anything is written."""
     from jax_lstm_ae.nn.spec import DecoderKind, SpecError
     from jax_lstm_ae.train.runner import normalize_mode
-    from jax_lstm_ae.train.spec import preset
+    from jax_lstm_ae.train.spec import auto_pool, preset
 
     plan_run_dir(out, force=args.force, inputs=inputs_of(args, ("data",)))
     spec = data_spec(args)
@@ -65,6 +65,8 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
         fail("--head sigmoid needs data in {0, 1}; use --head linear for real values")
     if args.decoder in (DecoderKind.LATENT_AS_SEQUENCE.value, DecoderKind.FINAL_STATE.value):
         fields["decoder.steps"] = data.steps  # the decoders that fix T when built
+    elif getattr(args, "pool", None) in (None, "auto"):
+        fields["pool"] = auto_pool(data.steps)
     model_spec, train_spec = apply_flags(args, *preset("cli", data.features), fields=fields)
     try:
         normalize_mode(model_spec, train_spec)

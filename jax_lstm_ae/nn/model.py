@@ -28,6 +28,7 @@ import numpy as np
 from jax_lstm_ae.nn.decoders import Decoder, output_width, repeat
 from jax_lstm_ae.nn.encoder import Encoder, lstm_encoder
 from jax_lstm_ae.nn.heads import Head, linear, softmax
+from jax_lstm_ae.nn.pool import pool_time, pooled_steps, unpool
 from jax_lstm_ae.kernels.reference import reverse_valid
 from jax_lstm_ae._typing import Array, BatchLatent, BatchSeq, Lengths, PRNGKey, PyTree
 
@@ -48,6 +49,7 @@ class Autoencoder(NamedTuple):
     head: Head
     features: int  # F for real inputs; V for token inputs
     spec: Any = None  # the ModelSpec it was built from (nn.spec.build), or None
+    pool: int = 1  # time pooling d (nn.pool): the encoder reads means of d steps; outputs stand for d steps
 
     # ------------------------------------------------------------ properties
     @property
@@ -72,7 +74,7 @@ class Autoencoder(NamedTuple):
             raise TypeError(f"Autoencoder.replace takes {parts_}, got {sorted(unknown)}; for a ModelSpec use "
                             "dataclasses.replace(spec, ...)")
         new = self._replace(**parts)
-        return make_autoencoder(new.encoder, new.decoder, new.head, features=new.features)
+        return make_autoencoder(new.encoder, new.decoder, new.head, features=new.features)._replace(pool=self.pool)
 
     # ------------------------------------------------------------ functions
     def init(self, key: PRNGKey) -> PyTree:
@@ -191,7 +193,15 @@ def decode_logits(model: Autoencoder, params: PyTree, z: Array, lengths: Array, 
     """z[B, E] -> logits[B, T, K] in the input's order, zero on padding,
     unchecked and un-jitted (a building block, as :func:`forward_batch`).
     ``targets`` [B, T, K] (the input's order) switch teacher forcing on;
-    ``keys`` [B]: one PRNG key per example (scheduled sampling)."""
+    ``keys`` [B]: one PRNG key per example (scheduled sampling). With time
+    pooling d (``model.pool``) the decoder runs over ceil(T / d) steps, fed
+    pooled targets, and each output is repeated for the d steps it stands for."""
+    d = model.pool
+    if d > 1:
+        full_lengths, full_steps = lengths, steps
+        lengths, steps = (lengths + d - 1) // d, pooled_steps(steps, d)
+        if targets is not None:
+            targets = pool_time(targets, full_lengths, d)[0]
     readout, head = _head_fns(model.head, params)
     reverse = model.decoder.reverse_target
     if targets is not None and reverse:
@@ -200,10 +210,14 @@ def decode_logits(model: Autoencoder, params: PyTree, z: Array, lengths: Array, 
                                  head=head)
     if reverse:
         logits = jax.vmap(reverse_valid)(logits, lengths)
+    if d > 1:
+        logits, lengths, steps = unpool(logits, d, full_steps), full_lengths, full_steps
     return jnp.where(step_mask(lengths, steps)[..., None], logits, 0.0)
 
 
 def _encode_batch(model: Autoencoder, params, x, lengths, keys=None):
+    if model.pool > 1:
+        x, lengths = pool_time(x, lengths, model.pool)
     z = model.encoder.apply(params["encoder"], x, lengths, None, keys)
     chex.assert_shape(z, (x.shape[0], model.latent_dim))
     return z

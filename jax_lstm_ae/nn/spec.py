@@ -311,11 +311,18 @@ class ModelSpec(Spec):
     cell: CellSpec = CellSpec()
     backend: Backend = Backend.AUTO
     dtype: DType = DType.FLOAT32
+    pool: int = 1  # time pooling d (nn.pool): the encoder reads means of d steps, each output stands for d steps
     _name = "model"
 
     def _check(self) -> None:
         _positive("model.features", self.features)
         _positive("model.embedding_dim", self.embedding_dim)
+        _positive("model.pool", self.pool)
+        if self.pool > 1 and self.encoder.vocab_size is not None:
+            raise SpecError("model.pool: tokens cannot be averaged over time; use pool 1 with a token encoder")
+        if self.pool > 1 and self.decoder.kind in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE):
+            raise SpecError(f"model.pool: the {self.decoder.kind.value} decoder fixes T when built; use pool 1 with it, "
+                            "or the repeat decoder")
         if self.decoder.kind is DecoderKind.LATENT_AS_SEQUENCE and self.embedding_dim % self.decoder.steps:
             t = self.decoder.steps
             raise SpecError(f"model.embedding_dim: the latent_as_sequence decoder reshapes z[E={self.embedding_dim}] "
@@ -406,4 +413,4 @@ def build(spec: ModelSpec) -> Autoencoder:
     if enc.vocab_size is not None and enc.vocab_size != spec.features:
         raise SpecError(f"model.features: a token encoder reads V={enc.vocab_size} tokens, so features must be "
                         f"{enc.vocab_size}, got {spec.features}")
-    return make_autoencoder(encoder, decoder, head, features=features)._replace(spec=spec)
+    return make_autoencoder(encoder, decoder, head, features=features)._replace(spec=spec, pool=spec.pool)

@@ -118,6 +118,7 @@ class TrainSpec(Spec):
 # E = 64 (latents that separate classes; the last state was near chance on long series), and a
 # budget of at least CLI_MIN_STEPS steps, up to CLI_EPOCHS epochs, ended by early stopping
 # on the validation loss (CLI_PATIENCE epochs, counted from the minimum on).
+CLI_POOL_STEPS = 64  # --pool auto: d = round(T / 64), at least 1 (the series pipeline's window, in pooled steps)
 CLI_MIN_STEPS = 2000
 CLI_EPOCHS = 100
 CLI_PATIENCE = 10
@@ -144,3 +145,9 @@ def preset(name: str, features: int, **model_fields) -> tuple[ModelSpec, TrainSp
         raise SpecError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     m, t = _PRESETS[name]
     return ModelSpec(features=features, **{**m, **model_fields}), TrainSpec(**t)
+
+
+def auto_pool(steps: int) -> int:
+    """``--pool auto``'s d for sequences of T = ``steps``: round(T / CLI_POOL_STEPS), at least 1, so that
+    the LSTM runs over about 64 pooled steps (bench/defaults.py compares it with no pooling on TRAIN data)."""
+    return max(1, round(int(steps) / CLI_POOL_STEPS))
