@@ -53,7 +53,7 @@ from jax_lstm_ae.apps.probe import encode_all, fit_svm  # noqa: E402
 from jax_lstm_ae.train.fit import evaluate  # noqa: E402
 from jax_lstm_ae.train.step import make_eval_step  # noqa: E402
 from jax_lstm_ae.train.runner import run_training, split_data  # noqa: E402
-from jax_lstm_ae.train.spec import OptimizerSpec, preset  # noqa: E402
+from jax_lstm_ae.train.spec import OptimizerSpec, auto_pool, preset  # noqa: E402
 
 CHOOSE = ("GunPoint", "BasicMotions", "ECG5000")
 CONFIRM = ("ArrowHead", "ItalyPowerDemand", "JapaneseVowels")
@@ -68,12 +68,16 @@ CANDIDATES = {
     "mean_e64": ({"pooling": "mean"}, {}, {"embedding_dim": 64}),
     "mean_cosine": ({"pooling": "mean"}, {"optimizer": OptimizerSpec(learning_rate=1e-2, schedule="cosine")}, {}),
     "mean_lr3e-3": ({"pooling": "mean"}, {"optimizer": OptimizerSpec(learning_rate=3e-3)}, {}),
+    "mean_pool1": ({"pooling": "mean"}, {}, {"pool": 1}),  # no time pooling
+    "mean_pool_auto": ({"pooling": "mean"}, {}, {"pool": "auto"}),  # --pool auto: round(T / 64), at least 1
 }
 SNAPSHOTS = (500, 1000, 2000, 4000)
 
 
-def specs(name: str, features: int, seed: int, steps: int):
+def specs(name: str, features: int, seed: int, steps: int, t: int):
     enc, tr, mod = CANDIDATES[name]
+    if mod.get("pool") == "auto":
+        mod = {**mod, "pool": auto_pool(t)}
     model_spec, train_spec = preset("cli", features)
     model_spec = model_spec.replace(encoder=model_spec.encoder.replace(**enc), **mod)
     train_spec = train_spec.replace(seed=seed, epochs=1, min_steps=steps, patience=None, **tr)
@@ -102,7 +106,7 @@ def silhouette(z: np.ndarray, seed: int) -> float:
 
 
 def run_candidate(name: str, data, seed: int, steps: int) -> dict:
-    model_spec, train_spec = specs(name, data.features, seed, steps)
+    model_spec, train_spec = specs(name, data.features, seed, steps, data.steps)
     snaps: dict = {}
     want = [s for s in SNAPSHOTS if s <= steps]
 
