@@ -30,6 +30,11 @@ only where its keeper beats the chosen default (the last table). ``--render`` pr
 each candidate's mean CV accuracy over seeds (the choice) and, per set and
 seed, the Spearman correlation across candidates between each label-free
 criterion and the CV accuracy (does the criterion track it?).
+
+Time pooling (``--candidates mean_pool1 mean_pool_auto --steps 2000``:
+`train --pool auto`, d = round(T / 64), against none) did not beat no
+pooling on the choose sets' mean CV accuracy, so `train` does not pool
+unless told (``--pool``).
 """
 
 from __future__ import annotations

@@ -119,6 +119,7 @@ class TrainSpec(Spec):
 # budget of at least CLI_MIN_STEPS steps, up to CLI_EPOCHS epochs, ended by early stopping
 # on the validation loss (CLI_PATIENCE epochs, counted from the minimum on).
 CLI_POOL_STEPS = 64  # --pool auto: d = round(T / 64), at least 1 (the series pipeline's window, in pooled steps)
+# (not the default: on bench/defaults.py's choose sets its TRAIN CV accuracy did not beat no pooling)
 CLI_MIN_STEPS = 2000
 CLI_EPOCHS = 100
 CLI_PATIENCE = 10
@@ -149,5 +150,5 @@ def preset(name: str, features: int, **model_fields) -> tuple[ModelSpec, TrainSp
 
 def auto_pool(steps: int) -> int:
     """``--pool auto``'s d for sequences of T = ``steps``: round(T / CLI_POOL_STEPS), at least 1, so that
-    the LSTM runs over about 64 pooled steps (bench/defaults.py compares it with no pooling on TRAIN data)."""
+    the LSTM runs over about 64 pooled steps (bench/defaults.py's candidate mean_pool_auto)."""
     return max(1, round(int(steps) / CLI_POOL_STEPS))
