@@ -41,7 +41,7 @@ Series: the documented route for one long series, through the command line
   seed) and prints tables of the mean and spread; --summary prints them again
   from --json files (e.g. one process per series):
 
-    for s in "Yahoo S5" TEK16 ...; do python bench/quality.py --only series --names "$s" --seeds 0 1 2 --pyod \
+    for s in "Yahoo S5" TEK16 ...; do python bench/quality.py --only series --names "$s" --seeds 0 5 10 --pyod \
         --json rows.jsonl; done; python bench/quality.py --summary rows.jsonl
 """
 
