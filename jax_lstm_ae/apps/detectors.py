@@ -378,7 +378,8 @@ class SeriesAnomalyDetector(_Detector):
             self.members_[k] = m._replace(mean=float(np.mean(w)), sd=float(np.std(w)) or 1.0)
 
     def windows(self, X):
-        """X[N_t, F] -> (normalised windows Dataset [N, W, F], starts [N] in pooled steps)."""
+        """X[N_t, F] -> (normalised windows Dataset [N, W, F], starts [N] in pooled steps); an ensemble's
+        in its first model's normalisation (each model's own: ``prepared_windows`` and ``members_[k].normalizer``)."""
         ds, starts = self.prepared_windows(X)
         return self.normalizer_.apply(ds), starts
 
