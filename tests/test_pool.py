@@ -108,7 +108,12 @@ def test_train_pool_auto_records_d_and_answers_at_the_input_resolution(tmp_path,
     capsys.readouterr()
     assert cli(["train", *common, "--pool", "0", "--out", str(tmp_path / "bad")]) == 2
     np.savetxt(tmp_path / "s.csv", np.sin(np.arange(600) / 5.0))
-    rc = cli(["train", "--data", str(tmp_path / "s.csv"), "--train-rows", "0:500", "--pool", "2",
-              "--out", str(tmp_path / "series"), "--quiet"])
+    for pool in ("2", "auto"):  # the series pipeline pools by the period it finds: a --pool is refused, not ignored
+        rc = cli(["train", "--data", str(tmp_path / "s.csv"), "--train-rows", "0:500", "--pool", pool,
+                  "--out", str(tmp_path / "series"), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "drop --pool" in err
+    rc = cli(["train", *common, "--pool", "auto", "--decoder", "latent_as_sequence", "--embedding-dim", "150",
+              "--out", str(tmp_path / "las")])
     err = capsys.readouterr().err
-    assert rc == 2 and "drop --pool" in err
+    assert rc == 2 and "--pool" in err and "fixes T when built" in err, err

@@ -54,7 +54,7 @@ def train_series(args) -> int:
                  f"--train-rows, --window): {why}; drop it")
     if args.format not in (None, "series"):
         fail(f"--format {args.format} does not apply to --train-rows: it reads one long series; drop --format")
-    if getattr(args, "pool", None) not in (None, "auto"):
+    if getattr(args, "pool", None) is not None:
         fail("--pool does not apply to one long series: the series pipeline pools by the period it finds (--window "
              "sets the window in rows); drop --pool")
     if args.head == "sigmoid":

@@ -65,7 +65,7 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
         fail("--head sigmoid needs data in {0, 1}; use --head linear for real values")
     if args.decoder in (DecoderKind.LATENT_AS_SEQUENCE.value, DecoderKind.FINAL_STATE.value):
         fields["decoder.steps"] = data.steps  # the decoders that fix T when built
-    elif getattr(args, "pool", None) == "auto":
+    if getattr(args, "pool", None) == "auto":
         fields["pool"] = auto_pool(data.steps)
     model_spec, train_spec = apply_flags(args, *preset("cli", data.features), fields=fields)
     try:
