@@ -184,6 +184,10 @@ class _Detector(_Params):
         self.decision_scores_ = arrays["decision_scores"]
         self.threshold_ = float(meta["threshold"])
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        self._load_model(run_dir, meta, arrays)
+
+    def _load_model(self, run_dir: Path, meta: dict, arrays) -> None:
+        """The trained model as ``_save_model`` wrote it (none with ``raw``)."""
         self.model_ = self.params_ = self.state_ = None
         self.config_ = {}
         if (run_dir / "config.json").exists() and not self.raw:

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_scorer, score_errors
-from jax_lstm_ae.apps.detector_base import ARRAYS_FILE, _Detector, _as_2d, _fit_to, _specs
+from jax_lstm_ae.apps.detector_base import _Detector, _as_2d, _fit_to, _specs
 from jax_lstm_ae.apps.series import SeriesPlan, plan_series, points_to_rows, prepare
 from jax_lstm_ae.data import Dataset, Normalizer, sliding_windows, split_sizes
 from jax_lstm_ae.nn.spec import ModelSpec
@@ -86,7 +86,7 @@ class SeriesAnomalyDetector(_Detector):
         ``workdir``: train as a run folder there (checkpoints, metrics.jsonl), then ``save`` into it."""
         s = _as_2d(X)
         self.plan_ = plan or plan_series(s, window=self.window, stride=self.stride)
-        windows, _ = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
+        windows, starts = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
         ds = Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32))
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}; pass e.g. 0.2")
@@ -107,10 +107,11 @@ class SeriesAnomalyDetector(_Detector):
         if self.raw or int(self.models) == 1:
             _, hold = self._train(model_spec, train_spec, ds, workdir)
             self.scorer_ = fit_scorer(self._errors(hold), method="mahalanobis", level="window")
+            self._set_threshold(self.decision_function(s))
         else:
             self._train_members(model_spec, train_spec, ds, workdir)
-            self._standardise_members(ds)
-        self._set_threshold(self.decision_function(s))
+            # the training windows' scores fix each member's statistics and then the threshold: scored once
+            self._set_threshold(points_to_rows(self._standardise_members(ds), starts, self.plan_, s.shape[0]))
         return self
 
     def _train_members(self, model_spec, train_spec, ds: Dataset, workdir) -> None:
@@ -134,11 +135,18 @@ class SeriesAnomalyDetector(_Detector):
             self.members_.append(_Member(r.normalizers[k], fit_scorer(err, method="mahalanobis", level="window")))
         self.normalizer_, self.scorer_ = self.members_[0].normalizer, self.members_[0].scorer
 
-    def _standardise_members(self, ds: Dataset) -> None:
-        """Each member's mean and sd of its scores on the training stretch's windows ``ds`` (not normalised)."""
-        for k, m in enumerate(self.members_):
-            w = score_errors(m.scorer, self._member_errors(k, m.normalizer.apply(ds)))[0]
-            self.members_[k] = m._replace(mean=float(np.mean(w)), sd=float(np.std(w)) or 1.0)
+    def _standardise_members(self, ds: Dataset) -> np.ndarray:
+        """Each member's mean and sd of its scores on the training stretch's windows ``ds`` (not normalised);
+        returns the ensemble's scores of those windows [N]."""
+        scores = [score_errors(m.scorer, self._member_errors(k, m.normalizer.apply(ds)))[0]
+                  for k, m in enumerate(self.members_)]
+        self.members_ = [m._replace(mean=float(np.mean(w)), sd=float(np.std(w)) or 1.0)
+                         for m, w in zip(self.members_, scores)]
+        return self._ensemble(scores)
+
+    def _ensemble(self, scores) -> np.ndarray:
+        """K members' window scores -> the mean of their standardised scores, [N]."""
+        return np.mean([(w - m.mean) / m.sd for m, w in zip(self.members_, scores)], axis=0)
 
     def windows(self, X):
         """X[N_t, F] -> (normalised windows Dataset [N, W, F], starts [N] in pooled steps); an ensemble's
@@ -164,7 +172,7 @@ class SeriesAnomalyDetector(_Detector):
             return score_errors(self.scorer_, err)[0], starts, err
         ds, starts = self.prepared_windows(X)
         errs = [self._member_errors(k, m.normalizer.apply(ds)) for k, m in enumerate(self.members_)]
-        w = np.mean([(score_errors(m.scorer, e)[0] - m.mean) / m.sd for m, e in zip(self.members_, errs)], axis=0)
+        w = self._ensemble([score_errors(m.scorer, e)[0] for m, e in zip(self.members_, errs)])
         return w, starts, np.stack(errs)
 
     def member_params(self, k: int):
@@ -217,29 +225,28 @@ class SeriesAnomalyDetector(_Detector):
         save_checkpoint(run_dir / CHECKPOINT_FILE, self.state_, self.progress_, best_params=self.params_)
         write_config(run_dir, self.config_, [m.normalizer for m in self.members_])
 
-    def _restore(self, run_dir, meta) -> None:
+    def _load_model(self, run_dir: Path, meta: dict, arrays) -> None:
+        """K models: the run folder of many models and each member's scorer and statistics."""
         self.members_ = None
         members = meta.get("members")
         if not members:
-            super()._restore(run_dir, meta)
-        else:
-            from jax_lstm_ae.train.many_run import load_many
+            return super()._load_model(run_dir, meta, arrays)
+        from jax_lstm_ae.train.many_run import load_many
 
-            arrays = np.load(run_dir / ARRAYS_FILE)
-            many = load_many(run_dir)
-            self.model_, self.params_, self.state_, self.config_ = many.model, many.params, many.state, many.config
-            self.progress_ = many.extra
-            s = meta["scorer"]
-            self.members_ = [
-                _Member(many.normalizers[k],
-                        Scorer(s["method"], s["level"], Gaussian(arrays["member_mean"][k], arrays["member_whiten"][k],
-                                                                 float(m["shrinkage"]), float(m["ridge"])), s["steps"]),
-                        float(m["mean"]), float(m["sd"]))
-                for k, m in enumerate(members)]
-            self.normalizer_, self.scorer_ = self.members_[0].normalizer, self.members_[0].scorer
-            self.decision_scores_ = arrays["decision_scores"]
-            self.threshold_ = float(meta["threshold"])
-            self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        many = load_many(run_dir)
+        self.model_, self.params_, self.state_, self.config_ = many.model, many.params, many.state, many.config
+        self.progress_ = many.extra
+        s = meta["scorer"]
+        self.members_ = [
+            _Member(many.normalizers[k],
+                    Scorer(s["method"], s["level"], Gaussian(arrays["member_mean"][k], arrays["member_whiten"][k],
+                                                             float(m["shrinkage"]), float(m["ridge"])), s["steps"]),
+                    float(m["mean"]), float(m["sd"]))
+            for k, m in enumerate(members)]
+        self.normalizer_, self.scorer_ = self.members_[0].normalizer, self.members_[0].scorer
+
+    def _restore(self, run_dir, meta) -> None:
+        super()._restore(run_dir, meta)
         self.plan_ = SeriesPlan(**meta["plan"])
         self.n_features_ = int(meta["n_features"])
         self.data_counts_ = {k: meta.get("data", {}).get(k) for k in ("n", "n_train", "n_val")}
