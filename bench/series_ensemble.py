@@ -38,8 +38,8 @@ from quality import DATA, SERIES  # noqa: E402
 
 from jax_lstm_ae.apps.anomaly import score_errors  # noqa: E402
 from jax_lstm_ae.apps.detectors import SeriesAnomalyDetector  # noqa: E402
-from jax_lstm_ae.apps.series import labels_from_stretches, plan_series, points_to_rows, stretches  # noqa: E402
-from jax_lstm_ae.data import load_series  # noqa: E402
+from jax_lstm_ae.apps.series import labels_from_stretches, plan_series, points_to_rows, prepare, stretches  # noqa: E402
+from jax_lstm_ae.data import load_series, sliding_windows  # noqa: E402
 
 
 def member_scores(series, a: int, b: int, plan, seed: int) -> np.ndarray:
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         plan = plan_series(series[a:b])
         t = time.perf_counter()
         windows = [member_scores(series, a, b, plan, s) for s in range(args.seeds)]
-        _, starts = SeriesAnomalyDetector(raw=True).fit(series[a:b], plan=plan).windows(series)
+        _, starts = sliding_windows(prepare(series, plan), plan.window, plan.stride)
         per_series[name] = (windows, starts, plan, labels)
         print(f"{name}: {args.seeds} models ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
     rows = []
