@@ -77,6 +77,8 @@ CONFIGS = {
     "mean_noise": ["--pooling", "mean", "--input-noise", "0.3"],
     "mean_clean": ["--pooling", "mean", "--input-noise", "0"],
     "pool_auto": ["--pool", "auto"],  # time pooling, d = round(T / 64): ArrowHead 4, GunPoint 2, ECG5000 2
+    "cosine": ["--schedule", "cosine"],  # the learning rate decays (cosine) over the budget instead of staying at its peak
+    "cosine_pool_auto": ["--schedule", "cosine", "--pool", "auto"],
     "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
     "seeds4": ["--seeds", "4"],  # four models (seeds 4S..4S+3); encode uses the lowest validation loss (no labels)
     "choose4": ["--seeds", "4"],  # the same four, then `probe --choose` on TRAIN picks the one encode uses

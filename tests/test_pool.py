@@ -96,10 +96,13 @@ def test_train_pool_auto_records_d_and_answers_at_the_input_resolution(tmp_path,
     x = np.sin(2 * np.pi * (t[None, :] + rng.integers(0, 50, size=(40, 1))) / 50) + 0.05 * rng.normal(size=(40, 150))
     np.save(tmp_path / "x.npy", x.astype(np.float32))
     common = ["--data", str(tmp_path / "x.npy"), "--epochs", "1", "--min-steps", "0", "--quiet"]
-    assert cli(["train", *common, "--pool", "auto", "--out", str(tmp_path / "auto")]) == 0
-    assert read_config(tmp_path / "auto")["model"]["pool"] == 2  # round(150 / 64)
-    assert cli(["train", *common, "--out", str(tmp_path / "one")]) == 0
-    assert read_config(tmp_path / "one")["model"]["pool"] == 1  # the default: no pooling
+    assert cli(["train", *common, "--out", str(tmp_path / "auto")]) == 0
+    assert read_config(tmp_path / "auto")["model"]["pool"] == 2  # the default, auto: round(150 / 64)
+    assert cli(["train", *common, "--pool", "1", "--out", str(tmp_path / "one")]) == 0
+    assert read_config(tmp_path / "one")["model"]["pool"] == 1
+    assert cli(["train", *common, "--decoder", "latent_as_sequence", "--embedding-dim", "150",
+                "--out", str(tmp_path / "las_default")]) == 0
+    assert read_config(tmp_path / "las_default")["model"]["pool"] == 1  # auto where the model can pool only
     assert cli(["train", *common, "--pool", "3", "--out", str(tmp_path / "three")]) == 0
     assert read_config(tmp_path / "three")["model"]["pool"] == 3
     assert cli(["reconstruct", "--run", str(tmp_path / "auto"), "--data", str(tmp_path / "x.npy"),

@@ -53,8 +53,9 @@ MODEL_FLAGS = (
          "encoder readout: last valid state, mean of the top layer's outputs over valid steps, or both"),
     Flag("pool", "model", "pool", {"type": pool_arg, "metavar": "D|auto"},
          "time pooling: the encoder reads the means of D consecutive steps and each decoded step stands for D "
-         "input steps (reconstructions and errors stay at the input's resolution); auto: round(T / 64), at least "
-         "1, from the training data's T (default 1: none)"),
+         "input steps (reconstructions and errors stay at the input's resolution); auto (the default): round(T / 64), "
+         "at least 1, from the training data's T, where the model can pool (not tokens, nor decoders that fix T); "
+         "1: none"),
     Flag("teacher_prob", "model", "decoder.teacher_prob", {"type": number("[0,1]"), "metavar": "P"},
          "conditional decoder: scheduled-sampling probability in [0, 1]"),
     Flag("head", "model", "head.kind", {"choices": ("auto", "linear", "sigmoid")},

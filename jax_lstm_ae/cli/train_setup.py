@@ -6,6 +6,7 @@ may change (:func:`resume_setup`). The flags are the specs' fields
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,8 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
     if getattr(args, "pool", None) == "auto":
         fields["pool"] = auto_pool(data.steps)
     model_spec, train_spec = apply_flags(args, *preset("cli", data.features), fields=fields)
+    if getattr(args, "pool", None) is None and model_spec.can_pool:  # the default is auto where pooling applies
+        model_spec = dataclasses.replace(model_spec, pool=auto_pool(data.steps))
     try:
         normalize_mode(model_spec, train_spec)
     except SpecError:

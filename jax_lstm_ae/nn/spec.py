@@ -314,6 +314,12 @@ class ModelSpec(Spec):
     pool: int = 1  # time pooling d (nn.pool): the encoder reads means of d steps, each output stands for d steps
     _name = "model"
 
+    @property
+    def can_pool(self) -> bool:
+        """Whether time pooling (``pool`` > 1) applies: not to tokens, nor to decoders that fix T when built."""
+        return self.encoder.vocab_size is None and self.decoder.kind not in (DecoderKind.LATENT_AS_SEQUENCE,
+                                                                             DecoderKind.FINAL_STATE)
+
     def _check(self) -> None:
         _positive("model.features", self.features)
         _positive("model.embedding_dim", self.embedding_dim)

@@ -118,8 +118,9 @@ class TrainSpec(Spec):
 # E = 64 (latents that separate classes; the last state was near chance on long series), and a
 # budget of at least CLI_MIN_STEPS steps, up to CLI_EPOCHS epochs, ended by early stopping
 # on the validation loss (CLI_PATIENCE epochs, counted from the minimum on).
-CLI_POOL_STEPS = 64  # --pool auto: d = round(T / 64), at least 1 (the series pipeline's window, in pooled steps)
-# (not the default: on bench/defaults.py's choose sets its TRAIN CV accuracy did not beat no pooling)
+# `train` pools time by d = round(T / CLI_POOL_STEPS), at least 1 (--pool auto, the default where the model can
+# pool; --pool 1: none): chosen by bench/representation.py's TRAIN CV accuracy on the choose sets (RESULTS.md).
+CLI_POOL_STEPS = 64
 CLI_MIN_STEPS = 2000
 CLI_EPOCHS = 100
 CLI_PATIENCE = 10
