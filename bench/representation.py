@@ -76,7 +76,7 @@ CONFIGS = {
     "bi_mean": ["--pooling", "mean", "--bidirectional"],
     "mean_noise": ["--pooling", "mean", "--input-noise", "0.3"],
     "mean_clean": ["--pooling", "mean", "--input-noise", "0"],
-    "pool_auto": ["--pool", "auto"],  # time pooling, d = round(T / 64): ArrowHead 4, GunPoint 2, ECG5000 2
+    "no_pool": ["--pool", "1"],  # no time pooling (the defaults pool d = round(T / 64) steps: ArrowHead 4, GunPoint 2)
     "cosine": ["--schedule", "cosine"],  # the learning rate decays (cosine) over the budget instead of staying at its peak
     "cosine_pool_auto": ["--schedule", "cosine", "--pool", "auto"],
     "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
