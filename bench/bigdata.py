@@ -11,7 +11,8 @@ time, never whole) to a .npy file, then runs a fresh child process that:
 1. opens it with ``open_npy(path, window=64, stride=1)``: R - 63 windows of
    [64, 8], cut as they are read (``lazy_dataset``);
 2. trains through ``run_training`` with the command line's defaults (preset
-   ``cli``: batch 32, E 32, Adam 1e-3, zscore) and ``max_steps=500``, with
+   ``cli``: batch 32, E 64, mean readout, Adam 1e-2, z-score; at T = 64 its
+   time pooling is d = 1, none) and ``max_steps=500``, with
    each batch split over one CPU device per core as the command does. The
    runner splits by index ranges (the last 20 % of the windows validate),
    fits the normaliser over every training window's steps in chunks (one

@@ -4,7 +4,8 @@
     python bench/defaults.py --render defaults.jsonl                        # the tables
 
 Protocol. Every candidate is the CLI's defaults (``preset("cli", F)``, what
-`jax-lstm-ae train` gives) with a few fields changed (CANDIDATES). Per set and
+`jax-lstm-ae train` gives before its time pooling, which depends on T) with a
+few fields changed (CANDIDATES). Per set and
 seed it trains through ``train.runner.run_training`` on the TRAIN cases only
 (the runner holds out its validation split, ``val_fraction``), and the
 parameters are snapshotted at SNAPSHOTS steps and at the best validation
@@ -31,10 +32,10 @@ each candidate's mean CV accuracy over seeds (the choice) and, per set and
 seed, the Spearman correlation across candidates between each label-free
 criterion and the CV accuracy (does the criterion track it?).
 
-Time pooling (``--candidates mean_pool1 mean_pool_auto --steps 2000``:
-`train --pool auto`, d = round(T / 64), against none) did not beat no
-pooling on the choose sets' mean CV accuracy, so `train` does not pool
-unless told (``--pool``).
+Time pooling (`train`'s default d = round(T / 64)) was chosen by
+``bench/representation.py --configs no_pool defaults`` on the same choose
+sets, through the command line itself; ``--candidates mean_pool1
+mean_pool_auto`` compares the two here.
 """
 
 from __future__ import annotations
