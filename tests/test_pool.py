@@ -95,9 +95,11 @@ def test_train_pool_auto_records_d_and_answers_at_the_input_resolution(tmp_path,
     t = np.arange(150)
     x = np.sin(2 * np.pi * (t[None, :] + rng.integers(0, 50, size=(40, 1))) / 50) + 0.05 * rng.normal(size=(40, 150))
     np.save(tmp_path / "x.npy", x.astype(np.float32))
-    common = ["--data", str(tmp_path / "x.npy"), "--epochs", "1", "--min-steps", "0", "--quiet"]
+    common = ["--data", str(tmp_path / "x.npy"), "--epochs", "1", "--min-steps", "0"]
     assert cli(["train", *common, "--out", str(tmp_path / "auto")]) == 0
     assert read_config(tmp_path / "auto")["model"]["pool"] == 2  # the default, auto: round(150 / 64)
+    assert "time pooled by 2 (--pool 1: none)" in capsys.readouterr().err  # said on the run's first line
+    common.append("--quiet")
     assert cli(["train", *common, "--pool", "1", "--out", str(tmp_path / "one")]) == 0
     assert read_config(tmp_path / "one")["model"]["pool"] == 1
     assert cli(["train", *common, "--decoder", "latent_as_sequence", "--embedding-dim", "150",

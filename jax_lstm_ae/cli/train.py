@@ -187,7 +187,9 @@ def _describe(setup: dict, n_train: int, n_val: int, mesh) -> str:
     hidden = ",".join(map(str, m.encoder.hidden)) or "none"
     return (f"data: {setup['data_info']['source']}: {data.n} sequences{empty}, T={data.steps}, F={data.features} "
             f"({n_train} train, {n_val} validation); model: {m.decoder.kind.value} decoder, E={m.embedding_dim}, "
-            f"hidden={hidden}, head={m.head.kind.value} ({m.head.loss.value}), backend={m.backend.value}; "
+            f"hidden={hidden}, head={m.head.kind.value} ({m.head.loss.value}), "
+            + (f"time pooled by {m.pool} (--pool 1: none), " if m.pool > 1 else "")
+            + f"backend={m.backend.value}; "
             + (f"{describe(setup['train_specs'])}, split over as many of {mesh.devices.size if mesh else 1} "
                "devices as divide their number" if "train_specs" in setup else _devices_line(mesh)))
 
