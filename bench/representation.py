@@ -79,6 +79,7 @@ CONFIGS = {
     "no_pool": ["--pool", "1"],  # no time pooling (the defaults pool d = round(T / 64) steps: ArrowHead 4, GunPoint 2)
     "cosine": ["--schedule", "cosine"],  # the learning rate decays (cosine) over the budget instead of staying at its peak
     "cosine_pool_auto": ["--schedule", "cosine", "--pool", "auto"],
+    "e16": ["--embedding-dim", "16"],  # a smaller latent
     "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
     "seeds4": ["--seeds", "4"],  # four models (seeds 4S..4S+3); encode uses the lowest validation loss (no labels)
     "choose4": ["--seeds", "4"],  # the same four, then `probe --choose` on TRAIN picks the one encode uses
