@@ -28,10 +28,9 @@ def _specs(preset_name: str, data: Dataset, *, embedding_dim: int, hidden, decod
     """The estimator's arguments as the named preset's specs, with ``steps``
     Adam steps (whole epochs; or ``epochs`` epochs) cosine-decayed from ``lr``."""
     kind = DecoderKind(decoder)
-    fixed_t = kind in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE)
     model_spec, train_spec = preset(preset_name, data.features, embedding_dim=int(embedding_dim),
                                     encoder=EncoderSpec(hidden=tuple(int(h) for h in hidden)),
-                                    decoder=DecoderSpec(kind, steps=data.steps if fixed_t else None))
+                                    decoder=DecoderSpec(kind, steps=data.steps if kind.fixes_t else None))
     budget = {"epochs": 1, "min_steps": int(steps)} if epochs is None else {"epochs": int(epochs), "min_steps": 0}
     train_spec = train_spec.replace(batch_size=int(batch_size), val_fraction=float(val_fraction), seed=int(seed),
                                     optimizer=train_spec.optimizer.replace(learning_rate=float(lr)), **budget)
@@ -41,7 +40,7 @@ def _specs(preset_name: str, data: Dataset, *, embedding_dim: int, hidden, decod
 def _fit_to(model_spec: ModelSpec, data: Dataset) -> ModelSpec:
     """``model_spec`` for ``data``: its F, and its T where the decoder fixes it."""
     d = model_spec.decoder
-    if d.kind in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE):
+    if d.kind.fixes_t:
         d = d.replace(steps=data.steps)
     return model_spec.replace(features=data.features, decoder=d)
 

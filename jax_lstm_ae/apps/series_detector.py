@@ -86,8 +86,7 @@ class SeriesAnomalyDetector(_Detector):
         ``workdir``: train as a run folder there (checkpoints, metrics.jsonl), then ``save`` into it."""
         s = _as_2d(X)
         self.plan_ = plan or plan_series(s, window=self.window, stride=self.stride)
-        windows, starts = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
-        ds = Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32))
+        ds, starts = self._plan_windows(s)
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}; pass e.g. 0.2")
         model_spec, train_spec = _specs("series", ds, embedding_dim=self.embedding_dim, hidden=self.hidden,
@@ -161,6 +160,10 @@ class SeriesAnomalyDetector(_Detector):
         if s.shape[1] != self.n_features_:
             raise ValueError(f"the series has F={s.shape[1]} features but the detector was fitted on "
                              f"F={self.n_features_}; pick the same columns")
+        return self._plan_windows(s)
+
+    def _plan_windows(self, s: np.ndarray):
+        """s[N_t, F] -> (the plan's windows Dataset [N, W, F], every one full length; starts [N])."""
         windows, starts = sliding_windows(prepare(s, self.plan_), self.plan_.window, self.plan_.stride)
         return Dataset(windows, np.full((windows.shape[0],), windows.shape[1], np.int32)), starts
 

@@ -64,8 +64,8 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
         fields["head.kind"] = "sigmoid" if binary else "linear"
     elif args.head == "sigmoid" and not binary:
         fail("--head sigmoid needs data in {0, 1}; use --head linear for real values")
-    if args.decoder in (DecoderKind.LATENT_AS_SEQUENCE.value, DecoderKind.FINAL_STATE.value):
-        fields["decoder.steps"] = data.steps  # the decoders that fix T when built
+    if args.decoder is not None and DecoderKind(args.decoder).fixes_t:
+        fields["decoder.steps"] = data.steps
     if getattr(args, "pool", None) == "auto":
         fields["pool"] = auto_pool(data.steps)
     model_spec, train_spec = apply_flags(args, *preset("cli", data.features), fields=fields)

@@ -66,6 +66,11 @@ class DecoderKind(str, enum.Enum):
     UNCONDITIONED = "unconditioned"
     FINAL_STATE = "final_state"
 
+    @property
+    def fixes_t(self) -> bool:
+        """Whether the decoder's T is fixed when it is built (``DecoderSpec.steps``), not read from the input."""
+        return self in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE)
+
 
 class HeadKind(str, enum.Enum):
     LINEAR = "linear"  # Dense H -> F, mse / mae
@@ -268,7 +273,7 @@ class DecoderSpec(Spec):
         if not 0.0 <= self.teacher_prob <= 1.0:
             raise SpecError(f"{w}.teacher_prob: a probability in [0, 1], got {self.teacher_prob}")
         k = self.kind
-        if k in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE) and self.steps is None:
+        if k.fixes_t and self.steps is None:
             raise SpecError(f"{w}.steps: the {k.value} decoder fixes T when built; give steps=T")
         if self.teacher_prob and k is not DecoderKind.CONDITIONAL:
             raise SpecError(f"{w}.teacher_prob: only the conditional decoder samples its inputs, not {k.value}")
@@ -317,8 +322,7 @@ class ModelSpec(Spec):
     @property
     def can_pool(self) -> bool:
         """Whether time pooling (``pool`` > 1) applies: not to tokens, nor to decoders that fix T when built."""
-        return self.encoder.vocab_size is None and self.decoder.kind not in (DecoderKind.LATENT_AS_SEQUENCE,
-                                                                             DecoderKind.FINAL_STATE)
+        return self.encoder.vocab_size is None and not self.decoder.kind.fixes_t
 
     def _check(self) -> None:
         _positive("model.features", self.features)
@@ -326,7 +330,7 @@ class ModelSpec(Spec):
         _positive("model.pool", self.pool)
         if self.pool > 1 and self.encoder.vocab_size is not None:
             raise SpecError("model.pool: tokens cannot be averaged over time; use pool 1 with a token encoder")
-        if self.pool > 1 and self.decoder.kind in (DecoderKind.LATENT_AS_SEQUENCE, DecoderKind.FINAL_STATE):
+        if self.pool > 1 and self.decoder.kind.fixes_t:
             raise SpecError(f"model.pool: the {self.decoder.kind.value} decoder fixes T when built; use pool 1 with it, "
                             "or the repeat decoder")
         if self.decoder.kind is DecoderKind.LATENT_AS_SEQUENCE and self.embedding_dim % self.decoder.steps:
