@@ -26,7 +26,12 @@ every variant is printed too (marked "not used to choose"). ``seeds4`` and
 lowest validation loss (no labels); ``choose4`` first runs `jax-lstm-ae probe
 --choose --classifier svm` on the TRAIN file (its labels only), which makes
 the model with the best SVM CV accuracy the chosen one, then encodes.
-Given together, the four models are trained once.
+Given together, the four models are trained once. ``noise2``,
+``noise2_nb`` and ``noise2_choose`` are `train --noise-grid 0,0.3` (the
+defaults' model, seed S, and its denoising twin in one run), chosen by
+validation loss, by the DTW neighbours the latents keep (`--choose-by
+neighbours`), or by `probe --choose` on TRAIN (noise2 and noise2_choose
+share one training).
 
 Baselines with the same classifiers: the raw series (flattened, after the
 TRAIN-fitted per-feature z-score; unequal-length sets are resampled to the
@@ -83,10 +88,16 @@ CONFIGS = {
     "one_device": ["--devices", "1"],  # the defaults trained on one CPU device (the CLI splits each batch over the cores)
     "seeds4": ["--seeds", "4"],  # four models (seeds 4S..4S+3); encode uses the lowest validation loss (no labels)
     "choose4": ["--seeds", "4"],  # the same four, then `probe --choose` on TRAIN picks the one encode uses
+    # the defaults' model and its denoising twin (input noise 0.3), seed S, in one run; encode uses the lowest
+    # validation loss (no labels), the most DTW neighbours kept (no labels), or `probe --choose` on TRAIN
+    "noise2": ["--noise-grid", "0,0.3"],
+    "noise2_nb": ["--noise-grid", "0,0.3", "--choose-by", "neighbours"],
+    "noise2_choose": ["--noise-grid", "0,0.3"],
 }
-# Variants trained as K models in one run (seeds K*S .. K*S+K-1 for protocol seed S, disjoint across S): name -> K.
-SELECT = {"seeds4": 4, "choose4": 4}
-PROBE_CHOOSES = ("choose4",)  # `probe --choose --classifier svm` on the TRAIN file (its labels only) picks the model
+# Variants trained as K models in one run: name -> (the run they share, K seeds per protocol seed S: seeds
+# K*S .. K*S+K-1, disjoint across S).
+SELECT = {"seeds4": ("seeds4", 4), "choose4": ("seeds4", 4), "noise2": ("noise2", 1), "noise2_choose": ("noise2", 1)}
+PROBE_CHOOSES = ("choose4", "noise2_choose")  # `probe --choose --classifier svm` on the TRAIN file (its labels only)
 
 # Published TEST accuracies on the same TRAIN/TEST splits (ECG5000: the archive's 500/4500 split, not the
 # 299/201 split of its TRAIN file used here). None: no figure found; left empty rather than guessed.
@@ -183,12 +194,11 @@ def cli(*argv: str) -> None:
 def train_autoencoder(train_file: str, test_file: str, config: str, seed: int, tmp: Path):
     """`train` on the TRAIN file (the defaults plus CONFIGS[config] and --seed), `encode` both files.
     Returns (z_train [N, E], z_test [M, E], info)."""
-    k = SELECT.get(config)
-    run = tmp / (f"run_{k}models_{seed}" if k else f"run_{config}_{seed}")  # seeds4 and choose4 share one training
+    shared, k = SELECT.get(config, (None, 1))
+    run = tmp / f"run_{shared or config}_{seed}"  # seeds4 and choose4 share one training, noise2 and noise2_choose
     t0 = time.perf_counter()
-    if not (k and (run / "config.json").exists()):
-        cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed * (k or 1)),
-            *CONFIGS[config])
+    if not (shared and (run / "config.json").exists()):
+        cli("train", "--data", train_file, "--out", str(run), "--force", "--seed", str(seed * k), *CONFIGS[config])
     if config in PROBE_CHOOSES:
         cli("probe", "--run", str(run), "--data", train_file, "--classifier", "svm", "--choose")
     train_s = time.perf_counter() - t0
@@ -202,7 +212,8 @@ def train_autoencoder(train_file: str, test_file: str, config: str, seed: int, t
     val = [h["val_loss"] for h in hist if h.get("val_loss") is not None]
     info = {"steps": int(hist[-1]["step"]), "epochs": len(hist), "first_loss": hist[0]["loss"],
             "final_loss": hist[-1]["loss"], "best_val_loss": min(val) if val else None, "train_s": train_s,
-            "pooling": cfg["model"]["encoder"]["pooling"], "E": cfg["model"]["embedding_dim"]}
+            "pooling": cfg["model"]["encoder"]["pooling"], "E": cfg["model"]["embedding_dim"],
+            "pool": int(cfg["model"].get("pool") or 1)}
     return zs[0], zs[1], info
 
 
@@ -246,6 +257,7 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
     row["raw"] = how
     row.update(dtw)
     per_seed = []
+    near = {}  # pool d -> the TRAIN rows' DTW neighbours (--criteria)
     for seed in args.seeds:
         rec = {"seed": seed, "variants": {}}
         for config in args.configs:
@@ -254,6 +266,8 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
             for clf in ("svm", "linear"):
                 r = classify(clf, z_tr, y_tr, z_te, seed=seed)
                 v[f"{clf}_cv"], v[f"{clf}_test"], v[f"{clf}_param"] = r["cv_accuracy"], accuracy(r["predictions"], y_te), r["param"]
+            if args.criteria:
+                v["dtw_neighbours"] = neighbours_kept(z_tr, train, info["pool"], near)
             rec["variants"][config] = v
             log(f"{name} seed {seed} {config}: {info['steps']} steps, loss {info['first_loss']:.3f} -> "
                 f"{info['final_loss']:.3f} ({info['train_s']:.0f} s); SVM CV {v['svm_cv']:.3f} test {v['svm_test']:.3f}; "
@@ -287,10 +301,64 @@ def run_set(name: str, train: Dataset, test: Dataset, args) -> dict:
             row.setdefault("by_variant", {}).setdefault(config, {})[clf] = {
                 "test_mean": float(vals.mean()), "test_sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                 "cv_mean": float(cvs.mean())}
+    if args.criteria:
+        row["criteria"] = criteria_correlations(per_seed, args.configs)
     row["published"] = PUBLISHED.get(name, {})
     row["wall_s"] = time.perf_counter() - t_set
     tmp_dir.cleanup()
     return row
+
+
+# ----------------------------------------------------------------- label-free criteria
+# Each scores one run's TRAIN latents without labels; higher is meant to be better.
+CRITERIA = {
+    "validation loss": lambda v: -v["best_val_loss"],  # what `train` chooses by (--choose-by val)
+    "DTW neighbours kept": lambda v: v["dtw_neighbours"],  # `train --choose-by neighbours`
+}
+
+
+def neighbours_kept(z_tr, train: Dataset, pool: int, near: dict) -> float:
+    """apps.neighbours' agreement of the TRAIN latents with the TRAIN rows' DTW neighbours, as `train
+    --choose-by neighbours` computes it (rows z-scored, time-pooled by the run's d, the first 256 of a
+    fixed subset)."""
+    from jax_lstm_ae.apps.neighbours import agreement_rows, latent_agreement, sequence_neighbours
+    from jax_lstm_ae.nn.pool import pool_time
+
+    rows = agreement_rows(train.n)
+    if pool not in near:
+        sub = train.take(rows)
+        sub = Normalizer.fit(sub).apply(sub)  # as the product: the rows z-scored by their own statistics
+        x, lengths = sub.x, sub.lengths
+        if pool > 1:
+            x, lengths = (np.asarray(a) for a in pool_time(x, lengths, pool))
+        near[pool] = sequence_neighbours(x, lengths)
+    return latent_agreement(z_tr[rows], near[pool])
+
+
+def criteria_correlations(per_seed: list[dict], configs) -> dict:
+    """Spearman's rank correlation, over every (seed, variant) run of a set, of each criterion with the
+    SVM's CV accuracy on TRAIN (the labels' verdict the criterion should follow)."""
+    from scipy.stats import spearmanr
+
+    runs = [r["variants"][c] for r in per_seed for c in configs]
+    cv = [v["svm_cv"] for v in runs]
+    out = {}
+    for name, f in CRITERIA.items():
+        vals = [f(v) for v in runs]
+        rho = spearmanr(vals, cv).statistic if len(set(vals)) > 1 and len(set(cv)) > 1 else float("nan")
+        out[name] = float(rho)
+    return out
+
+
+def markdown_criteria(rows: list[dict]) -> str:
+    names = list(CRITERIA)
+    out = ["| set | runs | " + " | ".join(names) + " |", "| --- " * (len(names) + 2) + "|"]
+    for r in rows:
+        n = len(r["per_seed"]) * len(r["configs"])
+        out.append(f"| {r['set']} | {n} | " + " | ".join(f"{r['criteria'][c]:+.2f}" for c in names) + " |")
+    means = [float(np.nanmean([r["criteria"][c] for r in rows])) for c in names]
+    out.append("| mean | | " + " | ".join(f"{m:+.2f}" for m in means) + " |")
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------- output
@@ -343,6 +411,9 @@ def main(argv=None) -> int:
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["defaults"],
                    help="research: autoencoder variants (extra `train` flags); with several, each seed keeps the one "
                         "with the best SVM CV accuracy on TRAIN. Default: the CLI's defaults only")
+    p.add_argument("--criteria", action="store_true",
+                   help="research: how well each label-free criterion (CRITERIA) ranks the runs (seeds x --configs) "
+                        "as the SVM's CV accuracy on TRAIN does: Spearman's rho per set")
     p.add_argument("--no-dtw", action="store_true", help="skip 1-NN DTW")
     p.add_argument("--dtw-only", action="store_true", help="only 1-NN DTW (printed as one JSON line per set)")
     p.add_argument("--json", help="append one JSON object per set here")
@@ -375,6 +446,9 @@ def main(argv=None) -> int:
         return 0
     text = markdown(rows) + "\n\nSVM CV accuracy on TRAIN / TEST accuracy (mean ± sd over seeds) of each variant; " \
         "the TEST column was not used to choose:\n\n" + markdown_variants(rows)
+    if all("criteria" in r for r in rows):
+        text += ("\n\nSpearman's rank correlation of each label-free criterion with the SVM's CV accuracy on TRAIN, "
+                 "over every run (seed x variant) of a set:\n\n" + markdown_criteria(rows))
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")

@@ -60,9 +60,9 @@ def test_one_model_per_series_with_noise_schedule_and_early_stopping():
     datas = [_data(seed) for seed in (3, 4, 5)]
     specs = [TrainSpec(batch_size=8, epochs=4, seed=s, input_noise=noise, patience=p,
                        optimizer=OptimizerSpec(learning_rate=lr, schedule="cosine", warmup_steps=3))
-             for s, noise, p, lr in [(0, 0.1, None, 1e-2), (0, 0.3, 1, 5e-2), (7, 0.05, 2, 1e-3)]]
+             for s, noise, p, lr in [(0, 0.1, None, 1e-2), (0, 0.3, 1, 5e-2), (7, 0.0, 2, 1e-3)]]
     result = run_training_many(MODEL, specs, datas)  # auto
-    _assert_each_equals_one_by_one(result, specs, datas)
+    _assert_each_equals_one_by_one(result, specs, datas)  # the clean model (noise 0) too, beside two noisy ones
 
 
 def test_early_stopping_counts_only_after_the_floor_of_steps_as_one_run_does():
@@ -83,8 +83,8 @@ def test_refuses_specs_that_do_not_share_the_schedule():
         run_training_many(MODEL, [TrainSpec(batch_size=8), TrainSpec(batch_size=16)], _data())
     with pytest.raises(SpecError, match=r"train_specs\[1\]\.optimizer\.schedule"):
         run_training_many(MODEL, [TrainSpec(), TrainSpec(optimizer=OptimizerSpec(schedule="cosine"))], _data())
-    with pytest.raises(SpecError, match=r"train_specs\[1\]\.input_noise"):
-        run_training_many(MODEL, [TrainSpec(input_noise=0.1), TrainSpec()], _data())
+    with pytest.raises(SpecError, match=r"train_specs\[2\]\.input_noise: the corruption is dropout"):
+        run_training_many(MODEL, [TrainSpec(), TrainSpec(input_noise=0.1), TrainSpec(step_dropout=0.1)], _data())
     with pytest.raises(SpecError, match=r"data: the 2 datasets have shapes"):
         run_training_many(MODEL, [TrainSpec(), TrainSpec()], [_data(), _data(t=10)])
     with pytest.raises(SpecError, match="strategy: 'pmap' is not one of"):

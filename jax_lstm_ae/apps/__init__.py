@@ -1,10 +1,11 @@
 """Applications of a trained model: anomaly scores, the series pipeline and detectors, metrics and thresholds,
-baselines, linear probe, weight import."""
+baselines, linear probe, neighbours kept, weight import."""
 
 from jax_lstm_ae.apps.anomaly import Gaussian, Scorer, error_vectors, fit_gaussian, fit_scorer, ledoit_wolf_shrinkage, mahalanobis, points_from_windows, score_errors, window_overlaps
 from jax_lstm_ae.apps.metrics import Threshold, as_binary_labels, best_fbeta_threshold, best_range_f1, confusion, contamination_threshold, detection_report, f1, fbeta, mean_std_threshold, pr_auc, precision, range_f1, range_precision_recall, recall, roc_auc, top_in_stretch
 from jax_lstm_ae.apps.range_metrics import RangeSurface, range_auc_pr, range_auc_roc, series_report, vus_metrics, vus_pr, vus_roc, vus_surface
 from jax_lstm_ae.apps.dtw import dtw_distances, nn1_predict
+from jax_lstm_ae.apps.neighbours import choose_by_neighbours, choose_model_by_neighbours, neighbour_agreement
 from jax_lstm_ae.apps.probe import CLASSIFIERS, PCA, Probe, SVM, choose_by_cv, classify, compare_representations, confusion_matrix, encode_all, fit_pca, fit_probe, fit_svm, pca_transform, probe_accuracy, probe_predict, resample, svm_predict
 from jax_lstm_ae.apps.torch_port import embedding_from_torch, linear_from_torch, lstm_from_torch, recurrent_autoencoder_from_torch, token_encoder_from_torch
 from jax_lstm_ae.apps.baselines import matrix_profile_scores, nearest_neighbour_scores
@@ -30,6 +31,8 @@ __all__ = [
     "best_fbeta_threshold",
     "best_range_f1",
     "choose_by_cv",
+    "choose_by_neighbours",
+    "choose_model_by_neighbours",
     "classify",
     "compare_representations",
     "confusion",
@@ -61,6 +64,7 @@ __all__ = [
     "matrix_profile_scores",
     "mean_std_threshold",
     "nearest_neighbour_scores",
+    "neighbour_agreement",
     "nn1_predict",
     "pca_transform",
     "plan_series",

@@ -34,6 +34,7 @@ def _many_summary(run_dir, which) -> tuple:
     many = load_many(run_dir)
     extra, watched = many.extra, "validation" if (many.config.get("data") or {}).get("n_val") else "train"
     models = [{"index": k, "seed": t["seed"], "learning_rate": t["optimizer"]["learning_rate"],
+               "input_noise": t.get("input_noise") or 0.0,
                "epochs_done": h[-1]["epoch"] if h else 0, f"best_{watched}_loss": b, "error": e}
               for k, (t, h, b, e) in enumerate(zip(many.config["train"], extra.get("histories", []),
                                                    extra.get("best_loss", []), extra.get("errors", [])))]
@@ -152,7 +153,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     if many:
         by = many["chosen_by"]
         why = (f"lowest {many['watched']} loss" if by is None else
+               f"{by['by']}: most DTW neighbours kept ({by['neighbours']} each) among {by['rows']} training sequences"
+               if "agreement" in by else
                f"{by['by']}: best {by['classifier']} CV accuracy on {by['rows']} labelled rows of {by['data']}")
+        noisy = len({r["input_noise"] for r in many["models"]}) > 1
         if many["ensemble"]:
             print(f"models: {many['k']} trained as one program; the series pipeline scores with all {many['k']} (the "
                   f"mean of their standardised scores); above: model {many['shown']}")
@@ -161,8 +165,12 @@ def cmd_info(args: argparse.Namespace) -> int:
                   f"{many['shown']}")
         for r in many["models"]:
             best = r[f"best_{many['watched']}_loss"]
+            agreement = (by or {}).get("agreement")
             print(f"  {r['index']}{'*' if r['index'] == many['chosen'] else ' '} seed {r['seed']}, lr "
-                  f"{r['learning_rate']:g}: {r['epochs_done']} epochs, best {many['watched']} loss "
-                  + (f"{best:.5f}" if best is not None else "none") + (f" ({r['error']})" if r["error"] else ""))
+                  f"{r['learning_rate']:g}" + (f", input noise {r['input_noise']:g}" if noisy else "")
+                  + f": {r['epochs_done']} epochs, best {many['watched']} loss "
+                  + (f"{best:.5f}" if best is not None else "none")
+                  + (f", DTW neighbours kept {agreement[r['index']]:.3f}" if agreement and agreement[r["index"]]
+                     is not None else "") + (f" ({r['error']})" if r["error"] else ""))
     return 0
 

@@ -124,7 +124,7 @@ def add_spec_flags(parser: argparse.ArgumentParser, defaults: tuple[ModelSpec, T
         g = parser.add_argument_group(title)
         for f in flags:
             value = get_path(defaults[0] if f.spec == "model" else defaults[1], f.path)
-            shown = "" if f.dest in ("epochs", "min_steps", "head") else f" (default {_shown(value)})"
+            shown = "" if f.dest in ("epochs", "min_steps", "head", "pool") else f" (default {_shown(value)})"
             g.add_argument(option(f.dest), dest=f.dest, default=None, help=f.help + shown, **f.kw)
 
 

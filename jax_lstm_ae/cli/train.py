@@ -100,11 +100,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.train_rows = ":"  # one long series has one route: the series pipeline, here on every row
             args.every_row = True  # train_series says so once its checks pass
         if args.mmap and is_many_args(args):
-            fail("--seeds and --lr-grid train many models on data held in memory; a file read on demand (--mmap) "
-                 "trains one model: drop them or --mmap")
-        if args.train_rows is not None and args.lr_grid is not None:
-            fail("--lr-grid trains models to choose among; the series pipeline (--train-rows) scores with an ensemble "
-                 "of --seeds K models of one learning rate: drop --lr-grid, give --lr")
+            fail("--seeds, --lr-grid and --noise-grid train many models on data held in memory; a file read on "
+                 "demand (--mmap) trains one model: drop them or --mmap")
+        if args.choose_by is not None and not is_many_args(args):
+            fail("--choose-by picks among the models of --seeds K, --lr-grid or --noise-grid; give one of them, or "
+                 "drop --choose-by")
+        if args.train_rows is not None and (args.lr_grid, args.noise_grid, args.choose_by) != (None,) * 3:
+            given = "--lr-grid" if args.lr_grid is not None else "--noise-grid" if args.noise_grid is not None \
+                else "--choose-by"
+            fail(f"{given} is for choosing among models; the series pipeline (--train-rows) scores with an ensemble "
+                 f"of --seeds K models of one learning rate and noise: drop {given}")
         if args.train_rows is not None:  # one long series: the anomaly pipeline (cli/series.py)
             from jax_lstm_ae.cli.series import train_series
 
@@ -199,7 +204,7 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     from jax_lstm_ae.nn.spec import HeadKind
     from jax_lstm_ae.train.fit import NonFiniteError
     from jax_lstm_ae.data import split_sizes
-    from jax_lstm_ae.cli.train_many import plot_many, summary, train_many
+    from jax_lstm_ae.cli.train_many import choose_by_neighbours, plot_many, summary, train_many
     from jax_lstm_ae.train.runner import resume_training, run_training
 
     old_run = is_nonempty_dir(out)  # a run in RUN_DIR that must survive a new run that does not finish
@@ -221,6 +226,8 @@ def _train(args: argparse.Namespace, out: Path, setup: dict, fit_extra: dict) ->
     try:
         if many:
             result = train_many(args, setup, work, fresh, kw)
+            if setup.get("choose_by") == "neighbours":
+                result = choose_by_neighbours(work, result, data, mesh, args.quiet)
         elif fresh:
             result = run_training(model_spec, setup["train_spec"], data, workdir=work, data_info=setup["data_info"],
                                   **kw)

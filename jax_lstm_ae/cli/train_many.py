@@ -4,13 +4,18 @@ run folder, trained as one program (``train.many``).
     jax-lstm-ae train --data D --out RUN --seeds 4                    # seeds S..S+3 (S = --seed)
     jax-lstm-ae train --data D --out RUN --lr-grid 1e-3,3e-3,1e-2     # one model per learning rate
     jax-lstm-ae train --data D --out RUN --seeds 2 --lr-grid 1e-3,1e-2   # 4 models: every pair
+    jax-lstm-ae train --data D --out RUN --noise-grid 0,0.3 --choose-by neighbours   # clean and denoising
 
-Model k of a grid of L learning rates and S seeds has the ``k // S``-th rate
-and the ``k % S``-th seed. Each model is split, normalised and trained as a
-one-model run with its seed and rate would be; the run's ``chosen`` model
-(lowest validation loss, the training loss without validation; no labels)
-is what `encode`, `reconstruct`, `detect` and `info` use unless --model
-says otherwise. --resume and --force work on the whole run.
+Model k of a grid of L learning rates, N noise amounts and S seeds has the
+``k // (N S)``-th rate, the ``(k // S) % N``-th noise amount and the
+``k % S``-th seed. Each model is split, normalised and trained as a
+one-model run with its seed, rate and noise would be; the run's ``chosen``
+model is what `encode`, `reconstruct`, `detect` and `info` use unless
+--model says otherwise: by default the lowest validation loss (the training
+loss without validation), with ``--choose-by neighbours`` the one whose
+latents keep the most DTW neighbours of the training sequences
+(``apps.neighbours``); neither reads labels. --resume and --force work on
+the whole run (a resume chooses again the same way).
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ def _rates(text: str) -> list[float]:
     return values
 
 
+def _stds(text: str) -> list[float]:
+    from jax_lstm_ae.cli.checks import number
+
+    parse = number(">=0", example="0.3")
+    values = [parse(v.strip()) for v in text.split(",") if v.strip()]
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct noise std >= 0, comma-separated, e.g. 0,0.3")
+    return values
+
+
+CHOOSE_BY = ("val", "neighbours")
+
+
 def add_many_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(
         "many models (one program, one run folder; encode/reconstruct/detect/info use the one with the lowest "
@@ -46,38 +64,70 @@ def add_many_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-grid", type=_rates, default=None, metavar="LR[,LR...]",
                    help="train one model per learning rate (with --seeds: every rate with every seed; model k has "
                         "rate k // K and seed k %% K); replaces --lr")
+    g.add_argument("--noise-grid", type=_stds, default=None, metavar="STD[,STD...]",
+                   help="train one model per input-noise std, 0 for a clean one (with --seeds and --lr-grid: every "
+                        "combination); replaces --input-noise")
+    g.add_argument("--choose-by", choices=CHOOSE_BY, default=None,
+                   help="how the run's chosen model is picked, without labels: val, the lowest validation loss "
+                        "(default); neighbours, the latents that keep the most DTW neighbours of the training "
+                        "sequences (each sequence's 5 nearest, up to 256 sequences)")
 
 
 def is_many_args(args: argparse.Namespace) -> bool:
-    return (args.seeds or 1) > 1 or args.lr_grid is not None
+    return (args.seeds or 1) > 1 or args.lr_grid is not None or args.noise_grid is not None
 
 
 def many_specs(args: argparse.Namespace, train_spec) -> list:
-    """The K train specs of --seeds and --lr-grid, from the one the other flags built."""
+    """The K train specs of --seeds, --lr-grid and --noise-grid, from the one the other flags built."""
     if args.lr_grid is not None and args.lr is not None:
         fail("--lr-grid gives the learning rates; drop --lr")
+    if args.noise_grid is not None and (args.input_noise is not None or args.step_dropout is not None):
+        fail("--noise-grid gives each model's input noise; drop " + ("--input-noise" if args.input_noise is not None
+                                                                     else "--step-dropout (another corruption)"))
     rates = args.lr_grid or [train_spec.optimizer.learning_rate]
+    noises = args.noise_grid or [train_spec.input_noise]
     seeds = [train_spec.seed + i for i in range(args.seeds or 1)]
     from jax_lstm_ae.cli.checks import SEED_MAX
 
     if seeds[-1] > SEED_MAX:
         fail(f"--seeds {args.seeds} with --seed {train_spec.seed} goes past the largest seed {SEED_MAX}; give a "
              "smaller --seed")
-    return [train_spec.replace(seed=s, optimizer=train_spec.optimizer.replace(learning_rate=lr))
-            for lr in rates for s in seeds]
+    return [train_spec.replace(seed=s, input_noise=n, optimizer=train_spec.optimizer.replace(learning_rate=lr))
+            for lr in rates for n in noises for s in seeds]
 
 
-def grid_of(specs) -> tuple[list[int], list[float]]:
-    """The seeds and learning rates of the K specs, in the order model k takes them."""
+def grid_of(specs) -> tuple[list[int], list[float], list[float]]:
+    """The seeds, learning rates and input-noise amounts of the K specs, in the order model k takes them."""
     seeds = list(dict.fromkeys(s.seed for s in specs))
     rates = list(dict.fromkeys(s.optimizer.learning_rate for s in specs))
-    return seeds, rates
+    noises = list(dict.fromkeys(s.input_noise for s in specs))
+    return seeds, rates, noises
 
 
 def describe(specs) -> str:
-    seeds, rates = grid_of(specs)
+    seeds, rates, noises = grid_of(specs)
+    noise = f"; input noise {','.join(f'{n:g}' for n in noises)}" if len(noises) > 1 else ""
     return (f"{len(specs)} models in one program: seeds {','.join(map(str, seeds))}; learning rates "
-            f"{','.join(f'{r:g}' for r in rates)}")
+            f"{','.join(f'{r:g}' for r in rates)}{noise}")
+
+
+def choose_by_neighbours(work: Path, result, data, mesh, quiet: bool):
+    """Make the model whose latents keep the most DTW neighbours of ``data`` (the training
+    sequences, raw) the run's chosen one, recorded in config.json; returns the result with it."""
+    from jax_lstm_ae.apps.neighbours import NEIGHBOURS, choose_model_by_neighbours
+    from jax_lstm_ae.train.many_run import record_choice
+
+    order = sorted(range(result.k), key=lambda k: (not np.isfinite(result.best_losses[k]), result.best_losses[k]))
+    k, scores, rows = choose_model_by_neighbours(result.model, [result.pick(i) for i in range(result.k)],
+                                                 result.normalizers, data, order=order, mesh=mesh)
+    chosen_by = {"by": "train --choose-by neighbours", "model": k, "neighbours": NEIGHBOURS,
+                 "agreement": [None if not np.isfinite(a) else a for a in scores], "rows": rows,
+                 "validation_choice": result.best}
+    record_choice(work, k, chosen_by)
+    if not quiet:
+        print(f"DTW neighbours kept by each model's latents ({rows} training sequences, {NEIGHBOURS} each): "
+              + " ".join("nan" if not np.isfinite(a) else f"{a:.3f}" for a in scores), file=sys.stderr)
+    return result._replace(best=k, config=dict(result.config, chosen=k, chosen_by=chosen_by))
 
 
 def train_many(args: argparse.Namespace, setup: dict, work: Path, fresh: bool, kw: dict):
@@ -146,7 +196,6 @@ def plot_many(run_dir: Path, result, data, quiet: bool) -> list[str]:
 
 def summary(result, fresh: bool, done_before: int) -> str:
     """The lines `train` prints when the K models are done."""
-    seeds_lrs = [(t["seed"], t["optimizer"]["learning_rate"]) for t in result.config["train"]]
     k = result.best
     steps = max(h[-1]["step"] for h in result.histories if h) if any(result.histories) else 0
     watched = "validation" if result.config["data"]["n_val"] else "train"
@@ -154,6 +203,10 @@ def summary(result, fresh: bool, done_before: int) -> str:
     if not fresh and done_before and all(h and h[-1]["epoch"] <= done_before for h in result.histories):
         line += f" (all {done_before} epochs were done already; the run is finished now)"
     losses = " ".join(f"{b:.5f}" if np.isfinite(b) else "failed" for b in result.best_losses)
+    t = result.config["train"][k]
+    noise = f", input noise {t.get('input_noise') or 0:g}" if len({s.get("input_noise") for s in result.config["train"]}) > 1 else ""
+    by = (" by the DTW neighbours its latents keep" if (result.config.get("chosen_by") or {}).get("by") ==
+          "train --choose-by neighbours" else "")
     return (f"{line}; best {watched} loss per model: {losses}\n"
-            f"chosen: model {k} (seed {seeds_lrs[k][0]}, lr {seeds_lrs[k][1]:g}), best {watched} loss "
-            f"{result.best_losses[k]:.5f}")
+            f"chosen{by}: model {k} (seed {t['seed']}, lr {t['optimizer']['learning_rate']:g}{noise}), best "
+            f"{watched} loss {result.best_losses[k]:.5f}")

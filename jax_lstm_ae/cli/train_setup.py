@@ -78,6 +78,7 @@ def fresh_setup(args: argparse.Namespace, out: Path) -> dict:
     setup = dict(model_spec=model_spec, train_spec=train_spec, data=data, data_info=_data_info(spec, data))
     if is_many_args(args):
         setup["train_specs"] = many_specs(args, train_spec)
+        setup["choose_by"] = args.choose_by or "val"
     return setup
 
 
@@ -117,9 +118,9 @@ def resume_setup(args: argparse.Namespace, out: Path, work: Path) -> dict:
     except (KeyError, TypeError, SpecError) as e:
         raise RunError(f"{work / 'config.json'}: not a resumable training run ({e}); train the run again") from None
     _check_data_flags(args, recorded, out)
-    if is_many_args(args):
-        fail(f"{out} is a run of one model; --seeds and --lr-grid cannot be added when resuming: drop them, or "
-             "train a new run with another --out")
+    if is_many_args(args) or args.choose_by is not None:
+        fail(f"{out} is a run of one model; --seeds, --lr-grid, --noise-grid and --choose-by cannot be added when "
+             "resuming: drop them, or train a new run with another --out")
     changes = check_resume(args, model_spec, train_spec, out)
     extra = load_run(work).extra if (work / CHECKPOINT_FILE).exists() else {}
     done = int(extra.get("epoch", 0))
@@ -152,12 +153,17 @@ def _resume_many_setup(args: argparse.Namespace, out: Path, work: Path, config: 
     if "source" not in recorded:
         fail(f"{out}: not a resumable training run (its config.json records no data source); train it again")
     _check_data_flags(args, recorded, out)
-    seeds, rates = grid_of(specs)
+    seeds, rates, noises = grid_of(specs)
     if args.seeds is not None and args.seeds != len(seeds):
         fail(f"--seeds {args.seeds} cannot change when resuming (the run has {len(seeds)}); drop --seeds")
     if args.lr_grid is not None and args.lr_grid != rates:
         fail(f"--lr-grid cannot change when resuming (the run has {','.join(f'{r:g}' for r in rates)}); "
              "drop --lr-grid")
+    if args.noise_grid is not None and args.noise_grid != noises:
+        fail(f"--noise-grid cannot change when resuming (the run has {','.join(f'{n:g}' for n in noises)}); "
+             "drop --noise-grid")
+    # a run chosen by neighbours chooses so again; a choice by `probe --choose` (labels) goes back to validation loss
+    recorded_by = "neighbours" if (config.get("chosen_by") or {}).get("by") == "train --choose-by neighbours" else "val"
     if args.lr is not None and len(rates) > 1:
         fail("--lr cannot be given when resuming a run with a learning-rate grid; drop --lr")
     changes = check_resume(args, model_spec, specs[0], out)
@@ -181,4 +187,4 @@ def _resume_many_setup(args: argparse.Namespace, out: Path, work: Path, config: 
         fail(f"{out} has already trained {done} epochs; pass --epochs with a larger total to continue it")
     data = normal_only(load_data(recorded), recorded)
     return dict(model_spec=model_spec, train_spec=specs[0], train_specs=specs, data=data, changes=changes,
-                extra=extra, finishing=finishing, data_info=recorded)
+                extra=extra, finishing=finishing, data_info=recorded, choose_by=args.choose_by or recorded_by)

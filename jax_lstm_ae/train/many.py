@@ -13,7 +13,7 @@ Model k equals ``run_training(model_spec, specs[k], data[k])`` to float
 tolerance (same split, normaliser, initial parameters, ``(seed, epoch)``
 batch order, best validation epoch, early stopping). The specs may differ in
 ``seed``, ``patience``, ``learning_rate``, ``clip_norm``, ``weight_decay`` and
-the amount of ``input_noise`` or ``step_dropout``: traced values (the
+the amount of ``input_noise`` or ``step_dropout`` (one kind, 0 for a clean model): traced values (the
 optimiser's in its state, ``optax.inject_hyperparams``), so one compiled step
 serves every model. What fixes shapes or the batch schedule must agree
 (``SHARED``). A model whose loss turns non-finite stops (``errors[k]``); the
@@ -55,7 +55,8 @@ from jax_lstm_ae.train.checkpoint import CHECKPOINT_FILE, RunError, read_config
 from jax_lstm_ae.train.fit import SYNC_EVERY, NonFiniteError
 from jax_lstm_ae.train.many_run import (ManyProgress, ManyRun, is_many, load_many, record_choice, save_epoch, specs_of,
                                         sync_many_metrics, write_config)
-from jax_lstm_ae.train.many_steps import Models, many_optimizer, many_steps, models_mesh, noise_of, stack_trees, unit_schedule
+from jax_lstm_ae.train.many_steps import (Models, many_optimizer, many_steps, models_mesh, noise_of, run_noise_kind,
+                                          stack_trees, unit_schedule)
 from jax_lstm_ae.train.memory import check_train_memory
 from jax_lstm_ae.train.runner import (CONFIG_VERSION, check_resume, data_fingerprint, normalize_mode, optimizer_of,
                                      runtime_of, split_data)
@@ -122,10 +123,13 @@ def check_specs(train_specs: Sequence[TrainSpec]) -> None:
                 raise SpecError(f"train_specs[{k}].{name}: {getattr(b, 'value', b)!r} differs from train_specs[0]'s "
                                 f"{getattr(a, 'value', a)!r}; the models train in lockstep, so give every spec the "
                                 f"same {name}")
-        if noise_of(spec)[0] != noise_of(first)[0]:
-            raise SpecError(f"train_specs[{k}].input_noise: the corruption is {noise_of(spec)[0]}, train_specs[0]'s "
-                            f"{noise_of(first)[0]}; give every spec the same kind (input_noise or step_dropout, with "
-                            "amounts > 0 that may differ), or none")
+    kinds = [noise_of(s)[0] for s in train_specs]
+    corrupted = [kind for kind in kinds if kind != "none"]
+    for k, kind in enumerate(kinds):
+        if corrupted and kind not in ("none", corrupted[0]):
+            raise SpecError(f"train_specs[{k}].input_noise: the corruption is {kind}, another model's "
+                            f"{corrupted[0]}; give every spec one kind (input_noise or step_dropout, amounts that "
+                            "may differ, 0 for a clean model), or none")
 
 
 # ------------------------------------------------------------------ the runner
@@ -270,7 +274,7 @@ def _train(model_spec, specs, parts, budget, config, strategy, mesh, workdir, pr
                        model_spec.encoder.vocab_size or model_spec.features, remat=model_spec.cell.remat)
     mesh = None if strategy == "loop" else models_mesh(mesh, k_models)
     config["runtime"] = dict(config["runtime"], strategy=strategy, devices=1 if mesh is None else int(mesh.devices.size))
-    steps = many_steps(model, unit_schedule(specs[0], total), noise_of(specs[0])[0], strategy, mesh)
+    steps = many_steps(model, unit_schedule(specs[0], total), run_noise_kind(specs), strategy, mesh)
     if state is None:
         states = [create_train_state(model, o, jax.random.PRNGKey(s.seed)) for s, o in zip(specs, optimizers)]
     else:

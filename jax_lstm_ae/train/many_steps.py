@@ -38,6 +38,14 @@ def noise_of(spec: TrainSpec) -> tuple[str, float]:
     return ("dropout", spec.step_dropout) if spec.step_dropout else ("none", 0.0)
 
 
+def run_noise_kind(specs) -> str:
+    """The one corruption of K models' program: that of every model with an amount > 0 ("none" if
+    none has one); a clean model runs it at amount 0, which adds nothing (x + 0 * eps, or no step
+    zeroed). Two kinds among the K are refused (:func:`train.many.check_specs`)."""
+    kinds = {noise_of(s)[0] for s in specs} - {"none"}
+    return kinds.pop() if len(kinds) == 1 else "none"
+
+
 # ------------------------------------------------------------------ optimiser with per-model values
 def unit_schedule(spec: TrainSpec, total_steps: int):
     """The learning-rate schedule over a peak of 1 (None: constant), as ``make_optimizer`` shapes it."""
