@@ -116,6 +116,9 @@ def choose_model_by_neighbours(model, params: Sequence, normalizers: Sequence, d
 
     if len(params) != len(normalizers) or not len(params):
         raise ValueError(f"give one normaliser per model: {len(params)} params, {len(normalizers)} normalisers")
+    if model.spec.encoder.vocab_size is not None:
+        raise ValueError("token sequences have no DTW distance between them; choose among token models by "
+                         "validation loss instead")
     nonempty = np.flatnonzero(np.asarray(data.lengths) > 0)
     sub = data.take(nonempty[agreement_rows(len(nonempty), max_rows)])
     ref = Normalizer.fit(sub).apply(sub)

@@ -46,9 +46,9 @@ def register(subparsers) -> None:
         "train",
         help="train an autoencoder and save a run directory",
         description="Train an LSTM autoencoder. RUN_DIR gets config.json, checkpoint.msgpack, metrics.jsonl, "
-        "loss.png and reconstructions.png. Without --data it trains on synthetic:sines. With --seeds K or "
-        "--lr-grid, RUN_DIR holds K models trained as one program (config.json lists them and the chosen one: "
-        "the lowest validation loss; metrics.jsonl has a line per model and epoch); with --train-rows, the series "
+        "loss.png and reconstructions.png. Without --data it trains on synthetic:sines. With --seeds K, "
+        "--lr-grid or --noise-grid, RUN_DIR holds K models trained as one program (config.json lists them and the "
+        "chosen one, see --choose-by; metrics.jsonl has a line per model and epoch); with --train-rows, the series "
         "pipeline scores with all K as one ensemble (default K 5).",
     )
     add_data_args(p, default_help=" (default: synthetic:sines)")

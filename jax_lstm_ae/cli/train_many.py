@@ -56,8 +56,8 @@ CHOOSE_BY = ("val", "neighbours")
 
 def add_many_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(
-        "many models (one program, one run folder; encode/reconstruct/detect/info use the one with the lowest "
-        "validation loss unless told --model)")
+        "many models (one program, one run folder; encode/reconstruct/detect/info use the chosen one, see "
+        "--choose-by, unless told --model)")
     g.add_argument("--seeds", type=positive, default=None, metavar="K",
                    help="train K models with seeds S, S+1, ..., S+K-1 (S = --seed); the series pipeline "
                         "(--train-rows) scores with all K as one ensemble (default 5)")
@@ -204,7 +204,8 @@ def summary(result, fresh: bool, done_before: int) -> str:
         line += f" (all {done_before} epochs were done already; the run is finished now)"
     losses = " ".join(f"{b:.5f}" if np.isfinite(b) else "failed" for b in result.best_losses)
     t = result.config["train"][k]
-    noise = f", input noise {t.get('input_noise') or 0:g}" if len({s.get("input_noise") for s in result.config["train"]}) > 1 else ""
+    noisy = len({s.get("input_noise") for s in result.config["train"]}) > 1
+    noise = f", input noise {t.get('input_noise') or 0:g}" if noisy else ""
     by = (" by the DTW neighbours its latents keep" if (result.config.get("chosen_by") or {}).get("by") ==
           "train --choose-by neighbours" else "")
     return (f"{line}; best {watched} loss per model: {losses}\n"
