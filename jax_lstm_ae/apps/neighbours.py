@@ -17,11 +17,13 @@ first set found in the second:
 1 when the latent keeps every sequence's DTW neighbours; about k / (N - 1)
 for a latent unrelated to the data. It reads no labels. Why DTW: 1-NN DTW
 is the classifier the UCR/UEA archives measure against, so a latent that
-keeps the DTW neighbourhoods keeps what separates the classes there; on the
-shared sets it ranks autoencoder variants as their classifiers' accuracy
-does where reconstruction error does not (``bench/representation.py
---criteria``). Rows past ``max_rows`` are left out (a fixed random subset,
-the same in both spaces): the DTW matrix costs N^2 T^2.
+keeps the DTW neighbourhoods keeps the similarity that separates the classes
+there. It is a proxy: an untrained network's latents keep many neighbours
+too, so it compares models trained alike, and how well it follows the
+classifiers' verdict on the shared sets is measured by
+``bench/representation.py --criteria`` (bench/RESULTS.md, "Choosing without
+labels"). Rows past ``max_rows`` are left out (a fixed random subset, the
+same in both spaces): the DTW matrix costs N^2 T^2.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def latent_agreement(z, neighbours: np.ndarray) -> float:
     if not np.all(np.isfinite(z)):
         return float("nan")
     k = neighbours.shape[1]
-    near_z = _nearest(((_standardise(z)[:, None] - _standardise(z)[None]) ** 2).sum(-1), k)
+    zs = _standardise(z)
+    near_z = _nearest(((zs[:, None] - zs[None]) ** 2).sum(-1), k)
     hits = (near_z[:, :, None] == neighbours[:, None, :]).any(axis=2).sum(axis=1)
     return float(np.mean(hits / k))
 
