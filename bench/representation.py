@@ -318,21 +318,13 @@ CRITERIA = {
 
 
 def neighbours_kept(z_tr, train: Dataset, pool: int, near: dict) -> float:
-    """apps.neighbours' agreement of the TRAIN latents with the TRAIN rows' DTW neighbours, as `train
-    --choose-by neighbours` computes it (rows z-scored, time-pooled by the run's d, the first 256 of a
-    fixed subset)."""
-    from jax_lstm_ae.apps.neighbours import agreement_rows, latent_agreement, sequence_neighbours
-    from jax_lstm_ae.nn.pool import pool_time
+    """The share of the TRAIN rows' DTW neighbours the TRAIN latents keep, as `train --choose-by
+    neighbours` computes it (apps.neighbours: the same rows, z-scoring, pooling by the run's d)."""
+    from jax_lstm_ae.apps.neighbours import agreement_rows, latent_agreement, reference_neighbours
 
-    rows = agreement_rows(train.n)
     if pool not in near:
-        sub = train.take(rows)
-        sub = Normalizer.fit(sub).apply(sub)  # as the product: the rows z-scored by their own statistics
-        x, lengths = sub.x, sub.lengths
-        if pool > 1:
-            x, lengths = (np.asarray(a) for a in pool_time(x, lengths, pool))
-        near[pool] = sequence_neighbours(x, lengths)
-    return latent_agreement(z_tr[rows], near[pool])
+        near[pool] = reference_neighbours(train, pool)[1]
+    return latent_agreement(z_tr[agreement_rows(train.n)], near[pool])
 
 
 def criteria_correlations(per_seed: list[dict], configs) -> dict:

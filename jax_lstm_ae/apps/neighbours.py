@@ -103,6 +103,23 @@ def choose_by_neighbours(latents: Sequence, x, lengths, *, k: int = NEIGHBOURS,
     return best, scores
 
 
+def reference_neighbours(data: Dataset, pool: int = 1, *, k: int = NEIGHBOURS,
+                         max_rows: int = MAX_ROWS) -> tuple[Dataset, np.ndarray]:
+    """(the rows read, [n, k] their DTW neighbours) as the choice below finds them: the non-empty
+    sequences of ``data`` (at most ``max_rows``, a fixed subset), z-scored by their own mean and spread
+    and time-pooled by ``pool`` (what an encoder with that pool reads; DTW's cost falls by pool^2).
+    k is capped at n - 1."""
+    from jax_lstm_ae.nn.pool import pool_time
+
+    nonempty = np.flatnonzero(np.asarray(data.lengths) > 0)
+    sub = data.take(nonempty[agreement_rows(len(nonempty), max_rows)])
+    ref = Normalizer.fit(sub).apply(sub)
+    x, lengths = ref.x, ref.lengths
+    if pool > 1:
+        x, lengths = (np.asarray(a) for a in pool_time(x, lengths, pool))
+    return sub, sequence_neighbours(x, lengths, k=min(k, sub.n - 1))
+
+
 def choose_model_by_neighbours(model, params: Sequence, normalizers: Sequence, data: Dataset, *,
                                k: int = NEIGHBOURS, max_rows: int = MAX_ROWS, order: Sequence[int] | None = None,
                                mesh=None) -> tuple[int, list[float], int]:
@@ -110,25 +127,16 @@ def choose_model_by_neighbours(model, params: Sequence, normalizers: Sequence, d
     they were trained with) keeps the most DTW neighbours of ``data`` (raw units,
     e.g. the training sequences; labels unread): (index, the K agreements, rows read).
 
-    Each model encodes the rows through its own normaliser. The neighbours are
-    found once, on the rows z-scored by their own mean and spread, time-pooled
-    by the model's ``pool`` (the steps its encoder reads; DTW's cost falls by
-    d^2). Empty sequences are left out; past ``max_rows``, a fixed subset."""
+    Each model encodes the rows through its own normaliser; the neighbours are
+    found once, by :func:`reference_neighbours` with the model's ``pool``."""
     from jax_lstm_ae.apps.probe import encode_all
-    from jax_lstm_ae.nn.pool import pool_time
 
     if len(params) != len(normalizers) or not len(params):
         raise ValueError(f"give one normaliser per model: {len(params)} params, {len(normalizers)} normalisers")
     if model.spec.encoder.vocab_size is not None:
         raise ValueError("token sequences have no DTW distance between them; choose among token models by "
                          "validation loss instead")
-    nonempty = np.flatnonzero(np.asarray(data.lengths) > 0)
-    sub = data.take(nonempty[agreement_rows(len(nonempty), max_rows)])
-    ref = Normalizer.fit(sub).apply(sub)
-    x, lengths = ref.x, ref.lengths
-    if model.spec.pool > 1:
-        x, lengths = (np.asarray(a) for a in pool_time(x, lengths, model.spec.pool))
-    near = sequence_neighbours(x, lengths, k=min(k, sub.n - 1))
+    sub, near = reference_neighbours(data, model.spec.pool, k=k, max_rows=max_rows)
     scores = []
     for p, norm in zip(params, normalizers):
         seen = norm.apply(sub) if norm is not None else sub
