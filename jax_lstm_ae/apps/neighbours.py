@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from jax_lstm_ae.apps.dtw import dtw_distances
+from jax_lstm_ae.apps.probe import best_index, encode_all
 from jax_lstm_ae.data import Dataset, Normalizer
 
 NEIGHBOURS = 5
@@ -96,11 +97,7 @@ def choose_by_neighbours(latents: Sequence, x, lengths, *, k: int = NEIGHBOURS,
         raise ValueError("no representations to choose from; give at least one latents array")
     near = sequence_neighbours(x, lengths, k=k)
     scores = [latent_agreement(z, near) for z in latents]
-    order = list(range(len(latents))) if order is None else [int(i) for i in order]
-    if sorted(order) != list(range(len(latents))):
-        raise ValueError(f"order must list each of the {len(latents)} indices once, got {order}")
-    best = max(order, key=lambda i: (np.nan_to_num(scores[i], nan=-1.0), -order.index(i)))
-    return best, scores
+    return best_index(scores, order), scores
 
 
 def reference_neighbours(data: Dataset, pool: int = 1, *, k: int = NEIGHBOURS,
@@ -129,8 +126,6 @@ def choose_model_by_neighbours(model, params: Sequence, normalizers: Sequence, d
 
     Each model encodes the rows through its own normaliser; the neighbours are
     found once, by :func:`reference_neighbours` with the model's ``pool``."""
-    from jax_lstm_ae.apps.probe import encode_all
-
     if len(params) != len(normalizers) or not len(params):
         raise ValueError(f"give one normaliser per model: {len(params)} params, {len(normalizers)} normalisers")
     if model.spec.encoder.vocab_size is not None:
@@ -141,9 +136,7 @@ def choose_model_by_neighbours(model, params: Sequence, normalizers: Sequence, d
     for p, norm in zip(params, normalizers):
         seen = norm.apply(sub) if norm is not None else sub
         scores.append(latent_agreement(encode_all(model, p, seen.x, seen.lengths, mesh=mesh), near))
-    order = list(range(len(params))) if order is None else [int(i) for i in order]
-    best = max(order, key=lambda i: (np.nan_to_num(scores[i], nan=-1.0), -order.index(i)))
-    return best, scores, int(sub.n)
+    return best_index(scores, order), scores, int(sub.n)
 
 
 def _check_k(k: int, n: int) -> None:

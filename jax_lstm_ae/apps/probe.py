@@ -310,11 +310,16 @@ def choose_by_cv(latents: Sequence, labels, *, classifier: str = "svm", seed: in
         raise ValueError("no representations to choose from; give at least one latents array")
     fit = fit_probe if classifier == "linear" else fit_svm
     acc = [float(fit(z, labels, seed=seed).cv_accuracy) for z in latents]
-    order = list(range(len(latents))) if order is None else [int(k) for k in order]
-    if sorted(order) != list(range(len(latents))):
-        raise ValueError(f"order must list each of the {len(latents)} indices once, got {order}")
-    best = max(order, key=lambda k: (np.nan_to_num(acc[k], nan=-1.0), -order.index(k)))
-    return best, acc
+    return best_index(acc, order), acc
+
+
+def best_index(scores: Sequence[float], order: Sequence[int] | None = None) -> int:
+    """The index of the highest of K ``scores`` (nan loses); ties go to the index that comes first in
+    ``order`` (a permutation of 0..K-1, default that order)."""
+    order = list(range(len(scores))) if order is None else [int(k) for k in order]
+    if sorted(order) != list(range(len(scores))):
+        raise ValueError(f"order must list each of the {len(scores)} indices once, got {order}")
+    return max(order, key=lambda k: (np.nan_to_num(scores[k], nan=-1.0), -order.index(k)))
 
 
 # ----------------------------------------------------------------- baselines

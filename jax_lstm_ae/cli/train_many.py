@@ -52,6 +52,12 @@ def _stds(text: str) -> list[float]:
 
 
 CHOOSE_BY = ("val", "neighbours")
+BY_NEIGHBOURS = "train --choose-by neighbours"  # config.json's chosen_by["by"] of that choice
+
+
+def chosen_by_neighbours(config: dict) -> bool:
+    """Whether the run's chosen model was picked by ``--choose-by neighbours``."""
+    return (config.get("chosen_by") or {}).get("by") == BY_NEIGHBOURS
 
 
 def add_many_flags(parser: argparse.ArgumentParser) -> None:
@@ -120,7 +126,7 @@ def choose_by_neighbours(work: Path, result, data, mesh, quiet: bool):
     order = sorted(range(result.k), key=lambda k: (not np.isfinite(result.best_losses[k]), result.best_losses[k]))
     k, scores, rows = choose_model_by_neighbours(result.model, [result.pick(i) for i in range(result.k)],
                                                  result.normalizers, data, order=order, mesh=mesh)
-    chosen_by = {"by": "train --choose-by neighbours", "model": k, "neighbours": NEIGHBOURS,
+    chosen_by = {"by": BY_NEIGHBOURS, "model": k, "neighbours": NEIGHBOURS,
                  "agreement": [None if not np.isfinite(a) else a for a in scores], "rows": rows,
                  "validation_choice": result.best}
     record_choice(work, k, chosen_by)
@@ -206,8 +212,7 @@ def summary(result, fresh: bool, done_before: int) -> str:
     t = result.config["train"][k]
     noisy = len({s.get("input_noise") for s in result.config["train"]}) > 1
     noise = f", input noise {t.get('input_noise') or 0:g}" if noisy else ""
-    by = (" by the DTW neighbours its latents keep" if (result.config.get("chosen_by") or {}).get("by") ==
-          "train --choose-by neighbours" else "")
+    by = " by the DTW neighbours its latents keep" if chosen_by_neighbours(result.config) else ""
     return (f"{line}; best {watched} loss per model: {losses}\n"
             f"chosen{by}: model {k} (seed {t['seed']}, lr {t['optimizer']['learning_rate']:g}{noise}), best "
             f"{watched} loss {result.best_losses[k]:.5f}")

@@ -15,7 +15,7 @@ from jax_lstm_ae.cli.args import DATA_KEYS, data_spec, load_data, normal_only
 from jax_lstm_ae.cli.outputs import inputs_of, plan_run_dir
 from jax_lstm_ae.cli.shell import fail
 from jax_lstm_ae.cli.specs import apply_flags, check_resume
-from jax_lstm_ae.cli.train_many import grid_of, is_many_args, many_specs
+from jax_lstm_ae.cli.train_many import chosen_by_neighbours, grid_of, is_many_args, many_specs
 
 
 PLOT_FILES = ("loss.png", "reconstructions.png")
@@ -163,7 +163,7 @@ def _resume_many_setup(args: argparse.Namespace, out: Path, work: Path, config: 
         fail(f"--noise-grid cannot change when resuming (the run has {','.join(f'{n:g}' for n in noises)}); "
              "drop --noise-grid")
     # a run chosen by neighbours chooses so again; a choice by `probe --choose` (labels) goes back to validation loss
-    recorded_by = "neighbours" if (config.get("chosen_by") or {}).get("by") == "train --choose-by neighbours" else "val"
+    recorded_by = "neighbours" if chosen_by_neighbours(config) else "val"
     if args.lr is not None and len(rates) > 1:
         fail("--lr cannot be given when resuming a run with a learning-rate grid; drop --lr")
     changes = check_resume(args, model_spec, specs[0], out)

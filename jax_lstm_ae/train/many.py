@@ -123,12 +123,12 @@ def check_specs(train_specs: Sequence[TrainSpec]) -> None:
                 raise SpecError(f"train_specs[{k}].{name}: {getattr(b, 'value', b)!r} differs from train_specs[0]'s "
                                 f"{getattr(a, 'value', a)!r}; the models train in lockstep, so give every spec the "
                                 f"same {name}")
-    kinds = [noise_of(s)[0] for s in train_specs]
-    corrupted = [kind for kind in kinds if kind != "none"]
-    for k, kind in enumerate(kinds):
-        if corrupted and kind not in ("none", corrupted[0]):
+    run_kind = run_noise_kind(train_specs)
+    for k, spec in enumerate(train_specs):
+        kind = noise_of(spec)[0]
+        if kind not in ("none", run_kind):
             raise SpecError(f"train_specs[{k}].input_noise: the corruption is {kind}, another model's "
-                            f"{corrupted[0]}; give every spec one kind (input_noise or step_dropout, amounts that "
+                            f"{run_kind}; give every spec one kind (input_noise or step_dropout, amounts that "
                             "may differ, 0 for a clean model), or none")
 
 

@@ -39,11 +39,10 @@ def noise_of(spec: TrainSpec) -> tuple[str, float]:
 
 
 def run_noise_kind(specs) -> str:
-    """The one corruption of K models' program: that of every model with an amount > 0 ("none" if
-    none has one); a clean model runs it at amount 0, which adds nothing (x + 0 * eps, or no step
-    zeroed). Two kinds among the K are refused (:func:`train.many.check_specs`)."""
-    kinds = {noise_of(s)[0] for s in specs} - {"none"}
-    return kinds.pop() if len(kinds) == 1 else "none"
+    """The one corruption of K models' program: the first corrupted model's ("none" if none is); a
+    clean model runs it at amount 0, which adds nothing (x + 0 * eps, or no step zeroed). A model
+    of another kind is refused (:func:`train.many.check_specs`)."""
+    return next((kind for kind, _ in map(noise_of, specs) if kind != "none"), "none")
 
 
 # ------------------------------------------------------------------ optimiser with per-model values
